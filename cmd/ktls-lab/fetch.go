@@ -1,0 +1,40 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktlsgo/ktls/internal/lab"
+)
+
+func newFetchCmd() *cobra.Command {
+	var m machineFlags
+	cmd := &cobra.Command{
+		Use:   "fetch",
+		Short: "Download the kernels and install qemu, without booting",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ks, err := lab.ParseKernels(m.kernel)
+			if err != nil {
+				return err
+			}
+			r, err := m.runner()
+			if err != nil {
+				return err
+			}
+			if _, err := lab.EnsureQEMU(r.Logf); err != nil {
+				return err
+			}
+			for _, k := range ks {
+				fk, err := r.Cache.Fetch(k, r.Logf)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%-5s %s %s (%s)\n", k.Name, fk.Package, fk.Version, fk.Dir)
+			}
+			return nil
+		},
+	}
+	m.register(cmd, "all")
+	return cmd
+}

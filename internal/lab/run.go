@@ -1,0 +1,229 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ktlsgo/ktls/internal/lab/job"
+)
+
+// A Runner boots kernels and runs jobs in them.
+type Runner struct {
+	Cache   *Cache
+	Machine Machine
+	// Timeout bounds a whole boot, from QEMU's start to its exit. A guest
+	// that hangs is killed when it runs out.
+	Timeout time.Duration
+	// Console receives the guest's console output, line by line, as it
+	// arrives.
+	Console io.Writer
+	// Logf reports the lab's own progress.
+	Logf func(format string, args ...any)
+	// OnLine, if set, sees every console line, for example to count tests.
+	OnLine func(line string)
+}
+
+// An Outcome is what came of one boot.
+type Outcome struct {
+	Kernel *FetchedKernel
+	Result job.Result
+	// Boot is the time from QEMU's start until init was ready to run the
+	// first step, and Teardown from the end of the last step until QEMU
+	// exited. Wall is the whole.
+	Boot, Teardown, Wall time.Duration
+}
+
+// Failed reports whether any step failed.
+func (o *Outcome) Failed() bool {
+	for _, s := range o.Result.Steps {
+		if s.ExitCode != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// A GuestError is a boot that did not run its job to the end: init
+// failed, the kernel panicked, or the guest hung.
+type GuestError struct {
+	Kernel string
+	Reason string
+}
+
+func (e *GuestError) Error() string { return fmt.Sprintf("lab: kernel %s: %s", e.Kernel, e.Reason) }
+
+// Run boots kernel k and runs j in it. The error is non-nil when the guest
+// didn't finish the job; failed steps are reported in the Outcome.
+func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error) {
+	logf := r.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	qemu, err := EnsureQEMU(logf)
+	if err != nil {
+		return nil, err
+	}
+	fk, err := r.Cache.Fetch(k, logf)
+	if err != nil {
+		return nil, err
+	}
+	initrd, err := r.Cache.initramfs(fk)
+	if err != nil {
+		return nil, err
+	}
+
+	jobDir, err := os.MkdirTemp("", "ktls-lab-job-")
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	defer os.RemoveAll(jobDir)
+	j.Kernel = k.Name
+	if err := job.Write(jobDir, job.JobFile, j); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+
+	timeout := r.Timeout
+	if timeout == 0 {
+		timeout = 20 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	m := r.Machine
+	if m.MemoryMiB == 0 {
+		m = DefaultMachine
+	}
+	cmd := exec.CommandContext(ctx, qemu, qemuArgs(m, fk.BootImage(), initrd, jobDir)...)
+	cmd.Stdin = nil
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	out := &Outcome{Kernel: fk}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("lab: starting qemu: %w", err)
+	}
+
+	var (
+		mu        sync.Mutex
+		ready     time.Time
+		lastStep  time.Time
+		panicLine string
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := strings.TrimRight(sc.Text(), "\r")
+			now := time.Now()
+			mu.Lock()
+			switch {
+			case strings.HasPrefix(line, "ktls-lab: guest ") && strings.Contains(line, " ready "):
+				ready = now
+			case strings.HasPrefix(line, "ktls-lab: step ") && strings.Contains(line, ": exit "):
+				lastStep = now
+			case strings.Contains(line, "Kernel panic"):
+				panicLine = line
+			}
+			mu.Unlock()
+			if r.Console != nil {
+				fmt.Fprintln(r.Console, line)
+			}
+			if r.OnLine != nil {
+				r.OnLine(line)
+			}
+		}
+	}()
+	<-done
+	waitErr := cmd.Wait()
+	end := time.Now()
+	out.Wall = end.Sub(start)
+	if !ready.IsZero() {
+		out.Boot = ready.Sub(start)
+	}
+	if !lastStep.IsZero() {
+		out.Teardown = end.Sub(lastStep)
+	}
+
+	readErr := job.Read(jobDir, job.ResultFile, &out.Result)
+	fail := func(reason string) (*Outcome, error) {
+		return out, &GuestError{Kernel: k.Name, Reason: reason}
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fail(fmt.Sprintf("guest timed out after %v and was killed", timeout))
+	case ctx.Err() != nil:
+		return fail("interrupted")
+	case panicLine != "":
+		return fail("kernel panic: " + panicLine)
+	case waitErr != nil:
+		return fail(fmt.Sprintf("qemu: %v", waitErr))
+	case readErr != nil:
+		return fail(fmt.Sprintf("guest powered off without a result (%v)", readErr))
+	case out.Result.Init != "":
+		return fail("init failed: " + out.Result.Init)
+	case !out.Result.Done:
+		return fail("guest stopped before the job ended")
+	}
+	return out, nil
+}
+
+// initramfs returns an initramfs for fk holding the current guest init,
+// building both when needed.
+func (c *Cache) initramfs(fk *FetchedKernel) (string, error) {
+	unlock, err := c.lock()
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+
+	vmlinux := filepath.Join(fk.Dir, "vmlinux")
+	if !fileExists(vmlinux) && !fileExists(vmlinux+".none") {
+		if err := writeVmlinux(fk.Vmlinuz(), vmlinux); err != nil {
+			os.WriteFile(vmlinux+".none", []byte(err.Error()+"\n"), 0o644)
+		}
+	}
+
+	initBin := filepath.Join(c.Dir, "init")
+	build := exec.Command("go", "build", "-trimpath", "-o", initBin, "github.com/ktlsgo/ktls/internal/lab/init")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("lab: building guest init: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(initBin)
+	if err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	path := filepath.Join(fk.Dir, "initramfs-"+hex.EncodeToString(sum[:6])+".cpio")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	old, _ := filepath.Glob(filepath.Join(fk.Dir, "initramfs-*.cpio"))
+	tmp := path + ".tmp"
+	if err := buildInitramfs(tmp, initBin, fk.ModulesDir()); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	for _, o := range old {
+		os.Remove(o)
+	}
+	return path, nil
+}
