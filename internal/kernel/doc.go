@@ -1,0 +1,14 @@
+// Package kernel is a thin layer over the Linux kernel's TLS interface
+// (Documentation/networking/tls.rst): attaching the "tls" upper layer
+// protocol to a TCP socket, installing traffic keys for each direction,
+// the optional socket options, and sending and receiving records of a
+// given content type through control messages.
+//
+// It knows the kernel's ABI, not TLS: deriving keys and deciding what to do
+// with a record are the caller's job. Every function takes a raw file
+// descriptor and is named after what it wraps; failures come back as
+// *os.SyscallError wrapping the errno, for errors.Is.
+//
+// Everything here is Linux-only. On other systems the functions exist and
+// return ErrNotSupported, so programs that use them still build.
+package kernel

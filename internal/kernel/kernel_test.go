@@ -1,0 +1,363 @@
+package kernel_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/kerneltest"
+)
+
+// TestULP is the lab's first check: the kernel lists the tls ULP, and an
+// established TCP socket accepts it.
+func TestULP(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+
+	data, err := os.ReadFile(kernel.AvailableULPsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(" "+strings.TrimSpace(string(data))+" ", " tls ") {
+		t.Fatalf("%s = %q, want it to list tls", kernel.AvailableULPsFile, data)
+	}
+
+	client, _ := tcpPair(t)
+	withFD(t, client, func(fd int) {
+		if err := kernel.AttachULP(fd); err != nil {
+			t.Fatalf("TCP_ULP tls on an established socket: %v", err)
+		}
+		// A socket takes one ULP, once.
+		if err := kernel.AttachULP(fd); !errors.Is(err, unix.EEXIST) {
+			t.Errorf("second TCP_ULP = %v, want EEXIST", err)
+		}
+	})
+	t.Logf("kernel %s: %s", kerneltest.Release(), strings.TrimSpace(string(data)))
+}
+
+// TestULPNeedsEstablished shows why ktls attaches the ULP only after the
+// handshake's TCP connection exists: a listening socket refuses it.
+func TestULPNeedsEstablished(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	rc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) {
+		if err := kernel.AttachULP(int(fd)); err == nil {
+			t.Error("TCP_ULP on a listening socket succeeded, want an error")
+		}
+	})
+}
+
+type suite struct {
+	version uint16
+	cipher  kernel.Cipher
+}
+
+var offloadable = []suite{
+	{kernel.VersionTLS12, kernel.CipherAESGCM128},
+	{kernel.VersionTLS12, kernel.CipherAESGCM256},
+	{kernel.VersionTLS12, kernel.CipherChaCha20Poly1305},
+	{kernel.VersionTLS12, kernel.CipherAESCCM128},
+	{kernel.VersionTLS13, kernel.CipherAESGCM128},
+	{kernel.VersionTLS13, kernel.CipherAESGCM256},
+	{kernel.VersionTLS13, kernel.CipherChaCha20Poly1305},
+	{kernel.VersionTLS13, kernel.CipherAESCCM128},
+}
+
+func versionName(v uint16) string {
+	if v == kernel.VersionTLS13 {
+		return "TLS1.3"
+	}
+	return "TLS1.2"
+}
+
+// TestCipherFeatures probes every version, cipher and direction. All of
+// them exist in every kernel the lab boots.
+func TestCipherFeatures(t *testing.T) {
+	for _, s := range offloadable {
+		for _, dir := range []kernel.Direction{kernel.TX, kernel.RX} {
+			t.Run(versionName(s.version)+"/"+s.cipher.String()+"/"+dir.String(), func(t *testing.T) {
+				kerneltest.Require(t, kernel.CipherFeature(s.version, s.cipher, dir))
+			})
+		}
+	}
+}
+
+func testInfo(s suite, seq uint64) *kernel.CryptoInfo {
+	info := &kernel.CryptoInfo{Version: s.version, Cipher: s.cipher, RecSeq: kernel.SeqBytes(seq)}
+	keyLen, ivLen, saltLen := 16, 8, 4
+	switch s.cipher {
+	case kernel.CipherAESGCM256:
+		keyLen = 32
+	case kernel.CipherChaCha20Poly1305:
+		keyLen, ivLen, saltLen = 32, 12, 0
+	}
+	info.Key = bytes.Repeat([]byte{0x42}, keyLen)
+	info.IV = bytes.Repeat([]byte{0x17}, ivLen)
+	info.Salt = bytes.Repeat([]byte{0x99}, saltLen)
+	if s.version == kernel.VersionTLS12 && ivLen == 8 {
+		// In TLS 1.2 the IV field is the next explicit nonce.
+		info.IV = info.RecSeq[:]
+	}
+	return info
+}
+
+// TestKernelToKernel installs the same keys on both ends of a loopback
+// connection: the kernel encrypts on one side and decrypts on the other,
+// application data and control records alike. Control records only come
+// out of recvmsg with their content type in a TLS_GET_RECORD_TYPE control
+// message; a plain read fails with EIO.
+func TestKernelToKernel(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	for _, s := range offloadable {
+		t.Run(versionName(s.version)+"/"+s.cipher.String(), func(t *testing.T) {
+			kerneltest.Require(t,
+				kernel.CipherFeature(s.version, s.cipher, kernel.TX),
+				kernel.CipherFeature(s.version, s.cipher, kernel.RX))
+			client, server := tcpPair(t)
+			withFD(t, client, func(fd int) {
+				must(t, kernel.AttachULP(fd))
+				must(t, kernel.SetCryptoInfo(fd, kernel.TX, testInfo(s, 7)))
+			})
+			withFD(t, server, func(fd int) {
+				must(t, kernel.AttachULP(fd))
+				must(t, kernel.SetCryptoInfo(fd, kernel.RX, testInfo(s, 7)))
+			})
+
+			payload := bytes.Repeat([]byte("kernel tls "), 3000) // spans three records
+			if _, err := client.Write(payload); err != nil {
+				t.Fatal(err)
+			}
+			withFD(t, client, func(fd int) {
+				// A warning-level close_notify alert, as a control record.
+				if _, err := kernel.SendRecord(fd, 21, []byte{1, 0}, 0); err != nil {
+					t.Fatal(err)
+				}
+			})
+
+			got := make([]byte, 0, len(payload))
+			buf := make([]byte, 1<<15)
+			oob := make([]byte, kernel.OOBSize)
+			for len(got) < len(payload) {
+				n, typ := recv(t, server, buf, oob)
+				if typ != 23 {
+					t.Fatalf("record type %d before the end of the data, want 23", typ)
+				}
+				got = append(got, buf[:n]...)
+			}
+			if !bytes.Equal(got, payload) {
+				t.Fatal("decrypted data differs from what was sent")
+			}
+
+			// The alert is next: read(2) can't take it...
+			withFD(t, server, func(fd int) {
+				_, err := unix.Read(fd, buf)
+				if !errors.Is(err, unix.EIO) {
+					t.Errorf("read(2) before a control record = %v, want EIO", err)
+				}
+			})
+			// ...recvmsg with room for the control message can.
+			n, typ := recv(t, server, buf, oob)
+			if typ != 21 || !bytes.Equal(buf[:n], []byte{1, 0}) {
+				t.Errorf("control record = type %d %x, want type 21 0100", typ, buf[:n])
+			}
+		})
+	}
+}
+
+// TestKernelRejectsTamperedRecord shows what a bad tag looks like from the
+// receiving side: recvmsg fails with EBADMSG.
+func TestKernelRejectsTamperedRecord(t *testing.T) {
+	s := suite{kernel.VersionTLS13, kernel.CipherAESGCM128}
+	kerneltest.Require(t, kernel.CipherFeature(s.version, s.cipher, kernel.RX))
+	client, server := tcpPair(t)
+	withFD(t, server, func(fd int) {
+		must(t, kernel.AttachULP(fd))
+		must(t, kernel.SetCryptoInfo(fd, kernel.RX, testInfo(s, 0)))
+	})
+	// A record with the right shape and a garbage tag.
+	rec := append([]byte{23, 3, 3, 0, 40}, bytes.Repeat([]byte{0xaa}, 40)...)
+	if _, err := client.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	withFD(t, server, func(fd int) {
+		oob := make([]byte, kernel.OOBSize)
+		for {
+			_, _, err := kernel.RecvRecord(fd, make([]byte, 100), oob, 0)
+			if errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			if !errors.Is(err, unix.EBADMSG) {
+				t.Errorf("recvmsg of a forged record = %v, want EBADMSG", err)
+			}
+			return
+		}
+	})
+}
+
+func TestStatsCount(t *testing.T) {
+	s := suite{kernel.VersionTLS13, kernel.CipherAESGCM128}
+	kerneltest.Require(t, kernel.CipherFeature(s.version, s.cipher, kernel.TX))
+	before := readStats(t)
+	client, _ := tcpPair(t)
+	withFD(t, client, func(fd int) {
+		must(t, kernel.AttachULP(fd))
+		must(t, kernel.SetCryptoInfo(fd, kernel.TX, testInfo(s, 0)))
+	})
+	after := readStats(t)
+	b, _ := before.Get("TlsTxSw")
+	a, ok := after.Get("TlsTxSw")
+	if !ok || a != b+1 {
+		t.Errorf("TlsTxSw went from %d to %d, want one more", b, a)
+	}
+}
+
+func readStats(t *testing.T) kernel.Stats {
+	t.Helper()
+	data, err := os.ReadFile(kernel.StatsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kernel.ParseStats(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestParseStats(t *testing.T) {
+	in := "TlsCurrTxSw                     \t1\nTlsCurrRxSw                     \t0\nTlsTxSw                         \t12\n"
+	got, err := kernel.ParseStats([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := kernel.Stats{{"TlsCurrTxSw", 1}, {"TlsCurrRxSw", 0}, {"TlsTxSw", 12}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ParseStats (-want +got):\n%s", diff)
+	}
+	if _, err := kernel.ParseStats([]byte("TlsTxSw x\n")); err == nil {
+		t.Error("ParseStats accepted a non-numeric value")
+	}
+}
+
+// TestCryptoInfoLayout checks Marshal against struct
+// tls12_crypto_info_aes_gcm_128 and _chacha20_poly1305 from
+// include/uapi/linux/tls.h.
+func TestCryptoInfoLayout(t *testing.T) {
+	key16 := bytes.Repeat([]byte{0xee}, 16)
+	key32 := bytes.Repeat([]byte{0xdd}, 32)
+	for _, tc := range []struct {
+		name string
+		info kernel.CryptoInfo
+		want []byte
+	}{{
+		name: "aes_gcm_128",
+		info: kernel.CryptoInfo{
+			Version: kernel.VersionTLS13, Cipher: kernel.CipherAESGCM128,
+			IV: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Key: key16, Salt: []byte{9, 10, 11, 12},
+			RecSeq: kernel.SeqBytes(0x0102),
+		},
+		want: concat([]byte{0x04, 0x03, 51, 0}, []byte{1, 2, 3, 4, 5, 6, 7, 8}, key16,
+			[]byte{9, 10, 11, 12}, []byte{0, 0, 0, 0, 0, 0, 1, 2}),
+	}, {
+		name: "chacha20_poly1305",
+		info: kernel.CryptoInfo{
+			Version: kernel.VersionTLS12, Cipher: kernel.CipherChaCha20Poly1305,
+			IV: bytes.Repeat([]byte{7}, 12), Key: key32, RecSeq: kernel.SeqBytes(1),
+		},
+		want: concat([]byte{0x03, 0x03, 54, 0}, bytes.Repeat([]byte{7}, 12), key32,
+			[]byte{0, 0, 0, 0, 0, 0, 0, 1}),
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.info.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tc.want) {
+				t.Errorf("Marshal =\n%x\nwant\n%x", got, tc.want)
+			}
+		})
+	}
+	bad := kernel.CryptoInfo{Version: kernel.VersionTLS13, Cipher: kernel.CipherAESGCM256, Key: key16}
+	if _, err := bad.Marshal(); err == nil {
+		t.Error("Marshal accepted a 16-byte key for AES-256-GCM")
+	}
+}
+
+func concat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+func recv(t *testing.T, c net.Conn, buf, oob []byte) (int, uint8) {
+	t.Helper()
+	var (
+		n   int
+		typ uint8
+		err error
+	)
+	rc, _ := c.(*net.TCPConn).SyscallConn()
+	rerr := rc.Read(func(fd uintptr) bool {
+		n, typ, err = kernel.RecvRecord(int(fd), buf, oob, 0)
+		return !errors.Is(err, unix.EAGAIN)
+	})
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 && typ == 0 {
+		t.Fatal(io.ErrUnexpectedEOF)
+	}
+	return n, typ
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func withFD(t *testing.T, c net.Conn, fn func(fd int)) {
+	t.Helper()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Control(func(fd uintptr) { fn(int(fd)) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}

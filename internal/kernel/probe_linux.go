@@ -1,0 +1,143 @@
+package kernel
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// AvailableULPsFile lists the upper layer protocols the kernel has loaded.
+const AvailableULPsFile = "/proc/sys/net/ipv4/tcp_available_ulp"
+
+// withTLSSocket runs fn on the client end of an established loopback TCP
+// connection with the tls ULP attached. Probing on a real socket is the
+// only reliable test: the module may load on demand, and distributions
+// configure ciphers out.
+func withTLSSocket(f *Feature, fn func(fd int) error) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	err = rc.Control(func(fd uintptr) {
+		if err := AttachULP(int(fd)); err != nil {
+			ferr = ulpError(f, err)
+			return
+		}
+		ferr = fn(int(fd))
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}
+
+// ulpError turns a failed TCP_ULP into an UnsupportedError where it means
+// the tls module is missing.
+func ulpError(f *Feature, err error) error {
+	if errors.Is(err, unix.ENOENT) {
+		reason := "the tls ULP is not available: CONFIG_TLS is off or the module is not loaded; try 'modprobe tls'"
+		if data, rerr := os.ReadFile(AvailableULPsFile); rerr == nil {
+			reason += "; " + AvailableULPsFile + ": " + strings.TrimSpace(string(data))
+		}
+		return f.unsupported(reason)
+	}
+	return err
+}
+
+func probeULP() error {
+	return withTLSSocket(FeatureULP, func(int) error { return nil })
+}
+
+// probeKeys are all zero. They go only on a throwaway loopback socket that
+// never sends a byte.
+func probeInfo(version uint16, c Cipher) *CryptoInfo {
+	sz := cipherSizes[c]
+	return &CryptoInfo{
+		Version: version,
+		Cipher:  c,
+		IV:      make([]byte, sz.iv),
+		Key:     make([]byte, sz.key),
+		Salt:    make([]byte, sz.salt),
+	}
+}
+
+func probeCipher(f *Feature, version uint16, c Cipher, dir Direction) error {
+	if _, ok := cipherSizes[c]; !ok {
+		return f.unsupported("unknown cipher")
+	}
+	return withTLSSocket(f, func(fd int) error {
+		return installError(f, SetCryptoInfo(fd, dir, probeInfo(version, c)))
+	})
+}
+
+// installError classifies a failed TLS_TX or TLS_RX. ENOENT means the
+// crypto module for the cipher could not be found, EINVAL or ENOPROTOOPT a
+// kernel that doesn't know the version, cipher or option.
+func installError(f *Feature, err error) error {
+	var errno syscall.Errno
+	if err == nil || !errors.As(err, &errno) {
+		return err
+	}
+	switch errno {
+	case unix.ENOENT:
+		return f.unsupported(err.Error() + ": the kernel has no crypto module for this cipher")
+	case unix.EINVAL, unix.ENOPROTOOPT, unix.EOPNOTSUPP:
+		return f.unsupported(err.Error())
+	}
+	return err
+}
+
+func probeTXZerocopyRO() error {
+	f := FeatureTXZerocopyRO
+	return withTLSSocket(f, func(fd int) error {
+		if err := SetCryptoInfo(fd, TX, probeInfo(VersionTLS13, CipherAESGCM128)); err != nil {
+			return err
+		}
+		return installError(f, SetTXZerocopyRO(fd))
+	})
+}
+
+func probeRXExpectNoPad() error {
+	f := FeatureRXExpectNoPad
+	return withTLSSocket(f, func(fd int) error {
+		if err := SetCryptoInfo(fd, RX, probeInfo(VersionTLS13, CipherAESGCM128)); err != nil {
+			return err
+		}
+		return installError(f, SetRXExpectNoPad(fd))
+	})
+}
+
+func probeRekey() error {
+	f := FeatureRekey
+	return withTLSSocket(f, func(fd int) error {
+		info := probeInfo(VersionTLS13, CipherAESGCM128)
+		if err := SetCryptoInfo(fd, TX, info); err != nil {
+			return err
+		}
+		err := SetCryptoInfo(fd, TX, info)
+		if errors.Is(err, unix.EBUSY) {
+			return f.unsupported("installing a second TLS_TX key fails with EBUSY")
+		}
+		return installError(f, err)
+	})
+}

@@ -1,0 +1,55 @@
+// Package kerneltest gates tests on kernel features.
+//
+// A test that needs kernel TLS calls Require. On a host without the
+// feature (most CI hosts: CONFIG_TLS is off) the test is skipped, and says
+// why. In the kernel lab, where KTLS_LAB names the kernel, it fails
+// instead, unless the kernel is older than the feature's first release:
+// a skipped test there would hide a broken probe or a broken lab.
+package kerneltest
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/lab/job"
+)
+
+// InLab reports whether the test runs in the kernel lab, and in which of
+// its kernels ("6.1", "6.12", "7").
+func InLab() (kernelName string, ok bool) {
+	return os.LookupEnv(job.EnvLab)
+}
+
+// Release is the running kernel's release, as uname -r prints it, or ""
+// where /proc doesn't say.
+func Release() string {
+	data, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
+}
+
+// Require skips or fails t unless the running kernel has every feature.
+func Require(t testing.TB, features ...*kernel.Feature) {
+	t.Helper()
+	for _, f := range features {
+		err := f.Check()
+		if err == nil {
+			continue
+		}
+		rel := Release()
+		name, inLab := InLab()
+		switch {
+		case !inLab:
+			t.Skipf("kernel %s: %v (run in the lab: go run ./cmd/ktls-lab test)", rel, err)
+		case errors.Is(err, kernel.ErrNotSupported) && kernel.CompareRelease(rel, f.MinKernel) < 0:
+			t.Skipf("lab kernel %s (%s) predates %s: %v", name, rel, f.MinKernel, err)
+		default:
+			t.Fatalf("lab kernel %s (%s) should have %s: %v", name, rel, f.Name, err)
+		}
+	}
+}
