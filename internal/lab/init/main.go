@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command init is PID 1 in the lab's guest, and the guest's modprobe. The
 // lab builds it as a static binary and puts it in the initramfs; see
 // package guest.

@@ -1,0 +1,448 @@
+package ktls
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/record"
+)
+
+// maxUselessRecords bounds records that carry nothing (empty data,
+// warning alerts) in a row, as crypto/tls does, so a peer can't keep a
+// reader spinning.
+const maxUselessRecords = 16
+
+// kernelReadState is the receive side's state once the kernel decrypts.
+type kernelReadState struct {
+	oob     []byte
+	hs      []byte // an incomplete handshake message
+	useless int
+}
+
+// install attaches the ULP if asked and installs one direction's key.
+func (c *Conn) install(rc syscall.RawConn, dir kernel.Direction, info *kernel.CryptoInfo, attach bool) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		if attach {
+			if serr = kernel.AttachULP(int(fd)); serr != nil {
+				return
+			}
+		}
+		serr = kernel.SetCryptoInfo(int(fd), dir, info)
+	})
+	if err != nil {
+		return fmt.Errorf("ktls: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("ktls: installing the %v key: %w", dir, serr)
+	}
+	return nil
+}
+
+func (c *Conn) rawConn() syscall.RawConn {
+	rc, _ := c.raw.(syscall.Conn).SyscallConn()
+	return rc
+}
+
+// opError wraps err as net does for a Read or Write on c.
+func (c *Conn) opError(op string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		// The poller's errors come as "raw-read" and "raw-write".
+		err = oe.Err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.raw.LocalAddr(), Addr: c.raw.RemoteAddr(), Err: err}
+}
+
+// recvRecord reads plaintext of one content type into buf, waiting in the
+// poller for data, so deadlines and Close work as for any net.Conn.
+func (c *Conn) recvRecord(buf []byte) (n int, typ uint8, err error) {
+	if c.in.sys.oob == nil {
+		c.in.sys.oob = make([]byte, kernel.OOBSize)
+	}
+	var serr error
+	err = c.rawConn().Read(func(fd uintptr) bool {
+		for {
+			n, typ, serr = kernel.RecvRecord(int(fd), buf, c.in.sys.oob, 0)
+			if errors.Is(serr, unix.EINTR) {
+				continue
+			}
+			return !errors.Is(serr, unix.EAGAIN)
+		}
+	})
+	if err != nil {
+		return 0, 0, c.opError("read", err)
+	}
+	return n, typ, serr
+}
+
+// readKernel reads from a socket the kernel decrypts. c.in is locked.
+func (c *Conn) readKernel(b []byte) (int, error) {
+	for {
+		buf := b
+		if len(buf) < record.MaxPlaintext {
+			// A control record must fit whole.
+			if cap(c.in.buf) < record.MaxPlaintext {
+				c.in.buf = make([]byte, record.MaxCiphertextTLS12)
+			}
+			buf = c.in.buf[:record.MaxPlaintext]
+		}
+		n, typ, err := c.recvRecord(buf)
+		if err != nil {
+			return 0, c.readError(err)
+		}
+		switch typ {
+		case 0:
+			// The TCP stream ended without a close_notify: the data may
+			// have been cut short.
+			c.in.err = io.ErrUnexpectedEOF
+			return 0, c.in.err
+		case record.TypeApplicationData:
+			if n == 0 {
+				if err := c.uselessRecord(); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			c.in.sys.useless = 0
+			if len(b) < len(buf) {
+				m := copy(b, buf[:n])
+				c.in.pending = buf[m:n]
+				return m, nil
+			}
+			return n, nil
+		case record.TypeAlert:
+			if err := c.handleAlert(buf[:n]); err != nil {
+				return 0, err
+			}
+		case record.TypeHandshake:
+			if err := c.handleHandshake(buf[:n]); err != nil {
+				return 0, err
+			}
+		default:
+			return 0, c.fatal(record.AlertUnexpectedMessage)
+		}
+	}
+}
+
+func (c *Conn) uselessRecord() error {
+	c.in.sys.useless++
+	if c.in.sys.useless > maxUselessRecords {
+		return c.fatal(record.AlertUnexpectedMessage)
+	}
+	return nil
+}
+
+// readError maps what recvmsg returned to what crypto/tls would have:
+// EBADMSG is a record that failed authentication, EMSGSIZE one that is
+// too long. Timeouts and Close are not sticky; the rest is.
+func (c *Conn) readError(err error) error {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed):
+		return err
+	case errors.Is(err, unix.EBADMSG):
+		return c.fatal(record.AlertBadRecordMAC)
+	case errors.Is(err, unix.EMSGSIZE):
+		return c.fatal(record.AlertRecordOverflow)
+	}
+	c.in.err = c.opError("read", err)
+	return c.in.err
+}
+
+// handleAlert acts on an alert record. It returns nil for an alert that
+// is ignored (a TLS 1.2 warning).
+func (c *Conn) handleAlert(p []byte) error {
+	if len(p) != 2 {
+		return c.fatal(record.AlertUnexpectedMessage)
+	}
+	level, desc := p[0], p[1]
+	switch {
+	case desc == record.AlertCloseNotify:
+		c.in.err = io.EOF
+	case c.suite.Version == tls.VersionTLS12 && level == record.AlertLevelWarning:
+		return c.uselessRecord()
+	default:
+		c.in.err = remoteAlert(desc)
+	}
+	return c.in.err
+}
+
+// handleHandshake acts on post-handshake messages: session tickets, key
+// updates, and attempts at renegotiation.
+func (c *Conn) handleHandshake(p []byte) error {
+	c.in.sys.hs = append(c.in.sys.hs, p...)
+	msgs, rest, err := record.ParseHandshake(c.in.sys.hs)
+	if err != nil {
+		return c.fatalErr(err)
+	}
+	c.in.sys.hs = append(c.in.sys.hs[:0], rest...)
+	for i, m := range msgs {
+		if c.suite.Version == tls.VersionTLS12 {
+			// crypto/tls answers renegotiation with no_renegotiation,
+			// and anything else with unexpected_message.
+			if m.Type == record.MsgHelloRequest && c.isClient {
+				return c.refuseRenegotiation()
+			}
+			if !c.isClient {
+				return c.refuseRenegotiation()
+			}
+			return c.fatal(record.AlertUnexpectedMessage)
+		}
+		switch m.Type {
+		case record.MsgNewSessionTicket:
+			// Only crypto/tls can turn a ticket into a session, and it no
+			// longer reads. Tickets that come before the first data are
+			// read by crypto/tls (see Options.RX); later ones are dropped.
+			if !c.isClient {
+				return c.fatal(record.AlertUnexpectedMessage)
+			}
+		case record.MsgKeyUpdate:
+			requested, err := record.ParseKeyUpdate(m.Body)
+			if err != nil {
+				return c.fatalErr(err)
+			}
+			// A key change must end its record (RFC 8446, Section 5.1).
+			if i != len(msgs)-1 || len(rest) > 0 {
+				return c.fatal(record.AlertUnexpectedMessage)
+			}
+			if err := c.receiveKeyUpdate(requested); err != nil {
+				return err
+			}
+		default:
+			return c.fatal(record.AlertUnexpectedMessage)
+		}
+	}
+	return nil
+}
+
+func (c *Conn) refuseRenegotiation() error {
+	c.sendAlertBestEffort(record.AlertLevelWarning, record.AlertNoRenegotiation)
+	c.in.err = localAlert(record.AlertNoRenegotiation)
+	return c.in.err
+}
+
+// fatal sends a fatal alert and makes it the sticky error of both
+// directions.
+func (c *Conn) fatal(alert uint8) error {
+	c.sendAlertBestEffort(record.AlertLevelFatal, alert)
+	c.in.err = localAlert(alert)
+	return c.in.err
+}
+
+// fatalErr is fatal with the alert a record.Error carries.
+func (c *Conn) fatalErr(err error) error {
+	var re *record.Error
+	if errors.As(err, &re) {
+		return c.fatal(re.Alert)
+	}
+	return c.fatal(record.AlertInternalError)
+}
+
+// sendAlertBestEffort sends an alert from the read side. It doesn't wait
+// for a Write in flight: the connection is failing, and a peer that
+// doesn't read must not block the reader's error.
+func (c *Conn) sendAlertBestEffort(level, alert uint8) {
+	if !c.out.TryLock() {
+		return
+	}
+	defer c.out.Unlock()
+	if c.out.err != nil || c.out.closing {
+		return
+	}
+	c.sendAlertLocked(level, alert)
+}
+
+// sendAlertLocked sends an alert through the kernel. After a fatal one,
+// writes fail with the same error. c.out is locked.
+func (c *Conn) sendAlertLocked(level, alert uint8) error {
+	_, err := c.sendRecord(record.TypeAlert, []byte{level, alert})
+	if level == record.AlertLevelFatal {
+		c.out.err = localAlert(alert)
+	}
+	return err
+}
+
+// sendRecord sends one record of the given content type. c.out is locked.
+func (c *Conn) sendRecord(typ uint8, p []byte) (int, error) {
+	var (
+		n    int
+		serr error
+	)
+	retried := false
+	err := c.rawConn().Write(func(fd uintptr) bool {
+		for {
+			n, serr = kernel.SendRecord(int(fd), typ, p, 0)
+			switch {
+			case errors.Is(serr, unix.EINTR):
+				continue
+			case errors.Is(serr, unix.EBADMSG) && !retried:
+				// When a received record fails authentication, the kernel
+				// leaves EBADMSG as the socket's pending error, and its
+				// TLS layer refuses to send while one is pending. Reading
+				// SO_ERROR takes it: recvmsg has told us already, and the
+				// bad_record_mac alert must still go out.
+				retried = true
+				unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+				continue
+			}
+			return !errors.Is(serr, unix.EAGAIN)
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return n, c.opError("write", err)
+	}
+	return n, nil
+}
+
+// writeKernel writes plaintext; the kernel frames and encrypts it. c.out
+// is locked.
+func (c *Conn) writeKernel(b []byte) (int, error) {
+	var (
+		written int
+		werr    error
+	)
+	err := c.rawConn().Write(func(fd uintptr) bool {
+		for written < len(b) {
+			n, err := unix.Write(int(fd), b[written:])
+			if n > 0 {
+				written += n
+			}
+			switch {
+			case err == unix.EINTR:
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				werr = os.NewSyscallError("write", err)
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		err = c.opError("write", err)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			c.out.err = err
+		}
+		return written, err
+	}
+	return written, nil
+}
+
+// receiveKeyUpdate follows the peer to its next key (RFC 8446, Section
+// 4.6.3). The kernel (6.14+) has paused decryption at the KeyUpdate until
+// the new key is installed; reads in between fail with EKEYEXPIRED. c.in
+// is locked.
+func (c *Conn) receiveKeyUpdate(requested bool) error {
+	if err := kernel.FeatureRekey.Check(); err != nil {
+		// The records after this one are under a key this kernel can't
+		// take: stop here, with everything before delivered.
+		c.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
+		c.in.err = fmt.Errorf("%w (%v)", ErrKeyUpdateNotSupported, err)
+		return c.in.err
+	}
+	next := c.rxSecret.Next()
+	keys := next.Keys()
+	info := cryptoInfo(c.suite, keys, 0)
+	keys.Zero()
+	err := c.install(c.rawConn(), kernel.RX, info, false)
+	info.Zero()
+	if err != nil {
+		next.Zero()
+		c.in.err = err
+		c.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
+		return err
+	}
+	c.rxSecret.Zero()
+	c.rxSecret = next
+	if requested {
+		c.out.Lock()
+		defer c.out.Unlock()
+		if c.out.err == nil && !c.out.closing {
+			if err := c.updateTXLocked(false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// updateTXLocked sends a KeyUpdate through the kernel and installs the
+// next write key. c.out is locked.
+func (c *Conn) updateTXLocked(requestPeer bool) error {
+	if c.suite.Version != tls.VersionTLS13 {
+		return errors.New("ktls: KeyUpdate is a TLS 1.3 message")
+	}
+	if err := kernel.FeatureRekey.Check(); err != nil {
+		return fmt.Errorf("%w (%v)", ErrKeyUpdateNotSupported, err)
+	}
+	next := c.txSecret.Next()
+	keys := next.Keys()
+	info := cryptoInfo(c.suite, keys, 0)
+	keys.Zero()
+	defer info.Zero()
+	if _, err := c.sendRecord(record.TypeHandshake, record.MarshalKeyUpdate(requestPeer)); err != nil {
+		next.Zero()
+		c.out.err = err
+		return err
+	}
+	if err := c.install(c.rawConn(), kernel.TX, info, false); err != nil {
+		// The peer now expects the new key; nothing more can be sent.
+		next.Zero()
+		c.out.err = err
+		return err
+	}
+	c.txSecret.Zero()
+	c.txSecret = next
+	return nil
+}
+
+// sendKeyUpdateFromTLS handles a KeyUpdate crypto/tls sends, while it
+// still reads, in answer to the peer's request. c.out is locked.
+func (c *Conn) sendKeyUpdateFromTLS(msg []byte) error {
+	msgs, rest, err := record.ParseHandshake(msg)
+	if err != nil || len(msgs) != 1 || len(rest) != 0 || msgs[0].Type != record.MsgKeyUpdate {
+		return errors.New("ktls: internal error: crypto/tls wrote an unexpected handshake message after the handoff")
+	}
+	// crypto/tls moves to its next write key after this record; the
+	// translator follows it.
+	if err := c.advanceTranslator(); err != nil {
+		return err
+	}
+	if err := c.updateTXLocked(false); err != nil {
+		// crypto/tls drops this error; make the next Write see it.
+		c.out.err = err
+		return err
+	}
+	return nil
+}
+
+// advanceTranslator moves the translator to crypto/tls's next write key.
+func (c *Conn) advanceTranslator() error {
+	if c.translateSecret == nil {
+		return errors.New("ktls: internal error: no write secret to follow crypto/tls's KeyUpdate")
+	}
+	next := c.translateSecret.Next()
+	keys := next.Keys()
+	defer keys.Zero()
+	p, err := record.NewProtector(c.suite, keys, 0)
+	if err != nil {
+		return err
+	}
+	c.translateSecret.Zero()
+	c.translateSecret, c.translate = next, p
+	return nil
+}

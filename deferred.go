@@ -1,0 +1,115 @@
+package ktls
+
+import (
+	"fmt"
+
+	"github.com/ktlsgo/ktls/internal/keyschedule"
+	"github.com/ktlsgo/ktls/internal/record"
+)
+
+// deferredRX follows a TLS 1.3 client's receive direction while crypto/tls
+// still reads it, so that the kernel can take over later at the right key
+// and sequence number. It opens a copy of every record crypto/tls is given
+// (session tickets, mostly), and follows a KeyUpdate if one comes.
+type deferredRX struct {
+	suite  *keyschedule.Suite
+	secret *keyschedule.ApplicationSecret
+	prot   *record.Protector
+	hs     []byte // an incomplete handshake message
+	err    error  // set when the records could not be followed
+}
+
+func newDeferredRX(s *keyschedule.Suite, secret *keyschedule.ApplicationSecret, seq uint64) (*deferredRX, error) {
+	keys := secret.Keys()
+	defer keys.Zero()
+	p, err := record.NewProtector(s, keys, seq)
+	if err != nil {
+		return nil, err
+	}
+	return &deferredRX{suite: s, secret: secret, prot: p}, nil
+}
+
+// see is called with each record before crypto/tls reads it.
+func (d *deferredRX) see(rec []byte) {
+	if d.err != nil {
+		return
+	}
+	if rec[0] == record.TypeChangeCipherSpec {
+		// crypto/tls drops these in TLS 1.3, and they have no sequence
+		// number.
+		return
+	}
+	typ, msg, err := d.prot.Open(rec)
+	if err != nil {
+		d.err = err
+		return
+	}
+	if typ != record.TypeHandshake {
+		return
+	}
+	d.hs = append(d.hs, msg...)
+	msgs, rest, err := record.ParseHandshake(d.hs)
+	if err != nil {
+		d.err = err
+		return
+	}
+	d.hs = append(d.hs[:0], rest...)
+	for _, m := range msgs {
+		if m.Type != record.MsgKeyUpdate {
+			continue
+		}
+		// crypto/tls switches to the next key after this record; so do we.
+		next := d.secret.Next()
+		keys := next.Keys()
+		p, err := record.NewProtector(d.suite, keys, 0)
+		keys.Zero()
+		if err != nil {
+			d.err = err
+			return
+		}
+		d.secret.Zero()
+		d.secret, d.prot = next, p
+	}
+}
+
+// readDeferred reads through crypto/tls until the first application data,
+// then hands the receive direction to the kernel. c.in is locked.
+func (c *Conn) readDeferred(b []byte) (int, error) {
+	if cap(c.in.buf) < record.MaxCiphertextTLS12 {
+		c.in.buf = make([]byte, record.MaxCiphertextTLS12)
+	}
+	// A buffer larger than any record's plaintext: crypto/tls returns the
+	// whole record, so it holds nothing back when the kernel takes over.
+	buf := c.in.buf[:record.MaxCiphertextTLS12]
+	n, err := c.readTLS(buf)
+	if n == 0 {
+		return 0, err
+	}
+	d := c.deferred
+	c.deferred = nil
+	c.hc.OnRead(nil)
+
+	var reason error
+	switch {
+	case d.err != nil:
+		reason = fmt.Errorf("ktls: could not follow the peer's records before RX handoff: %w", d.err)
+	case len(d.hs) > 0:
+		reason = fmt.Errorf("ktls: a handshake message spans the RX handoff")
+	default:
+		c.rxSecret = d.secret
+		keys := d.secret.Keys()
+		reason = c.installRX(keys, d.prot.Seq())
+		keys.Zero()
+	}
+	if reason != nil {
+		// crypto/tls keeps reading, at full speed.
+		c.hc.ReadPassthrough()
+	}
+	c.handshakeMu.Lock()
+	c.offload.RX, c.offload.RXReason = reason == nil, reason
+	c.handshakeMu.Unlock()
+
+	m := copy(b, buf[:n])
+	c.in.pending = buf[m:n]
+	return m, err
+}

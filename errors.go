@@ -1,0 +1,78 @@
+package ktls
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/ktlsgo/ktls/internal/kernel"
+)
+
+// ErrNotSupported is what an Offload reason matches (errors.Is) when the
+// kernel, or this system, can't offload the connection: no TLS ULP, a
+// cipher suite or feature the kernel lacks.
+var ErrNotSupported = kernel.ErrNotSupported
+
+// ErrKeyUpdateNotSupported is returned when a TLS 1.3 key update is needed
+// on a connection the kernel encrypts or decrypts, and the kernel can't
+// install new keys: that arrived in Linux 6.14. The data before the key
+// update has been delivered intact; the connection can't go on.
+var ErrKeyUpdateNotSupported = fmt.Errorf("ktls: TLS 1.3 KeyUpdate needs Linux 6.14 to rekey kernel TLS: %w", ErrNotSupported)
+
+var (
+	errShutdown          = errors.New("tls: protocol is shutdown")
+	errEarlyCloseWrite   = errors.New("tls: CloseWrite called before handshake complete")
+	errDeferred          = errors.New("ktls: RX offload waits until the server's session tickets have been read")
+	errRXNeedsTX         = errors.New("ktls: RX offload needs TX offload")
+	errDisabledByOptions = errors.New("ktls: disabled by Options")
+)
+
+// alertError is a fatal alert this side sent, in the form crypto/tls
+// returns it: a *net.OpError with Op "local error" around the alert, which
+// matches tls.AlertError with errors.As.
+func localAlert(alert uint8) error {
+	return &net.OpError{Op: "local error", Err: tls.AlertError(alert)}
+}
+
+// remoteAlert is a fatal alert the peer sent.
+func remoteAlert(alert uint8) error {
+	return &net.OpError{Op: "remote error", Err: tls.AlertError(alert)}
+}
+
+// notOffloadable is the reason a cipher suite stays on crypto/tls.
+func notOffloadable(version, suite uint16) error {
+	return fmt.Errorf("ktls: %s with %s: %w", tls.VersionName(version), tls.CipherSuiteName(suite), ErrNotSupported)
+}
+
+// alertCodes maps the text of every alert, as crypto/tls prints it, to the
+// alert.
+var alertCodes = sync.OnceValue(func() map[string]tls.AlertError {
+	m := make(map[string]tls.AlertError, 256)
+	for i := range 256 {
+		a := tls.AlertError(i)
+		m[a.Error()] = a
+	}
+	return m
+})
+
+// fromTLS makes an alert error from crypto/tls match tls.AlertError, as
+// the ones from the kernel path do. crypto/tls returns alerts as a
+// *net.OpError ("remote error" or "local error") around an unexported
+// type with the same text as tls.AlertError; this swaps in the exported
+// type, so callers handle both paths alike.
+func fromTLS(err error) error {
+	var oe *net.OpError
+	if err == nil || !errors.As(err, &oe) || (oe.Op != "remote error" && oe.Op != "local error") {
+		return err
+	}
+	var ae tls.AlertError
+	if errors.As(oe.Err, &ae) {
+		return err
+	}
+	if a, ok := alertCodes()[oe.Err.Error()]; ok {
+		return &net.OpError{Op: oe.Op, Net: oe.Net, Source: oe.Source, Addr: oe.Addr, Err: a}
+	}
+	return err
+}

@@ -1,0 +1,347 @@
+package ktls
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/keyschedule"
+	"github.com/ktlsgo/ktls/internal/record"
+)
+
+// handoff decides, right after crypto/tls finished the handshake, what the
+// kernel takes over, and hands it over. It runs with handshakeMu held and
+// never fails the connection: whatever can't be offloaded stays on
+// crypto/tls, and the reason goes into c.offload.
+func (c *Conn) handoff() {
+	cs := c.tc.ConnectionState()
+	o := &c.offload
+	o.Version, o.CipherSuite = cs.Version, cs.CipherSuite
+
+	keys, err := c.offloadTX(cs)
+	if err != nil {
+		o.TXReason = err
+		o.RXReason = errRXNeedsTX
+		if !c.opts.rx() {
+			o.RXReason = errDisabledByOptions
+		}
+		c.hc.ReadPassthrough()
+		c.hc.WritePassthrough()
+		c.zeroSecrets()
+		return
+	}
+	o.TX = true
+	o.RXReason = c.offloadRX(keys)
+	o.RX = o.RXReason == nil
+	keys.zero()
+	if c.suite.Version == tls.VersionTLS12 {
+		c.zeroSecrets()
+	}
+}
+
+// handoffKeys is the key material of both directions, with the sequence
+// number of the next record each way.
+type handoffKeys struct {
+	tx, rx       keyschedule.TrafficKeys
+	txSeq, rxSeq uint64
+}
+
+func (k *handoffKeys) zero() {
+	k.tx.Zero()
+	k.rx.Zero()
+}
+
+func (c *Conn) zeroSecrets() {
+	if c.hc.secrets != nil {
+		c.hc.secrets.Zero()
+	}
+	for _, s := range []*keyschedule.ApplicationSecret{c.txSecret, c.rxSecret, c.translateSecret} {
+		if s != nil {
+			s.Zero()
+		}
+	}
+	c.txSecret, c.rxSecret, c.translateSecret = nil, nil, nil
+}
+
+// offloadTX installs the transmit key in the kernel. On success crypto/tls
+// no longer writes to the socket: what it still writes (alerts, while it
+// reads) is decrypted and sent again through the kernel.
+func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
+	if !c.opts.tx() {
+		return nil, errDisabledByOptions
+	}
+	if err := kernel.FeatureULP.Check(); err != nil {
+		return nil, err
+	}
+	if c.isClient && cs.Version == tls.VersionTLS12 && c.config != nil && c.config.Renegotiation != tls.RenegotiateNever {
+		return nil, errors.New("ktls: tls.Config.Renegotiation is enabled, and renegotiation needs crypto/tls's record layer")
+	}
+	suite, ok := keyschedule.Lookup(cs.Version, cs.CipherSuite)
+	if !ok {
+		return nil, notOffloadable(cs.Version, cs.CipherSuite)
+	}
+	kc := kernelCipher(suite)
+	if err := kernel.CipherFeature(kernelVersion(suite), kc, kernel.TX).Check(); err != nil {
+		return nil, err
+	}
+	sc, ok := c.raw.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("ktls: the connection is a %T, which has no socket: %w", c.raw, ErrNotSupported)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("ktls: %w", err)
+	}
+	c.suite = suite
+	keys, err := c.deriveKeys()
+	if err != nil {
+		return nil, err
+	}
+	info := cryptoInfo(suite, keys.tx, keys.txSeq)
+	defer info.Zero()
+	if err := c.install(rc, kernel.TX, info, true); err != nil {
+		keys.zero()
+		return nil, err
+	}
+	// Until the kernel also decrypts, crypto/tls reads, and may answer
+	// with an alert under its own, now stale, write state.
+	c.translate, err = record.NewProtector(suite, keys.tx, keys.txSeq)
+	if err != nil {
+		return nil, err
+	}
+	c.hc.HandOffWrite(c.translateRecord)
+	c.kernelTX = true
+	return keys, nil
+}
+
+// offloadRX installs the receive key in the kernel, or says why not.
+func (c *Conn) offloadRX(keys *handoffKeys) error {
+	if !c.opts.rx() {
+		c.hc.ReadPassthrough()
+		return errDisabledByOptions
+	}
+	if err := kernel.CipherFeature(kernelVersion(c.suite), kernelCipher(c.suite), kernel.RX).Check(); err != nil {
+		c.hc.ReadPassthrough()
+		return err
+	}
+	if c.suite.Version == tls.VersionTLS13 && c.isClient && c.config != nil && c.config.ClientSessionCache != nil {
+		// The server's NewSessionTicket messages follow its Finished.
+		// Only crypto/tls can turn them into sessions for the cache, so it
+		// reads until the first application data, and the kernel takes
+		// over from there.
+		d, err := newDeferredRX(c.suite, c.rxSecret, keys.rxSeq)
+		if err != nil {
+			c.hc.ReadPassthrough()
+			return err
+		}
+		c.deferred = d
+		c.hc.OnRead(d.see)
+		return errDeferred
+	}
+	if err := c.installRX(keys.rx, keys.rxSeq); err != nil {
+		c.hc.ReadPassthrough()
+		return err
+	}
+	return nil
+}
+
+// installRX installs the receive key; from then on the kernel decrypts,
+// and crypto/tls neither reads nor writes the socket.
+func (c *Conn) installRX(keys keyschedule.TrafficKeys, seq uint64) error {
+	info := cryptoInfo(c.suite, keys, seq)
+	defer info.Zero()
+	rc, err := c.raw.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	if err := c.install(rc, kernel.RX, info, false); err != nil {
+		return err
+	}
+	c.hc.HandOffRead()
+	c.hc.StopTranslating()
+	c.translate = nil
+	if c.translateSecret != nil {
+		c.translateSecret.Zero()
+		c.translateSecret = nil
+	}
+	c.kernelRX.Store(true)
+	return nil
+}
+
+// deriveKeys computes both directions' keys from the captured secrets, and
+// the sequence numbers from what crypto/tls read and wrote.
+func (c *Conn) deriveKeys() (*handoffKeys, error) {
+	sec := c.hc.secrets
+	if sec == nil {
+		return nil, errors.New("ktls: the handshake's secrets were not captured")
+	}
+	keys := &handoffKeys{}
+	switch c.suite.Version {
+	case tls.VersionTLS12:
+		master, ok1 := c.hc.masterSecret()
+		clientRandom, ok2 := c.hc.ClientRandom()
+		serverRandom, ok3 := c.hc.ServerRandom()
+		defer clear(master)
+		if !ok1 || !ok2 || !ok3 {
+			return nil, errors.New("ktls: the TLS 1.2 master secret or randoms were not captured")
+		}
+		client, server, err := keyschedule.KeyBlock(c.suite, master, clientRandom[:], serverRandom[:])
+		if err != nil {
+			return nil, err
+		}
+		keys.tx, keys.rx = client, server
+		if !c.isClient {
+			keys.tx, keys.rx = server, client
+		}
+		// Each side's Finished was the first record under these keys.
+		read, written := c.hc.RecordsSinceCCS()
+		keys.rxSeq, keys.txSeq = uint64(read), uint64(written)
+	case tls.VersionTLS13:
+		clientSecret, ok1 := sec.ClientTrafficSecret()
+		serverSecret, ok2 := sec.ServerTrafficSecret()
+		defer clear(clientSecret)
+		defer clear(serverSecret)
+		if !ok1 || !ok2 {
+			return nil, errors.New("ktls: the TLS 1.3 traffic secrets were not captured")
+		}
+		client, err := keyschedule.NewApplicationSecret(c.suite, clientSecret)
+		if err != nil {
+			return nil, err
+		}
+		server, err := keyschedule.NewApplicationSecret(c.suite, serverSecret)
+		if err != nil {
+			return nil, err
+		}
+		c.txSecret, c.rxSecret = client, server
+		own := clientSecret
+		if !c.isClient {
+			c.txSecret, c.rxSecret = server, client
+			own = serverSecret
+		}
+		// crypto/tls's own write key, which it keeps using while it reads.
+		if c.translateSecret, err = keyschedule.NewApplicationSecret(c.suite, own); err != nil {
+			return nil, err
+		}
+		keys.tx, keys.rx = c.txSecret.Keys(), c.rxSecret.Keys()
+		// Nothing has been read under the peer's application key yet:
+		// the handshake ends at the peer's Finished.
+		keys.rxSeq = 0
+	}
+	sec.Zero()
+	clear(c.hc.resumedMaster)
+	c.hc.resumedMaster = nil
+	seq, err := c.countWritten(keys.tx)
+	if err != nil {
+		keys.zero()
+		return nil, err
+	}
+	if c.suite.Version == tls.VersionTLS13 {
+		keys.txSeq = seq
+	} else if seq != keys.txSeq {
+		keys.zero()
+		return nil, fmt.Errorf("ktls: internal error: %d records after ChangeCipherSpec, %d under the derived key", keys.txSeq, seq)
+	}
+	return keys, nil
+}
+
+// countWritten returns how many of the records crypto/tls wrote are under
+// the application write key. It is the sequence number the kernel must
+// continue from: a TLS 1.3 server has already sent its session tickets
+// under that key when the handshake returns. Opening the records also
+// proves the derived key is the one crypto/tls used, before it goes to the
+// kernel.
+func (c *Conn) countWritten(tx keyschedule.TrafficKeys) (uint64, error) {
+	p, err := record.NewProtector(c.suite, tx, 0)
+	if err != nil {
+		return 0, err
+	}
+	written := c.hc.Written()
+	first := -1
+	for i, rec := range written {
+		if _, _, err := p.Open(rec); err == nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return 0, nil
+	}
+	for _, rec := range written[first+1:] {
+		if _, _, err := p.Open(rec); err != nil {
+			return 0, errors.New("ktls: internal error: a record crypto/tls wrote after the key change does not open under the derived key")
+		}
+	}
+	return p.Seq(), nil
+}
+
+// translateRecord is where records crypto/tls writes after the kernel took
+// over transmission go: an alert or KeyUpdate it sends while it still
+// reads. The record is opened with crypto/tls's write state and sent again
+// through the kernel.
+func (c *Conn) translateRecord(rec []byte) error {
+	typ, msg, err := c.translate.Open(rec)
+	if err != nil {
+		return err
+	}
+	c.out.Lock()
+	defer c.out.Unlock()
+	switch typ {
+	case record.TypeAlert:
+		_, err := c.sendRecord(record.TypeAlert, msg)
+		return err
+	case record.TypeHandshake:
+		return c.sendKeyUpdateFromTLS(msg)
+	}
+	return fmt.Errorf("ktls: internal error: crypto/tls wrote a record of type %d after the handoff", typ)
+}
+
+// kernelCipher maps a suite to the kernel's cipher.
+func kernelCipher(s *keyschedule.Suite) kernel.Cipher {
+	switch {
+	case s.ID == tls.TLS_CHACHA20_POLY1305_SHA256 ||
+		s.ID == tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 ||
+		s.ID == tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
+		return kernel.CipherChaCha20Poly1305
+	case s.KeyLen == 32:
+		return kernel.CipherAESGCM256
+	}
+	return kernel.CipherAESGCM128
+}
+
+func kernelVersion(s *keyschedule.Suite) uint16 {
+	if s.Version == tls.VersionTLS13 {
+		return kernel.VersionTLS13
+	}
+	return kernel.VersionTLS12
+}
+
+// cryptoInfo lays out keys as the kernel wants them.
+func cryptoInfo(s *keyschedule.Suite, k keyschedule.TrafficKeys, seq uint64) *kernel.CryptoInfo {
+	info := &kernel.CryptoInfo{
+		Version: kernelVersion(s),
+		Cipher:  kernelCipher(s),
+		Key:     append([]byte(nil), k.Key...),
+		RecSeq:  kernel.SeqBytes(seq),
+	}
+	switch {
+	case info.Cipher == kernel.CipherChaCha20Poly1305:
+		// The whole 12-byte nonce mask, XORed with the sequence number.
+		info.IV = append([]byte(nil), k.IV...)
+	case s.Version == tls.VersionTLS13:
+		// The kernel keeps the 12-byte IV as a 4-byte salt and 8 bytes.
+		info.Salt = append([]byte(nil), k.IV[:4]...)
+		info.IV = append([]byte(nil), k.IV[4:12]...)
+	default:
+		// TLS 1.2 AES-GCM: the 4-byte implicit salt, and the explicit
+		// nonce of the next record. The kernel sends IV as that nonce and
+		// increments it per record. crypto/tls used the sequence number,
+		// so continuing from it keeps nonces unique; starting at zero
+		// would reuse the nonce of the Finished record, which breaks GCM.
+		info.Salt = append([]byte(nil), k.IV...)
+		s := kernel.SeqBytes(seq)
+		info.IV = s[:]
+	}
+	return info
+}

@@ -1,0 +1,347 @@
+// Package handoff sits between crypto/tls and the TCP connection during the
+// handshake, so the kernel can take over the record layer at the exact
+// byte where crypto/tls stops.
+//
+// crypto/tls reads ahead: given a socket, it may pull in bytes past the
+// last record of the handshake, and those bytes would then be lost to the
+// kernel. A Conn feeds crypto/tls one whole record at a time and reads the
+// socket only up to that record's end, so after the handshake nothing
+// beyond what crypto/tls consumed has left the socket. While doing so it
+// watches the records in both directions, which is how the caller learns
+// what crypto/tls does not expose: the TLS 1.2 server random, how many
+// records each side has protected since the keys changed, and the
+// ciphertext of the records crypto/tls wrote.
+//
+// When offload is off, the Conn switches to passthrough and gets out of
+// the way: reads and writes go straight to the socket.
+package handoff
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ktlsgo/ktls/internal/record"
+)
+
+// Read and write modes.
+const (
+	modeWatch       int32 = iota // exact record reads, watched writes
+	modePassthrough              // straight to the socket
+	modeHandedOff                // the kernel has this direction; crypto/tls must not touch it
+)
+
+// retainLimit bounds the ciphertext kept for the caller's trial decryption.
+// A handshake writes a few kilobytes; only the last records matter.
+const retainLimit = 256 << 10
+
+// ErrHandedOff is returned to crypto/tls when it reads after the kernel has
+// taken over the receive direction.
+var ErrHandedOff = errors.New("handoff: the kernel has taken over this direction")
+
+// A Conn wraps the TCP connection under a crypto/tls Conn.
+type Conn struct {
+	net.Conn
+	isClient bool
+
+	rmode atomic.Int32
+	wmode atomic.Int32
+	eof   atomic.Bool // the socket's read side reached its end
+
+	// Read side, used by crypto/tls only, one call at a time.
+	rbuf   []byte // the current record
+	need   int    // its length while it is being read, else 0
+	ready  int    // its length once read whole, until it is served
+	served int    // how much of it crypto/tls has had
+	onRead func(record []byte)
+
+	// Write side.
+	wmu       sync.Mutex
+	wpartial  []byte // a record split across writes
+	retained  [][]byte
+	retainLen int
+	translate func(record []byte) error
+
+	smu sync.Mutex // guards the directions' stats
+	in  direction  // records read
+	out direction  // records written
+}
+
+// direction is what was seen of the records going one way.
+type direction struct {
+	records  int
+	sawCCS   bool
+	afterCCS int    // records after the first ChangeCipherSpec
+	hello    []byte // the start of the handshake stream, for the ServerHello
+}
+
+// helloPrefix is how much of a hello message holds the random: type (1),
+// length (3), version (2), random (32).
+const helloPrefix = 38
+
+// NewConn wraps c, the TCP connection of a client or a server.
+func NewConn(c net.Conn, isClient bool) *Conn {
+	return &Conn{Conn: c, isClient: isClient}
+}
+
+// Read gives crypto/tls at most the rest of one record.
+func (c *Conn) Read(b []byte) (int, error) {
+	if c.served < c.ready {
+		n := copy(b, c.rbuf[c.served:c.ready])
+		c.served += n
+		return n, nil
+	}
+	switch c.rmode.Load() {
+	case modePassthrough:
+		n, err := c.Conn.Read(b)
+		if err == io.EOF {
+			c.eof.Store(true)
+		}
+		return n, err
+	case modeHandedOff:
+		return 0, ErrHandedOff
+	}
+	if err := c.fill(); err != nil {
+		return 0, err
+	}
+	n := copy(b, c.rbuf[:c.ready])
+	c.served = n
+	return n, nil
+}
+
+// fill reads exactly one record: its header, then as many bytes as the
+// header says. After an error, such as a deadline, the next call resumes.
+func (c *Conn) fill() error {
+	if c.need == 0 {
+		c.rbuf = c.rbuf[:0]
+		c.need = record.HeaderLen
+		c.served, c.ready = 0, 0
+	}
+	for len(c.rbuf) < c.need {
+		if cap(c.rbuf) < c.need {
+			nb := make([]byte, len(c.rbuf), c.need)
+			copy(nb, c.rbuf)
+			c.rbuf = nb
+		}
+		n, err := c.Conn.Read(c.rbuf[len(c.rbuf):c.need])
+		c.rbuf = c.rbuf[:len(c.rbuf)+n]
+		if len(c.rbuf) == record.HeaderLen && c.need == record.HeaderLen {
+			length := int(binary.BigEndian.Uint16(c.rbuf[3:5]))
+			if length > record.MaxCiphertextTLS12 {
+				// Not a record we could frame. Give crypto/tls the header,
+				// which it rejects with the right alert, and step aside.
+				c.rmode.Store(modePassthrough)
+				c.need, c.ready = 0, record.HeaderLen
+				return nil
+			}
+			c.need += length
+		}
+		if err != nil {
+			if err == io.EOF {
+				c.eof.Store(true)
+				if len(c.rbuf) > 0 {
+					err = io.ErrUnexpectedEOF
+				}
+			}
+			return err
+		}
+	}
+	c.see(&c.in, c.rbuf, c.isClient)
+	if c.onRead != nil {
+		c.onRead(c.rbuf)
+	}
+	c.ready, c.need = len(c.rbuf), 0
+	return nil
+}
+
+// Write writes b and watches the records in it.
+func (c *Conn) Write(b []byte) (int, error) {
+	switch c.wmode.Load() {
+	case modePassthrough:
+		return c.Conn.Write(b)
+	case modeHandedOff:
+		return c.translateWrite(b)
+	}
+	n, err := c.Conn.Write(b)
+	c.wmu.Lock()
+	c.wpartial = append(c.wpartial, b[:n]...)
+	c.wpartial = c.eachRecord(c.wpartial, func(rec []byte) error {
+		afterCCS := c.see(&c.out, rec, !c.isClient)
+		if (afterCCS || rec[0] == record.TypeApplicationData) && c.retainLen < retainLimit {
+			c.retained = append(c.retained, append([]byte(nil), rec...))
+			c.retainLen += len(rec)
+		}
+		return nil
+	})
+	c.wmu.Unlock()
+	return n, err
+}
+
+// translateWrite hands each complete record crypto/tls writes after the
+// kernel took over transmission to the translate function, which decrypts
+// it and sends it again through the kernel.
+func (c *Conn) translateWrite(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.translate == nil {
+		return 0, ErrHandedOff
+	}
+	c.wpartial = append(c.wpartial, b...)
+	var err error
+	c.wpartial = c.eachRecord(c.wpartial, func(rec []byte) error {
+		if err == nil {
+			err = c.translate(rec)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// eachRecord calls fn for every complete record at the start of buf and
+// returns what is left.
+func (c *Conn) eachRecord(buf []byte, fn func([]byte) error) []byte {
+	for len(buf) >= record.HeaderLen {
+		n := record.HeaderLen + int(binary.BigEndian.Uint16(buf[3:5]))
+		if len(buf) < n {
+			break
+		}
+		if fn(buf[:n]) != nil {
+			break
+		}
+		buf = buf[n:]
+	}
+	// Keep the remainder in a buffer of its own, so the caller's slice
+	// can be reused.
+	return append([]byte(nil), buf...)
+}
+
+// see records a record going one way, and reports whether it came after
+// a ChangeCipherSpec. serverToClient says whether this is the direction
+// ServerHello travels in, rather than ClientHello.
+func (c *Conn) see(d *direction, rec []byte, serverToClient bool) (afterCCS bool) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	d.records++
+	switch {
+	case d.sawCCS:
+		d.afterCCS++
+		return true
+	case rec[0] == record.TypeChangeCipherSpec:
+		d.sawCCS = true
+	case rec[0] == record.TypeHandshake && len(d.hello) < helloPrefix:
+		body := rec[record.HeaderLen:]
+		d.hello = append(d.hello, body[:min(len(body), helloPrefix-len(d.hello))]...)
+	}
+	return false
+}
+
+// ServerRandom returns the random of the ServerHello, once it has passed.
+func (c *Conn) ServerRandom() (random [32]byte, ok bool) {
+	d := &c.in
+	if !c.isClient {
+		d = &c.out
+	}
+	return c.random(d, 2) // server_hello
+}
+
+// ClientRandom returns the random of the ClientHello, once it has passed.
+func (c *Conn) ClientRandom() (random [32]byte, ok bool) {
+	d := &c.out
+	if !c.isClient {
+		d = &c.in
+	}
+	return c.random(d, 1) // client_hello
+}
+
+func (c *Conn) random(d *direction, msgType uint8) (random [32]byte, ok bool) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if len(d.hello) < helloPrefix || d.hello[0] != msgType {
+		return random, false
+	}
+	copy(random[:], d.hello[6:38])
+	return random, true
+}
+
+// RecordsSinceCCS returns how many records were read and written after
+// each side's ChangeCipherSpec: in TLS 1.2 those are the records under the
+// new keys, starting with Finished, so these are the next sequence
+// numbers.
+func (c *Conn) RecordsSinceCCS() (read, written int) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.in.afterCCS, c.out.afterCCS
+}
+
+// RecordsRead returns how many records crypto/tls has been given.
+func (c *Conn) RecordsRead() int {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.in.records
+}
+
+// Written returns the records crypto/tls has written that may be under
+// new keys (those after its ChangeCipherSpec, and any of outer type
+// application_data), oldest first, and stops keeping them.
+func (c *Conn) Written() [][]byte {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	r := c.retained
+	c.retained, c.retainLen = nil, retainLimit
+	return r
+}
+
+// Buffered reports whether part of a record has been read from the socket
+// but not yet given to crypto/tls. After a handshake it is always false:
+// crypto/tls stops at a record boundary.
+func (c *Conn) Buffered() bool {
+	return len(c.rbuf) > c.served
+}
+
+// SawEOF reports whether a read of the socket returned io.EOF. crypto/tls
+// returns io.EOF both for a close_notify and for a connection that just
+// ended; it never reads the socket again after a close_notify, so if the
+// socket did reach its end, the close_notify never came.
+func (c *Conn) SawEOF() bool { return c.eof.Load() }
+
+// OnRead sets a function to see every record crypto/tls is given from now
+// on. It must be set while no Read is running.
+func (c *Conn) OnRead(fn func(record []byte)) { c.onRead = fn }
+
+// ReadPassthrough lets crypto/tls read the socket directly from now on.
+func (c *Conn) ReadPassthrough() { c.rmode.Store(modePassthrough); c.onRead = nil }
+
+// WritePassthrough lets crypto/tls write the socket directly from now on.
+func (c *Conn) WritePassthrough() {
+	c.wmode.Store(modePassthrough)
+	c.Written()
+}
+
+// HandOffRead marks the receive direction as the kernel's: crypto/tls
+// reads fail from now on.
+func (c *Conn) HandOffRead() { c.rmode.Store(modeHandedOff); c.onRead = nil }
+
+// HandOffWrite marks the transmit direction as the kernel's. From now on,
+// every record crypto/tls writes (an alert, or a reply to a KeyUpdate,
+// while it still reads) goes to translate instead of the socket; with a
+// nil translate, crypto/tls writes fail.
+func (c *Conn) HandOffWrite(translate func(record []byte) error) {
+	c.wmu.Lock()
+	c.translate = translate
+	c.retained, c.retainLen = nil, retainLimit
+	c.wmu.Unlock()
+	c.wmode.Store(modeHandedOff)
+}
+
+// StopTranslating makes crypto/tls writes fail from now on.
+func (c *Conn) StopTranslating() {
+	c.wmu.Lock()
+	c.translate = nil
+	c.wmu.Unlock()
+}

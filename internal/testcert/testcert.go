@@ -1,0 +1,129 @@
+// Package testcert makes certificates for tests: a CA and a leaf for
+// localhost and 127.0.0.1, with ECDSA or RSA keys, made once per process.
+package testcert
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"sync"
+	"time"
+)
+
+// A Kind is the key type of a certificate.
+type Kind int
+
+const (
+	ECDSA Kind = iota
+	RSA
+)
+
+// A Bundle is a leaf certificate and the pool that trusts it.
+type Bundle struct {
+	Cert tls.Certificate
+	Pool *x509.CertPool
+	// CAPEM, CertPEM and KeyPEM are the same, for programs that read
+	// files (openssl, curl, nginx).
+	CAPEM, CertPEM, KeyPEM []byte
+}
+
+var (
+	mu    sync.Mutex
+	cache = map[Kind]*Bundle{}
+)
+
+// Get returns the bundle of the given kind, making it on first use.
+func Get(k Kind) *Bundle {
+	mu.Lock()
+	defer mu.Unlock()
+	if b, ok := cache[k]; ok {
+		return b
+	}
+	b, err := generate(k)
+	if err != nil {
+		panic("testcert: " + err.Error())
+	}
+	cache[k] = b
+	return b
+}
+
+// ServerConfig returns a server config with the bundle's certificate.
+func (b *Bundle) ServerConfig() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{b.Cert}}
+}
+
+// ClientConfig returns a client config that trusts the bundle's CA.
+func (b *Bundle) ClientConfig() *tls.Config {
+	return &tls.Config{RootCAs: b.Pool, ServerName: "localhost"}
+}
+
+func newKey(k Kind) (crypto.Signer, error) {
+	if k == RSA {
+		return rsa.GenerateKey(rand.Reader, 2048)
+	}
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+}
+
+func generate(k Kind) (*Bundle, error) {
+	caKey, err := newKey(k)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "ktls test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, caKey.Public(), caKey)
+	if err != nil {
+		return nil, err
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	leafKey, err := newKey(k)
+	if err != nil {
+		return nil, err
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, leafKey.Public(), caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return &Bundle{
+		Cert:    tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey},
+		Pool:    pool,
+		CAPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}, nil
+}

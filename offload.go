@@ -1,0 +1,98 @@
+package ktls
+
+import (
+	"crypto/tls"
+	"fmt"
+	"strings"
+)
+
+// A Mode says whether ktls may offload one direction of a connection.
+type Mode int
+
+const (
+	// Auto is the default: offload when the kernel can. See Options.
+	Auto Mode = iota
+	// Enabled offloads when the kernel can.
+	Enabled
+	// Disabled keeps the direction on crypto/tls.
+	Disabled
+)
+
+// Options control what a connection hands to the kernel. The zero value
+// is the default, and nil means the zero value.
+//
+// Whatever the options say, a connection never fails because offload was
+// refused: it stays on crypto/tls, and Conn.Offload reports why.
+type Options struct {
+	// TX is offload of the records the connection sends. With it, Write
+	// is a plain write(2) on the socket and io.Copy from a file uses
+	// sendfile(2). Auto means Enabled.
+	TX Mode
+
+	// RX is offload of the records the connection receives. It needs TX
+	// offload, because the connection then answers the peer (alerts,
+	// KeyUpdate) through the kernel. Auto means Enabled.
+	RX Mode
+
+	// ZerocopySendfile sets TLS_TX_ZEROCOPY_RO (Linux 5.19): sendfile
+	// encrypts straight from the page cache instead of copying the file's
+	// pages first. The file must not change while it is being sent: a
+	// change would go out under a tag computed over the old bytes, and the
+	// peer would reject the record. Off by default.
+	ZerocopySendfile bool
+
+	// keyUpdateLimit, if non-zero, replaces the number of records after
+	// which TX keys are updated automatically; tests lower it.
+	keyUpdateLimit uint64
+}
+
+func (o *Options) tx() bool { return o == nil || o.TX != Disabled }
+func (o *Options) rx() bool { return o == nil || o.RX != Disabled }
+
+// Offload says which directions of a connection the kernel handles, and
+// why not where it doesn't.
+type Offload struct {
+	TX bool // the kernel encrypts what the connection sends
+	RX bool // the kernel decrypts what the connection receives
+
+	// TXReason and RXReason say why a direction is not offloaded; they
+	// are nil when it is. Errors for what the kernel lacks match
+	// ErrNotSupported.
+	TXReason, RXReason error
+
+	Version     uint16 // the TLS version, as in tls.ConnectionState
+	CipherSuite uint16
+
+	// ZerocopySendfile is set when TLS_TX_ZEROCOPY_RO is in effect.
+	ZerocopySendfile bool
+	// RXNoPad is set when TLS_RX_EXPECT_NO_PAD is in effect.
+	RXNoPad bool
+}
+
+func (o Offload) String() string {
+	var b strings.Builder
+	switch {
+	case o.TX && o.RX:
+		b.WriteString("TX+RX")
+	case o.TX:
+		b.WriteString("TX")
+	case o.RX:
+		b.WriteString("RX")
+	default:
+		b.WriteString("off")
+	}
+	if o.Version != 0 {
+		fmt.Fprintf(&b, " (%s, %s)", tls.VersionName(o.Version), tls.CipherSuiteName(o.CipherSuite))
+	}
+	if o.TXReason != nil && o.RXReason != nil && o.TXReason.Error() == o.RXReason.Error() {
+		fmt.Fprintf(&b, ": %v", o.TXReason)
+		return b.String()
+	}
+	if o.TXReason != nil {
+		fmt.Fprintf(&b, "; TX: %v", o.TXReason)
+	}
+	if o.RXReason != nil {
+		fmt.Fprintf(&b, "; RX: %v", o.RXReason)
+	}
+	return b.String()
+}
