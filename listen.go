@@ -138,4 +138,3 @@ func dial(ctx context.Context, nd *net.Dialer, network, addr string, config *tls
 	}
 	return conn, nil
 }
-
