@@ -228,35 +228,47 @@ func TestPeerAlert(t *testing.T) {
 	}
 }
 
-// TestBadRecordMAC: a record corrupted on the way fails the kernel's
-// authentication (EBADMSG); Read returns bad_record_mac and sends it.
+// TestBadRecordMAC: a record corrupted on the way fails authentication;
+// Read returns bad_record_mac and sends it to the peer. With RX offloaded
+// the kernel reports EBADMSG; with RX on crypto/tls and TX in the kernel,
+// crypto/tls's alert is translated into a record the kernel sends.
 func TestBadRecordMAC(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
 	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			c, s := connectThroughProxy(t, endpoint{ktls: true, config: ccfg}, endpoint{config: scfg})
-			if _, err := s.Write([]byte("this record is corrupted on the way")); err != nil {
-				t.Fatal(err)
+		for _, rx := range []ktls.Mode{ktls.Enabled, ktls.Disabled} {
+			name := sc.name + "/RX-kernel"
+			if rx == ktls.Disabled {
+				name = sc.name + "/RX-crypto-tls"
 			}
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, err := c.Read(make([]byte, 100))
-			var alert tls.AlertError
-			if !errors.As(err, &alert) || alert != 20 {
-				t.Fatalf("ktls Read = %v, want bad_record_mac", err)
-			}
-			// The peer hears about it. (crypto/tls's own alert errors are
-			// not tls.AlertError, only their text is the same.)
-			s.SetReadDeadline(time.Now().Add(10 * time.Second))
-			_, err = s.Read(make([]byte, 100))
-			if err == nil || err.Error() != "remote error: "+tls.AlertError(20).Error() {
-				t.Fatalf("crypto/tls Read = %v, want the bad_record_mac alert", err)
-			}
-			// And the error sticks.
-			if _, err2 := c.Read(make([]byte, 100)); !errors.As(err2, &alert) {
-				t.Errorf("second Read = %v, want the same error", err2)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				ccfg, scfg := sc.configs()
+				opts := &ktls.Options{RX: rx}
+				c, s := connectThroughProxy(t, endpoint{ktls: true, config: ccfg, opts: opts}, endpoint{config: scfg})
+				if o := c.(*ktls.Conn).Offload(); !o.TX || o.RX != (rx == ktls.Enabled) {
+					t.Fatalf("Offload() = %v", o)
+				}
+				if _, err := s.Write([]byte("this record is corrupted on the way")); err != nil {
+					t.Fatal(err)
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_, err := c.Read(make([]byte, 100))
+				var alert tls.AlertError
+				if !errors.As(err, &alert) || alert != 20 {
+					t.Fatalf("ktls Read = %v, want bad_record_mac", err)
+				}
+				// The peer hears about it. (crypto/tls's own alert errors
+				// are not tls.AlertError; only their text is the same.)
+				s.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_, err = s.Read(make([]byte, 100))
+				if err == nil || err.Error() != "remote error: "+tls.AlertError(20).Error() {
+					t.Fatalf("crypto/tls Read = %v, want the bad_record_mac alert", err)
+				}
+				// And the error sticks.
+				if _, err2 := c.Read(make([]byte, 100)); !errors.As(err2, &alert) {
+					t.Errorf("second Read = %v, want the same error", err2)
+				}
+			})
+		}
 	}
 }
 

@@ -40,6 +40,19 @@ func connect(t testing.TB, client, server endpoint) (c, s net.Conn) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	c, s = connectVia(t, client, server, ln, ln.Addr().String())
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
+}
+
+// connectRaw is connect, leaving the closing to the caller.
+func connectRaw(t testing.TB, client, server endpoint) (c, s net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	return connectVia(t, client, server, ln, ln.Addr().String())
 }
 
@@ -92,10 +105,6 @@ func connectVia(t testing.TB, client, server endpoint, ln net.Listener, addr str
 		}
 		t.Fatalf("handshake: client: %v, server: %v", cerr, r.err)
 	}
-	t.Cleanup(func() {
-		cc.Close()
-		r.conn.Close()
-	})
 	return cc, r.conn
 }
 

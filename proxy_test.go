@@ -61,6 +61,7 @@ func connectThroughProxy(t testing.TB, client, server endpoint) (c, s net.Conn) 
 		wg.Wait()
 	})
 	c, s = connectVia(t, client, server, back, front.Addr().String())
+	t.Cleanup(func() { c.Close(); s.Close() })
 	p.armed.Store(true)
 	return c, s
 }

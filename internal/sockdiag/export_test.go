@@ -1,0 +1,4 @@
+package sockdiag
+
+// Request is the dump request, for the layout test.
+var Request = request

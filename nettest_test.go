@@ -1,0 +1,35 @@
+package ktls_test
+
+import (
+	"net"
+	"testing"
+
+	"golang.org/x/net/nettest"
+
+	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/kerneltest"
+)
+
+// TestNetConn runs x/net's net.Conn conformance suite on a pair of
+// offloaded ktls connections. crypto/tls itself can't pass it: after a
+// Write times out, its record state is lost and every later Write fails.
+// With the kernel framing records, a timed-out write leaves the stream
+// whole, as on plain TCP.
+func TestNetConn(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
+		t.Run(sc.name, func(t *testing.T) {
+			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+				ccfg, scfg := sc.configs()
+				c, s := connectRaw(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+				for _, conn := range []net.Conn{c, s} {
+					if o := conn.(*ktls.Conn).Offload(); !o.TX || !o.RX {
+						t.Fatalf("Offload() = %v, want TX and RX", o)
+					}
+				}
+				return c, s, func() { c.Close(); s.Close() }, nil
+			})
+		})
+	}
+}
