@@ -163,8 +163,10 @@ func (c *Conn) LocalAddr() net.Addr { return c.raw.LocalAddr() }
 func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
 
 // SetDeadline sets the read and write deadlines, as net.Conn does; they
-// bound the handshake too. A Write that times out leaves the connection
-// in an unknown state: later Writes fail, as with crypto/tls.
+// bound the handshake too. On crypto/tls, a Write that times out leaves
+// the record layer in an unknown state and later Writes fail. Once the
+// kernel encrypts, a timed-out Write is like one on TCP: it reports what
+// was written, and the stream stays whole.
 func (c *Conn) SetDeadline(t time.Time) error { return c.raw.SetDeadline(t) }
 
 // SetReadDeadline sets the read deadline.
