@@ -71,11 +71,11 @@ func newSuiteCmd() *cobra.Command {
 					s.passed += rep.Counts.Passed
 					s.failed += rep.Counts.Failed
 					s.skipped += rep.Counts.Skipped
-					var err error
-					if rep.Err != nil || rep.Counts.Failed > 0 {
-						err = fmt.Errorf("%v %v", rep.Err, rep.Counts.FailedNames)
+					err := rep.Err
+					if err == nil && rep.Counts.Failed > 0 {
+						err = fmt.Errorf("failed: %s", strings.Join(rep.Counts.FailedNames, " "))
 					}
-					s.record("lab "+rep.Kernel.Name, strings.TrimPrefix(rep.Summary(), "lab "), err)
+					s.record("lab "+rep.Kernel.Name, rep.Detail(), err)
 				}
 			}
 			return s.finish()
@@ -212,7 +212,11 @@ func hostTests(s *suiteRun, race bool) (string, error) {
 			output[key].WriteString(ev.Output)
 		case "pass", "fail", "skip":
 			if ev.Test == "" {
-				fmt.Printf("%-4s %s (%.1fs)\n", strings.ToUpper(ev.Action), ev.Package, ev.Elapsed)
+				status := strings.ToUpper(ev.Action)
+				if ev.Action == "skip" {
+					status = "none" // a package without tests
+				}
+				fmt.Printf("%-4s %s (%.1fs)\n", status, ev.Package, ev.Elapsed)
 				if ev.Action == "fail" {
 					io.Copy(os.Stdout, output[key])
 				}

@@ -111,16 +111,22 @@ type TestReport struct {
 	Err error
 }
 
-// Summary is the one-line report the suite prints per kernel.
-func (r *TestReport) Summary() string {
+// Detail is the report without the failure: release, counts, timings.
+func (r *TestReport) Detail() string {
 	release := "?"
 	if r.Outcome != nil && r.Outcome.Result.Release != "" {
 		release = r.Outcome.Result.Release
 	}
-	s := fmt.Sprintf("lab kernel %-4s %-24s %s", r.Kernel.Name, release, r.Counts)
+	s := fmt.Sprintf("%-24s %s", release, r.Counts)
 	if o := r.Outcome; o != nil {
 		s += fmt.Sprintf("; boot %.1fs, teardown %.1fs, total %.1fs", o.Boot.Seconds(), o.Teardown.Seconds(), o.Wall.Seconds())
 	}
+	return s
+}
+
+// Summary is the one-line report printed per kernel.
+func (r *TestReport) Summary() string {
+	s := fmt.Sprintf("lab kernel %-4s %s", r.Kernel.Name, r.Detail())
 	if r.Err != nil {
 		s += "; FAIL: " + r.Err.Error()
 	}
@@ -132,12 +138,18 @@ func (r *Runner) RunTests(ctx context.Context, k Kernel, pkgs []TestPackage, tes
 	rep := &TestReport{Kernel: k}
 	j := &job.Job{Env: guestEnv()}
 	seenDirs := map[string]bool{}
+	tmp := filepath.Clean(os.TempDir()) + "/"
 	for _, p := range pkgs {
 		argv := append([]string{p.Binary, "-test.v"}, testArgs...)
 		j.Steps = append(j.Steps, job.Step{Name: p.ImportPath, Argv: argv, Dir: p.Dir})
-		if d := filepath.Dir(p.Binary); !seenDirs[d] {
-			seenDirs[d] = true
-			j.Binds = append(j.Binds, d)
+		// The guest has its own /tmp: what the steps need from the host's
+		// (the binaries, and the packages of a checkout there) is bound
+		// back in.
+		for _, d := range []string{filepath.Dir(p.Binary), p.Dir} {
+			if strings.HasPrefix(d, tmp) && !seenDirs[d] {
+				seenDirs[d] = true
+				j.Binds = append(j.Binds, d)
+			}
 		}
 	}
 	var mu sync.Mutex
@@ -160,8 +172,11 @@ func (r *Runner) RunTests(ctx context.Context, k Kernel, pkgs []TestPackage, tes
 	}
 	var failed []string
 	for _, s := range out.Result.Steps {
-		if s.ExitCode != 0 {
+		switch {
+		case s.ExitCode > 0:
 			failed = append(failed, fmt.Sprintf("%s (exit %d)", s.Name, s.ExitCode))
+		case s.ExitCode < 0:
+			failed = append(failed, fmt.Sprintf("%s (%s)", s.Name, s.Error))
 		}
 	}
 	if len(failed) > 0 {

@@ -1,0 +1,82 @@
+package ktls
+
+import (
+	"io"
+	"net"
+)
+
+// ReadFrom copies from r until EOF, as io.Copy to the Conn does. Once the
+// kernel encrypts, a *os.File goes out with sendfile(2) and a TCP or Unix
+// socket or a pipe with splice(2), so the bytes never pass through user
+// space; any other reader is read and written. With an *io.LimitedReader
+// around one of those, the same holds for the limit.
+//
+// Before the handoff, or on crypto/tls, it is an ordinary copy.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	for {
+		x := c.activeCall.Load()
+		if x&1 != 0 {
+			return 0, net.ErrClosed
+		}
+		if c.activeCall.CompareAndSwap(x, x+2) {
+			break
+		}
+	}
+	defer c.activeCall.Add(-2)
+
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	if !c.kernelTX {
+		return io.Copy(writerOnly{c}, r)
+	}
+	c.out.Lock()
+	defer c.out.Unlock()
+	if c.out.err != nil {
+		return 0, c.out.err
+	}
+	if c.out.closing {
+		return 0, errShutdown
+	}
+	return c.readFromKernel(r)
+}
+
+// WriteTo copies the plaintext the Conn reads to w until the peer's
+// close_notify, as io.Copy from the Conn does, and returns nil then. Once
+// the kernel decrypts, a TCP or Unix socket, a pipe, or a *Conn whose
+// kernel encrypts gets the data with splice(2), never passing through
+// user space. An alert or a record that fails authentication ends the
+// copy with its error, after everything before it was written.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	c.in.Lock()
+	if !c.kernelRX.Load() {
+		c.in.Unlock()
+		return io.Copy(w, readerOnly{c})
+	}
+	defer c.in.Unlock()
+	var n int64
+	if len(c.in.pending) > 0 {
+		m, err := w.Write(c.in.pending)
+		n += int64(m)
+		c.in.pending = c.in.pending[m:]
+		if err != nil {
+			return n, err
+		}
+	}
+	if c.in.err != nil {
+		if c.in.err == io.EOF {
+			return n, nil
+		}
+		return n, c.in.err
+	}
+	m, err := c.writeToKernel(w)
+	return n + m, err
+}
+
+// writerOnly and readerOnly hide ReadFrom and WriteTo, so io.Copy doesn't
+// come back to them.
+type writerOnly struct{ io.Writer }
+type readerOnly struct{ io.Reader }

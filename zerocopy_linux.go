@@ -1,0 +1,327 @@
+package ktls
+
+import (
+	"errors"
+	"io"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ktlsgo/ktls/internal/record"
+)
+
+// readFromKernel copies r into the socket the kernel encrypts. c.out is
+// locked.
+func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
+	src, remain := r, int64(-1)
+	lr, limited := r.(*io.LimitedReader)
+	if limited {
+		src, remain = lr.R, lr.N
+		if remain <= 0 {
+			return 0, nil
+		}
+	}
+	var (
+		n   int64
+		err error
+	)
+	if f, ok := src.(*os.File); ok && isPipe(f) {
+		// net's own ReadFrom would read a pipe into user space.
+		n, err = c.spliceFromPipe(f, remain)
+		if limited {
+			lr.N -= n
+		}
+	} else if rf, ok := c.raw.(io.ReaderFrom); ok {
+		// A *net.TCPConn: sendfile for files, splice for sockets, plain
+		// writes otherwise; all of it into the kernel's TLS layer.
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(writerOnly{kernelWriter{c}}, r)
+	}
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.out.err = c.opError("write", err)
+		err = c.out.err
+	}
+	return n, err
+}
+
+// kernelWriter writes through the kernel with c.out already locked.
+type kernelWriter struct{ c *Conn }
+
+func (w kernelWriter) Write(b []byte) (int, error) { return w.c.writeKernel(b) }
+
+func isPipe(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeNamedPipe != 0
+}
+
+// spliceChunk is the most one splice call moves.
+const spliceChunk = 1 << 20
+
+// spliceFromPipe splices from a pipe into the socket until the pipe's
+// writer closes it, or remain bytes (-1: no limit).
+func (c *Conn) spliceFromPipe(f *os.File, remain int64) (int64, error) {
+	prc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var pfd int
+	prc.Control(func(fd uintptr) { pfd = int(fd) })
+	src := c.rawConn()
+	var written int64
+	for remain != 0 {
+		chunk := spliceChunk
+		if remain > 0 && remain < int64(chunk) {
+			chunk = int(remain)
+		}
+		var (
+			n         int64
+			serr      error
+			pipeEmpty bool
+		)
+		err := src.Write(func(sfd uintptr) bool {
+			for {
+				n, serr = unix.Splice(pfd, nil, int(sfd), nil, chunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				switch {
+				case serr == unix.EINTR:
+					continue
+				case serr == unix.EAGAIN:
+					// Either the pipe is empty or the socket is full.
+					if avail, err := unix.IoctlGetInt(pfd, unix.TIOCINQ); err == nil && avail > 0 { // TIOCINQ is FIONREAD
+						return false // the socket: wait until it can take more
+					}
+					pipeEmpty = true
+				}
+				return true
+			}
+		})
+		if err != nil {
+			return written, err
+		}
+		if pipeEmpty {
+			if err := waitReadable(prc); err != nil {
+				return written, err
+			}
+			continue
+		}
+		if serr != nil {
+			return written, os.NewSyscallError("splice", serr)
+		}
+		if n == 0 {
+			return written, nil // the pipe's writer closed it
+		}
+		written += n
+		if remain > 0 {
+			remain -= n
+		}
+	}
+	return written, nil
+}
+
+// waitReadable blocks in the poller until rc is readable.
+func waitReadable(rc syscall.RawConn) error {
+	first := true
+	return rc.Read(func(uintptr) bool {
+		if first {
+			first = false
+			return false
+		}
+		return true
+	})
+}
+
+// writeToKernel copies what the kernel decrypts to w. c.in is locked.
+func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
+	dst, release, ok := spliceTarget(w)
+	if !ok {
+		return c.copyKernel(w)
+	}
+	defer release()
+	p, err := newSplicePipe()
+	if err != nil {
+		return c.copyKernel(w)
+	}
+	defer p.close()
+	var written int64
+	for {
+		n, err := c.spliceToPipe(p)
+		switch {
+		case errors.Is(err, unix.EINVAL):
+			// The next record is not application data: splice can't
+			// carry its content type. Take it with recvmsg.
+			m, err := c.controlRecord(w)
+			written += m
+			if err == io.EOF {
+				return written, nil
+			}
+			if err != nil {
+				return written, err
+			}
+			continue
+		case err != nil:
+			return written, c.readError(err)
+		case n == 0:
+			c.in.err = io.ErrUnexpectedEOF
+			return written, c.in.err
+		}
+		m, err := p.drainTo(dst, n)
+		written += m
+		if err != nil {
+			return written, err
+		}
+	}
+}
+
+// copyKernel is writeToKernel for a writer splice can't reach.
+func (c *Conn) copyKernel(w io.Writer) (int64, error) {
+	buf := make([]byte, 64<<10)
+	var written int64
+	for {
+		n, err := c.readKernel(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if err == io.EOF {
+			return written, nil
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+}
+
+// controlRecord reads the record that stopped a splice: an alert, a
+// handshake message, or, if data came first after all, data for w.
+func (c *Conn) controlRecord(w io.Writer) (int64, error) {
+	if cap(c.in.buf) < record.MaxPlaintext {
+		c.in.buf = make([]byte, record.MaxCiphertextTLS12)
+	}
+	buf := c.in.buf[:record.MaxPlaintext]
+	n, typ, err := c.recvRecord(buf)
+	if err != nil {
+		return 0, c.readError(err)
+	}
+	switch typ {
+	case 0:
+		c.in.err = io.ErrUnexpectedEOF
+		return 0, c.in.err
+	case record.TypeApplicationData:
+		m, err := w.Write(buf[:n])
+		return int64(m), err
+	case record.TypeAlert:
+		return 0, c.handleAlert(buf[:n])
+	case record.TypeHandshake:
+		return 0, c.handleHandshake(buf[:n])
+	}
+	return 0, c.fatal(record.AlertUnexpectedMessage)
+}
+
+// spliceTarget returns the raw connection splice writes to for w, and
+// what to call when done.
+func spliceTarget(w io.Writer) (syscall.RawConn, func(), bool) {
+	switch d := w.(type) {
+	case *Conn:
+		// Another connection whose kernel encrypts: splice its socket.
+		if !d.handshakeDone.Load() || !d.kernelTX {
+			return nil, nil, false
+		}
+		d.out.Lock()
+		if d.out.err != nil || d.out.closing {
+			d.out.Unlock()
+			return nil, nil, false
+		}
+		return d.rawConn(), d.out.Unlock, true
+	case *os.File:
+		rc, err := d.SyscallConn()
+		if err != nil {
+			return nil, nil, false
+		}
+		return rc, func() {}, true
+	case syscall.Conn:
+		switch w.(type) {
+		case interface{ CloseWrite() error }: // TCP and Unix stream sockets
+			rc, err := d.SyscallConn()
+			if err != nil {
+				return nil, nil, false
+			}
+			return rc, func() {}, true
+		}
+	}
+	return nil, nil, false
+}
+
+// splicePipe is the pipe that splice moves data through between two
+// sockets: socket to pipe, pipe to socket.
+type splicePipe struct{ r, w int }
+
+func newSplicePipe() (*splicePipe, error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return nil, err
+	}
+	// A bigger pipe means fewer calls; the default limit for an
+	// unprivileged process is 1 MiB, and failing to grow is harmless.
+	unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, spliceChunk)
+	return &splicePipe{r: fds[0], w: fds[1]}, nil
+}
+
+func (p *splicePipe) close() {
+	unix.Close(p.r)
+	unix.Close(p.w)
+}
+
+// spliceToPipe moves decrypted data from the socket into the pipe,
+// waiting in the poller for data.
+func (c *Conn) spliceToPipe(p *splicePipe) (int64, error) {
+	var (
+		n    int64
+		serr error
+	)
+	err := c.rawConn().Read(func(fd uintptr) bool {
+		for {
+			n, serr = unix.Splice(int(fd), nil, p.w, nil, spliceChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			if serr == unix.EINTR {
+				continue
+			}
+			return serr != unix.EAGAIN
+		}
+	})
+	if err != nil {
+		return 0, c.opError("read", err)
+	}
+	if serr != nil {
+		return 0, os.NewSyscallError("splice", serr)
+	}
+	return n, nil
+}
+
+// drainTo moves n bytes from the pipe to dst.
+func (p *splicePipe) drainTo(dst syscall.RawConn, n int64) (int64, error) {
+	var moved int64
+	var serr error
+	err := dst.Write(func(fd uintptr) bool {
+		for moved < n {
+			m, err := unix.Splice(p.r, nil, int(fd), nil, int(n-moved), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false
+			case err != nil:
+				serr = os.NewSyscallError("splice", err)
+				return true
+			}
+			moved += m
+		}
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	return moved, err
+}
