@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -112,6 +113,84 @@ func TestListIPv6(t *testing.T) {
 	})
 }
 
+// TestListWithoutNetAdmin is what an unprivileged "ktls stat" sees. It
+// drops CAP_NET_ADMIN from one thread (Linux keeps capabilities per
+// thread) and lists from there: the kernel checks the capability of
+// whoever opened the netlink socket and of the task running the dump, both
+// that thread. Before Linux 6.15 the kernel then leaves the ULP info out,
+// and List finds nothing; from 6.15 on it finds the socket all the same.
+func TestListWithoutNetAdmin(t *testing.T) {
+	const (
+		version = kernel.VersionTLS13
+		cipher  = kernel.CipherAESGCM128
+	)
+	kerneltest.Require(t, kernel.FeatureULP, kernel.CipherFeature(version, cipher, kernel.TX))
+	if !hasCapNetAdmin(t) {
+		t.Skip("needs CAP_NET_ADMIN, to drop it")
+	}
+	client, _ := tcpPair(t, "tcp4", "127.0.0.1:0")
+	withFD(t, client, func(fd int) {
+		must(t, kernel.AttachULP(fd))
+		must(t, kernel.SetCryptoInfo(fd, kernel.TX, zeroKeys(version, cipher)))
+	})
+	find(t, client) // with CAP_NET_ADMIN
+
+	type result struct {
+		s   sockdiag.Socket
+		ok  bool
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		// Never unlocked: the thread, with its reduced capabilities,
+		// exits with the goroutine.
+		runtime.LockOSThread()
+		var r result
+		if r.err = dropCapNetAdmin(); r.err == nil {
+			var all []sockdiag.Socket
+			all, r.err = sockdiag.List()
+			r.s, r.ok = match(all, client)
+		}
+		done <- r
+	}()
+	r := <-done
+	must(t, r.err)
+	rel := kerneltest.Release()
+	if want := kernel.CompareRelease(rel, "6.15") >= 0; r.ok != want {
+		t.Fatalf("kernel %s without CAP_NET_ADMIN: List found the socket: %v, want %v", rel, r.ok, want)
+	}
+	if r.ok {
+		checkTLS(t, "without CAP_NET_ADMIN", r.s, sockdiag.TLSInfo{
+			Version: version, Cipher: cipher, TX: sockdiag.ConfSW, RX: sockdiag.ConfBase,
+		})
+	}
+	t.Logf("kernel %s without CAP_NET_ADMIN: found the socket: %v", rel, r.ok)
+}
+
+func capData() (unix.CapUserHeader, [2]unix.CapUserData, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	err := unix.Capget(&hdr, &data[0])
+	return hdr, data, err
+}
+
+func hasCapNetAdmin(t *testing.T) bool {
+	_, data, err := capData()
+	must(t, err)
+	return data[0].Effective&(1<<unix.CAP_NET_ADMIN) != 0
+}
+
+// dropCapNetAdmin clears CAP_NET_ADMIN from the calling thread's
+// effective set.
+func dropCapNetAdmin() error {
+	hdr, data, err := capData()
+	if err != nil {
+		return err
+	}
+	data[0].Effective &^= 1 << unix.CAP_NET_ADMIN
+	return unix.Capset(&hdr, &data[0])
+}
+
 // TestDump needs no kernel TLS: it finds a plain loopback connection, both
 // ends, in the raw dump that List filters, so the netlink side and Parse
 // meet a real kernel on any Linux host.
@@ -195,14 +274,22 @@ func lookup(t *testing.T, c net.Conn) (sockdiag.Socket, bool) {
 	all, err := sockdiag.List()
 	if errors.Is(err, kernel.ErrNotSupported) {
 		// Everything else kernel TLS needs is there: kerneltest.Require
-		// passed. Debian builds inet_diag and tcp_diag as modules, and
-		// the lab must load them for this test.
+		// passed. Debian builds inet_diag and tcp_diag as modules, which
+		// the kernel asks modprobe for on first use; the lab's guest
+		// doesn't load them that way, so the lab must preload them.
 		if name, inLab := kerneltest.InLab(); inLab {
-			t.Fatalf("lab kernel %s (%s): %v", name, kerneltest.Release(), err)
+			t.Fatalf("lab kernel %s (%s): %v\n"+
+				"The lab must preload inet_diag and tcp_diag (preloadModules in internal/lab/modules.go; "+
+				"kernels cached before that change lack the modules until refetched)",
+				name, kerneltest.Release(), err)
 		}
 		t.Skipf("kernel %s: %v", kerneltest.Release(), err)
 	}
 	must(t, err)
+	return match(all, c)
+}
+
+func match(all []sockdiag.Socket, c net.Conn) (sockdiag.Socket, bool) {
 	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
 	remote := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	for _, s := range all {
