@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ktlsgo/ktls/internal/handoff"
@@ -334,6 +335,13 @@ func (c *Conn) closeNotify() error {
 	err := c.sendAlertLocked(record.AlertLevelWarning, record.AlertCloseNotify)
 	c.raw.SetWriteDeadline(time.Time{})
 	return err
+}
+
+// rawConn is the socket under the connection; the handoff checked it has
+// one.
+func (c *Conn) rawConn() syscall.RawConn {
+	rc, _ := c.raw.(syscall.Conn).SyscallConn()
+	return rc
 }
 
 var _ net.Conn = (*Conn)(nil)

@@ -47,10 +47,6 @@ func (c *Conn) install(rc syscall.RawConn, dir kernel.Direction, info *kernel.Cr
 	return nil
 }
 
-func (c *Conn) rawConn() syscall.RawConn {
-	rc, _ := c.raw.(syscall.Conn).SyscallConn()
-	return rc
-}
 
 // opError wraps err as net does for a Read or Write on c.
 func (c *Conn) opError(op string, err error) error {

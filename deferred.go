@@ -89,7 +89,7 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 	c.deferred = nil
 	c.hc.OnRead(nil)
 
-	var reason error
+	var reason, noPadReason error
 	switch {
 	case d.err != nil:
 		reason = fmt.Errorf("ktls: could not follow the peer's records before RX handoff: %w", d.err)
@@ -98,7 +98,7 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 	default:
 		c.rxSecret = d.secret
 		keys := d.secret.Keys()
-		reason = c.installRX(keys, d.prot.Seq())
+		noPadReason, reason = c.installRX(keys, d.prot.Seq())
 		keys.Zero()
 	}
 	if reason != nil {
@@ -107,6 +107,9 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 	}
 	c.handshakeMu.Lock()
 	c.offload.RX, c.offload.RXReason = reason == nil, reason
+	if reason == nil {
+		c.offload.RXNoPad, c.offload.RXNoPadReason = noPadReason == nil, noPadReason
+	}
 	c.handshakeMu.Unlock()
 
 	m := copy(b, buf[:n])

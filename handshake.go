@@ -33,6 +33,10 @@ func (c *Conn) handoff() {
 		return
 	}
 	o.TX = true
+	if c.opts.ZerocopySendfile {
+		o.ZerocopySendfileReason = c.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
+		o.ZerocopySendfile = o.ZerocopySendfileReason == nil
+	}
 	o.RXReason = c.offloadRX(keys)
 	o.RX = o.RXReason == nil
 	keys.zero()
@@ -140,24 +144,29 @@ func (c *Conn) offloadRX(keys *handoffKeys) error {
 		c.hc.OnRead(d.see)
 		return errDeferred
 	}
-	if err := c.installRX(keys.rx, keys.rxSeq); err != nil {
+	noPadReason, err := c.installRX(keys.rx, keys.rxSeq)
+	if err != nil {
 		c.hc.ReadPassthrough()
 		return err
 	}
+	c.offload.RXNoPad, c.offload.RXNoPadReason = noPadReason == nil && c.suite.Version == tls.VersionTLS13, noPadReason
 	return nil
 }
 
 // installRX installs the receive key; from then on the kernel decrypts,
-// and crypto/tls neither reads nor writes the socket.
-func (c *Conn) installRX(keys keyschedule.TrafficKeys, seq uint64) error {
+// and crypto/tls neither reads nor writes the socket. It returns why
+// TLS_RX_EXPECT_NO_PAD is not in effect, for a TLS 1.3 connection.
+func (c *Conn) installRX(keys keyschedule.TrafficKeys, seq uint64) (noPadReason, err error) {
 	info := cryptoInfo(c.suite, keys, seq)
 	defer info.Zero()
-	rc, err := c.raw.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return err
+	if err := c.install(c.rawConn(), kernel.RX, info, false); err != nil {
+		return nil, err
 	}
-	if err := c.install(rc, kernel.RX, info, false); err != nil {
-		return err
+	if c.suite.Version == tls.VersionTLS13 {
+		noPadReason = errDisabledByOptions
+		if c.opts.rxNoPad() {
+			noPadReason = c.setOption(kernel.FeatureRXExpectNoPad, kernel.SetRXExpectNoPad)
+		}
 	}
 	c.hc.HandOffRead()
 	c.hc.StopTranslating()
@@ -167,7 +176,21 @@ func (c *Conn) installRX(keys keyschedule.TrafficKeys, seq uint64) error {
 		c.translateSecret = nil
 	}
 	c.kernelRX.Store(true)
-	return nil
+	return noPadReason, nil
+}
+
+// setOption sets an optional socket option if the kernel has it. A kernel
+// without it is no reason to fail: the connection works without.
+func (c *Conn) setOption(f *kernel.Feature, set func(fd int) error) error {
+	if err := f.Check(); err != nil {
+		return err
+	}
+	var serr error
+	err := c.rawConn().Control(func(fd uintptr) { serr = set(int(fd)) })
+	if err == nil {
+		err = serr
+	}
+	return err
 }
 
 // deriveKeys computes both directions' keys from the captured secrets, and

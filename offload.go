@@ -36,18 +36,29 @@ type Options struct {
 
 	// ZerocopySendfile sets TLS_TX_ZEROCOPY_RO (Linux 5.19): sendfile
 	// encrypts straight from the page cache instead of copying the file's
-	// pages first. The file must not change while it is being sent: a
-	// change would go out under a tag computed over the old bytes, and the
-	// peer would reject the record. Off by default.
+	// pages first. The file must not change while it is being sent: the
+	// kernel may then transmit bytes that differ from what it
+	// authenticated (on retransmission, say), and the peer rejects the
+	// record with bad_record_mac, ending the connection. Off by default.
 	ZerocopySendfile bool
+
+	// RXNoPad sets TLS_RX_EXPECT_NO_PAD (Linux 6.0) on TLS 1.3
+	// connections: the kernel decrypts records straight into the reader's
+	// buffer, betting that the peer doesn't pad them. A peer that pads
+	// anyway loses the bet only in speed: the kernel decrypts that record
+	// again the slow way and counts it in TlsRxNoPadViolation; the data is
+	// the same. Auto means Enabled: crypto/tls, OpenSSL and GnuTLS don't
+	// pad unless asked to.
+	RXNoPad Mode
 
 	// keyUpdateLimit, if non-zero, replaces the number of records after
 	// which TX keys are updated automatically; tests lower it.
 	keyUpdateLimit uint64
 }
 
-func (o *Options) tx() bool { return o == nil || o.TX != Disabled }
-func (o *Options) rx() bool { return o == nil || o.RX != Disabled }
+func (o *Options) tx() bool      { return o == nil || o.TX != Disabled }
+func (o *Options) rx() bool      { return o == nil || o.RX != Disabled }
+func (o *Options) rxNoPad() bool { return o == nil || o.RXNoPad != Disabled }
 
 // Offload says which directions of a connection the kernel handles, and
 // why not where it doesn't.
@@ -63,10 +74,15 @@ type Offload struct {
 	Version     uint16 // the TLS version, as in tls.ConnectionState
 	CipherSuite uint16
 
-	// ZerocopySendfile is set when TLS_TX_ZEROCOPY_RO is in effect.
-	ZerocopySendfile bool
-	// RXNoPad is set when TLS_RX_EXPECT_NO_PAD is in effect.
-	RXNoPad bool
+	// ZerocopySendfile is set when TLS_TX_ZEROCOPY_RO is in effect, and
+	// ZerocopySendfileReason says why not when it was asked for.
+	ZerocopySendfile       bool
+	ZerocopySendfileReason error
+	// RXNoPad is set when TLS_RX_EXPECT_NO_PAD is in effect, and
+	// RXNoPadReason says why not for a TLS 1.3 connection whose RX is
+	// offloaded.
+	RXNoPad       bool
+	RXNoPadReason error
 }
 
 func (o Offload) String() string {

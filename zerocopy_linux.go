@@ -71,44 +71,48 @@ func (c *Conn) spliceFromPipe(f *os.File, remain int64) (int64, error) {
 	src := c.rawConn()
 	var written int64
 	for remain != 0 {
-		chunk := spliceChunk
+		// Ask for exactly what the pipe holds. Asked for more, the
+		// kernel passes MSG_MORE with the last piece, and its TLS layer
+		// holds that piece back in an open record, waiting for more that
+		// may not come until the reader has seen it.
+		avail, err := unix.IoctlGetInt(pfd, unix.TIOCINQ) // FIONREAD
+		if err != nil {
+			return written, os.NewSyscallError("ioctl FIONREAD", err)
+		}
+		chunk := min(max(avail, 1), spliceChunk)
 		if remain > 0 && remain < int64(chunk) {
 			chunk = int(remain)
 		}
 		var (
-			n         int64
-			serr      error
-			pipeEmpty bool
+			n    int64
+			serr error
 		)
-		err := src.Write(func(sfd uintptr) bool {
+		err = src.Write(func(sfd uintptr) bool {
 			for {
 				n, serr = unix.Splice(pfd, nil, int(sfd), nil, chunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				switch {
-				case serr == unix.EINTR:
-					continue
-				case serr == unix.EAGAIN:
-					// Either the pipe is empty or the socket is full.
-					if avail, err := unix.IoctlGetInt(pfd, unix.TIOCINQ); err == nil && avail > 0 { // TIOCINQ is FIONREAD
-						return false // the socket: wait until it can take more
-					}
-					pipeEmpty = true
+				if serr != unix.EINTR {
+					return true
 				}
-				return true
 			}
 		})
 		if err != nil {
 			return written, err
 		}
-		if pipeEmpty {
-			if err := waitReadable(prc); err != nil {
+		switch {
+		case serr == unix.EAGAIN:
+			// The pipe is empty or the socket full, or both; splice
+			// doesn't say which. Wait for each in turn: a wait on the
+			// wrong one would never end.
+			if err := prc.Read(ready(unix.POLLIN)); err != nil {
+				return written, err
+			}
+			if err := src.Write(ready(unix.POLLOUT)); err != nil {
 				return written, err
 			}
 			continue
-		}
-		if serr != nil {
+		case serr != nil:
 			return written, os.NewSyscallError("splice", serr)
-		}
-		if n == 0 {
+		case n == 0:
 			return written, nil // the pipe's writer closed it
 		}
 		written += n
@@ -119,16 +123,21 @@ func (c *Conn) spliceFromPipe(f *os.File, remain int64) (int64, error) {
 	return written, nil
 }
 
-// waitReadable blocks in the poller until rc is readable.
-func waitReadable(rc syscall.RawConn) error {
-	first := true
-	return rc.Read(func(uintptr) bool {
-		if first {
-			first = false
-			return false
+// ready returns a RawConn callback that is done when poll(2) reports one
+// of events on the descriptor, or an error or hangup. Asking poll, rather
+// than trying and waiting for the poller's next edge, can't miss readiness
+// that came before the wait began.
+func ready(events int16) func(fd uintptr) bool {
+	return func(fd uintptr) bool {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		for {
+			n, err := unix.Poll(pfd, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			return err != nil || n > 0
 		}
-		return true
-	})
+	}
 }
 
 // writeToKernel copies what the kernel decrypts to w. c.in is locked.

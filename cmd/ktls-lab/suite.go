@@ -177,7 +177,8 @@ func checkGofmt() (string, error) {
 // hostTests runs go test -json ./... on this host, printing a line per
 // package and the output of failed tests, and counts the results.
 func hostTests(s *suiteRun, race bool) (string, error) {
-	args := []string{"test", "-json"}
+	// -count=1: results cached from another machine state say nothing.
+	args := []string{"test", "-json", "-count=1"}
 	if race {
 		args = append(args, "-race")
 	}

@@ -13,9 +13,11 @@ import (
 
 type testFlags struct {
 	machineFlags
-	run   string
-	short bool
-	count string
+	run       string
+	bench     string
+	benchtime string
+	short     bool
+	count     string
 }
 
 func newTestCmd() *cobra.Command {
@@ -58,6 +60,8 @@ per kernel. It fails if any test fails or any guest does not finish.`,
 	cmd.Flags().StringVar(&f.run, "run", "", "run only tests matching this regular expression")
 	cmd.Flags().BoolVar(&f.short, "short", false, "pass -test.short")
 	cmd.Flags().StringVar(&f.count, "count", "", "pass -test.count")
+	cmd.Flags().StringVar(&f.bench, "bench", "", "run benchmarks matching this regular expression (pass -test.bench)")
+	cmd.Flags().StringVar(&f.benchtime, "benchtime", "", "pass -test.benchtime")
 	return cmd
 }
 
@@ -71,6 +75,12 @@ func (f *testFlags) testArgs() []string {
 	}
 	if f.count != "" {
 		a = append(a, "-test.count="+f.count)
+	}
+	if f.bench != "" {
+		a = append(a, "-test.bench="+f.bench, "-test.benchmem")
+	}
+	if f.benchtime != "" {
+		a = append(a, "-test.benchtime="+f.benchtime)
 	}
 	return a
 }

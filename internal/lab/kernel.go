@@ -102,6 +102,7 @@ type FetchedKernel struct {
 	Release string    `json:"release"` // uname -r, for example 6.1.0-56-amd64
 	Dir     string    `json:"dir"`     // holds vmlinuz and modules/
 	Fetched time.Time `json:"fetched"`
+	Modules string    `json:"modules"` // the moduleSet it was selected with
 }
 
 // Vmlinuz is the path of the kernel image as Debian ships it.
@@ -171,6 +172,9 @@ func readFetched(stamp string, k Kernel) (*FetchedKernel, error) {
 	if _, err := os.Stat(f.Vmlinuz()); err != nil {
 		return nil, err
 	}
+	if f.Modules != moduleSet {
+		return nil, fmt.Errorf("lab: kernel %s was cached with another module selection", f.Release)
+	}
 	return f, nil
 }
 
@@ -238,7 +242,7 @@ func (c *Cache) fetch(k Kernel, logf func(string, ...any)) (*FetchedKernel, erro
 	if err != nil {
 		return nil, err
 	}
-	f := &FetchedKernel{Kernel: k, Package: image, Version: version, Release: release, Dir: dir, Fetched: time.Now()}
+	f := &FetchedKernel{Kernel: k, Package: image, Version: version, Release: release, Dir: dir, Fetched: time.Now(), Modules: moduleSet}
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)

@@ -27,6 +27,15 @@ var moduleDirs = []string{"kernel/crypto", "kernel/lib/crypto", "kernel/arch/x86
 // kernel asks for it.
 var preloadModules = []string{"tls", "9p", "9pnet_virtio", "virtio_pci", "veth", "virtio_rng"}
 
+// onDemandModules go into the initramfs for the guest's modprobe, like
+// the cipher modules: the sock_diag handlers for TCP, which the kernel
+// requests when a program asks for a socket dump (ktls stat does).
+var onDemandModules = []string{"inet_diag", "tcp_diag"}
+
+// moduleSet names the selection above. A cached kernel selected with
+// another set is fetched again.
+const moduleSet = "2: crypto dirs, tls, 9p, virtio, veth, inet_diag, tcp_diag"
+
 // requiredModules must be present in every kernel; the others are optional.
 var requiredModules = []string{"tls", "9p", "9pnet_virtio"}
 
@@ -54,7 +63,7 @@ func selectModules(modRoot, dst string) (int, error) {
 			return nil
 		})
 	}
-	for _, name := range preloadModules {
+	for _, name := range append(preloadModules, onDemandModules...) {
 		if _, ok := byName[name]; ok {
 			queue = append(queue, name)
 		}

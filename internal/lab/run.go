@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -183,6 +184,25 @@ func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error
 	return out, nil
 }
 
+// moduleDir finds the ktls module's source, to build the guest init from:
+// the directory this file was compiled from, when the build recorded it,
+// else the current directory (which works inside the module).
+func moduleDir() string {
+	_, file, _, ok := runtime.Caller(0)
+	if ok && filepath.IsAbs(file) {
+		dir := filepath.Dir(file)
+		for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+			if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil {
+				if strings.Contains(string(data), "module github.com/ktlsgo/ktls\n") {
+					return d
+				}
+				break
+			}
+		}
+	}
+	return ""
+}
+
 // initramfs returns an initramfs for fk holding the current guest init,
 // building both when needed.
 func (c *Cache) initramfs(fk *FetchedKernel) (string, error) {
@@ -201,6 +221,7 @@ func (c *Cache) initramfs(fk *FetchedKernel) (string, error) {
 
 	initBin := filepath.Join(c.Dir, "init")
 	build := exec.Command("go", "build", "-trimpath", "-o", initBin, "github.com/ktlsgo/ktls/internal/lab/init")
+	build.Dir = moduleDir()
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("lab: building guest init: %v\n%s", err, out)

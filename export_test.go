@@ -1,0 +1,11 @@
+package ktls
+
+// SendAlert sends an alert record through the kernel, without the
+// consequences a real one has here: tests use it to make a peer that sends
+// alerts in mid-stream.
+func (c *Conn) SendAlert(level, desc uint8) error {
+	c.out.Lock()
+	defer c.out.Unlock()
+	_, err := c.sendRecord(21, []byte{level, desc})
+	return err
+}
