@@ -47,7 +47,6 @@ func (c *Conn) install(rc syscall.RawConn, dir kernel.Direction, info *kernel.Cr
 	return nil
 }
 
-
 // opError wraps err as net does for a Read or Write on c.
 func (c *Conn) opError(op string, err error) error {
 	var oe *net.OpError
