@@ -112,15 +112,7 @@ func connectVia(t testing.TB, client, server endpoint, ln net.Listener, addr str
 			done <- result{nil, err}
 			return
 		}
-		var conn interface {
-			net.Conn
-			Handshake() error
-		}
-		if server.ktls {
-			conn = ktls.ServerWithOptions(raw, server.config, server.opts)
-		} else {
-			conn = tls.Server(raw, server.config)
-		}
+		conn := serverConn(raw, server)
 		err = conn.Handshake()
 		done <- result{conn, err}
 	}()
@@ -147,6 +139,19 @@ func connectVia(t testing.TB, client, server endpoint, ln net.Listener, addr str
 		t.Fatalf("handshake: client: %v, server: %v", cerr, r.err)
 	}
 	return cc, r.conn
+}
+
+type handshaker interface {
+	net.Conn
+	Handshake() error
+}
+
+// serverConn makes the server end of a test connection.
+func serverConn(raw net.Conn, server endpoint) handshaker {
+	if server.ktls {
+		return ktls.ServerWithOptions(raw, server.config, server.opts)
+	}
+	return tls.Server(raw, server.config)
 }
 
 // stream writes n pseudo-random bytes, seeded, and returns their SHA-256.

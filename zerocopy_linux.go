@@ -174,6 +174,7 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			c.in.err = io.ErrUnexpectedEOF
 			return written, c.in.err
 		}
+		c.in.sys.useless = 0
 		m, err := p.drainTo(dst, n)
 		written += m
 		if err != nil {
