@@ -61,7 +61,15 @@ type Conn struct {
 		sync.Mutex
 		err     error // sticky
 		closing bool  // close_notify sent
+		// Records under the current write key: counted exactly at the
+		// last check, and at most estimated since. See afterWrite.
+		counted, estimated uint64
 	}
+	// updateTX is set when the peer asked for a key update while a write
+	// held c.out: the update then happens before the next chunk of data.
+	// Waiting for c.out in the reader could deadlock two ends whose
+	// writers each wait for the other's reader.
+	updateTX atomic.Bool
 	// activeCall counts Writes in flight and has bit 0 set once Close has
 	// been called, as in crypto/tls: a Close during a Write only closes the
 	// socket, to unblock it.

@@ -300,9 +300,87 @@ func (c *Conn) sendRecord(typ uint8, p []byte) (int, error) {
 	return n, nil
 }
 
-// writeKernel writes plaintext; the kernel frames and encrypts it. c.out
-// is locked.
+// aesGCMRecordLimit is how many full-size records one AES-GCM key may
+// protect in TLS 1.3: 2^24.5 (RFC 8446, Section 5.5). ChaCha20-Poly1305's
+// limit is out of reach.
+const aesGCMRecordLimit = 23726566
+
+// recordLimit returns the number of records after which the write key
+// must be updated, or 0 for none.
+func (c *Conn) recordLimit() uint64 {
+	if c.opts.keyUpdateLimit != 0 {
+		return c.opts.keyUpdateLimit
+	}
+	if c.suite.Version == tls.VersionTLS13 && kernelCipher(c.suite) != kernel.CipherChaCha20Poly1305 {
+		return aesGCMRecordLimit
+	}
+	return 0
+}
+
+// writeChunk bounds one write while a record limit applies, so the count
+// is checked between chunks: at most 4097 records of 256 bytes, or 65
+// full ones.
+const writeChunk = 1 << 20
+
+// afterWrite counts the records n bytes of plaintext became, and updates
+// the write key before the record limit. The kernel doesn't say how many
+// records a write made, so the count is an upper bound (a record per 4
+// KiB, the smallest a spliced page makes, plus one), and the exact number
+// comes from getsockopt when the bound gets close. c.out is locked.
+func (c *Conn) afterWrite(n int64) error {
+	limit := c.recordLimit()
+	if limit == 0 {
+		return nil
+	}
+	c.out.estimated += uint64(n)/4096 + 1
+	margin := min(1<<20, limit/2)
+	if c.out.counted+c.out.estimated < limit-margin {
+		return nil
+	}
+	var seq uint64
+	var serr error
+	if err := c.rawConn().Control(func(fd uintptr) { seq, serr = kernel.RecSeq(int(fd), kernel.TX) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return serr
+	}
+	c.out.counted, c.out.estimated = seq, 0
+	if seq < limit-margin {
+		return nil
+	}
+	if err := c.updateTXLocked(false); err != nil {
+		c.out.err = fmt.Errorf("ktls: %d records under one key near the AEAD limit of %d (RFC 8446, Section 5.5), and the key can't be updated: %w", seq, limit, err)
+		return c.out.err
+	}
+	return nil
+}
+
+// writeKernel writes plaintext; the kernel frames and encrypts it. In TLS
+// 1.3 it writes in chunks, to check between them for a key update that is
+// due. c.out is locked.
 func (c *Conn) writeKernel(b []byte) (int, error) {
+	if c.suite.Version != tls.VersionTLS13 {
+		return c.writeKernelChunk(b)
+	}
+	var written int
+	for written < len(b) {
+		if err := c.pendingUpdateLocked(); err != nil {
+			return written, err
+		}
+		n, err := c.writeKernelChunk(b[written:min(len(b), written+writeChunk)])
+		written += n
+		if err == nil {
+			err = c.afterWrite(int64(n))
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+func (c *Conn) writeKernelChunk(b []byte) (int, error) {
 	var (
 		written int
 		werr    error
@@ -364,15 +442,26 @@ func (c *Conn) receiveKeyUpdate(requested bool) error {
 	c.rxSecret.Zero()
 	c.rxSecret = next
 	if requested {
-		c.out.Lock()
-		defer c.out.Unlock()
-		if c.out.err == nil && !c.out.closing {
-			if err := c.updateTXLocked(false); err != nil {
-				return err
-			}
+		// Our KeyUpdate must go before our next application data
+		// (RFC 8446, Section 4.6.3): now if no write is under way, else
+		// by the writer before its next chunk.
+		c.updateTX.Store(true)
+		if c.out.TryLock() {
+			err := c.pendingUpdateLocked()
+			c.out.Unlock()
+			return err
 		}
 	}
 	return nil
+}
+
+// pendingUpdateLocked sends the KeyUpdate the peer asked for, if one is
+// due. c.out is locked.
+func (c *Conn) pendingUpdateLocked() error {
+	if !c.updateTX.Swap(false) || c.out.err != nil || c.out.closing {
+		return nil
+	}
+	return c.updateTXLocked(false)
 }
 
 // updateTXLocked sends a KeyUpdate through the kernel and installs the
@@ -402,25 +491,30 @@ func (c *Conn) updateTXLocked(requestPeer bool) error {
 	}
 	c.txSecret.Zero()
 	c.txSecret = next
+	c.out.counted, c.out.estimated = 0, 0
 	return nil
 }
 
 // sendKeyUpdateFromTLS handles a KeyUpdate crypto/tls sends, while it
-// still reads, in answer to the peer's request. c.out is locked.
+// still reads, in answer to the peer's request.
 func (c *Conn) sendKeyUpdateFromTLS(msg []byte) error {
 	msgs, rest, err := record.ParseHandshake(msg)
 	if err != nil || len(msgs) != 1 || len(rest) != 0 || msgs[0].Type != record.MsgKeyUpdate {
 		return errors.New("ktls: internal error: crypto/tls wrote an unexpected handshake message after the handoff")
 	}
 	// crypto/tls moves to its next write key after this record; the
-	// translator follows it.
+	// translator follows it. Ours follows as a requested update does.
 	if err := c.advanceTranslator(); err != nil {
 		return err
 	}
-	if err := c.updateTXLocked(false); err != nil {
-		// crypto/tls drops this error; make the next Write see it.
-		c.out.err = err
-		return err
+	c.updateTX.Store(true)
+	if c.out.TryLock() {
+		err := c.pendingUpdateLocked()
+		c.out.Unlock()
+		if err != nil {
+			// crypto/tls drops this error; the next Write sees it.
+			return err
+		}
 	}
 	return nil
 }

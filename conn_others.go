@@ -26,6 +26,7 @@ func (c *Conn) writeKernel(b []byte) (int, error)           { return 0, errOS }
 func (c *Conn) sendRecord(typ uint8, p []byte) (int, error) { return 0, errOS }
 func (c *Conn) sendAlertLocked(level, alert uint8) error    { return errOS }
 func (c *Conn) updateTXLocked(requestPeer bool) error       { return errOS }
+func (c *Conn) sendAlertBestEffort(level, alert uint8)      {}
 func (c *Conn) sendKeyUpdateFromTLS(msg []byte) error       { return errOS }
 
 func (c *Conn) readFromKernel(r io.Reader) (int64, error) { return 0, errOS }

@@ -9,3 +9,7 @@ func (c *Conn) SendAlert(level, desc uint8) error {
 	_, err := c.sendRecord(21, []byte{level, desc})
 	return err
 }
+
+// SetKeyUpdateLimit lowers the number of records after which the write key
+// is updated, so tests can reach it.
+func SetKeyUpdateLimit(o *Options, records uint64) { o.keyUpdateLimit = records }

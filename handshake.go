@@ -308,12 +308,14 @@ func (c *Conn) translateRecord(rec []byte) error {
 	if err != nil {
 		return err
 	}
-	c.out.Lock()
-	defer c.out.Unlock()
 	switch typ {
 	case record.TypeAlert:
-		_, err := c.sendRecord(record.TypeAlert, msg)
-		return err
+		// crypto/tls sends alerts as it fails. Like the kernel path's
+		// own, they don't wait for a Write in flight.
+		if len(msg) == 2 {
+			c.sendAlertBestEffort(msg[0], msg[1])
+		}
+		return nil
 	case record.TypeHandshake:
 		return c.sendKeyUpdateFromTLS(msg)
 	}

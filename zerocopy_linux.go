@@ -1,6 +1,7 @@
 package ktls
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"os"
@@ -11,9 +12,44 @@ import (
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
-// readFromKernel copies r into the socket the kernel encrypts. c.out is
-// locked.
+// sendfileChunk bounds one ReadFrom step while a record limit applies: at
+// most 2^18 records, far inside the margin afterWrite keeps.
+const sendfileChunk = 1 << 30
+
+// readFromKernel copies r into the socket the kernel encrypts. In TLS 1.3
+// it goes in steps, to check between them for a key update that is due.
+// c.out is locked.
 func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
+	if c.suite.Version != tls.VersionTLS13 {
+		return c.readFromKernelStep(r)
+	}
+	lr, limited := r.(*io.LimitedReader)
+	var written int64
+	for {
+		if err := c.pendingUpdateLocked(); err != nil {
+			return written, err
+		}
+		step := &io.LimitedReader{R: r, N: sendfileChunk}
+		if limited {
+			// Keep the caller's limit in force: hand net the same shape
+			// it knows, a LimitedReader around the source.
+			step = &io.LimitedReader{R: lr.R, N: min(lr.N, sendfileChunk)}
+		}
+		n, err := c.readFromKernelStep(step)
+		written += n
+		if limited {
+			lr.N -= n
+		}
+		if err == nil {
+			err = c.afterWrite(n)
+		}
+		if err != nil || n < sendfileChunk || limited && lr.N <= 0 {
+			return written, err
+		}
+	}
+}
+
+func (c *Conn) readFromKernelStep(r io.Reader) (int64, error) {
 	src, remain := r, int64(-1)
 	lr, limited := r.(*io.LimitedReader)
 	if limited {

@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"encoding/binary"
+	"fmt"
 	"os"
 	"unsafe"
 
@@ -99,4 +101,37 @@ func SendRecord(fd int, recordType uint8, p []byte, flags int) (int, error) {
 	oob[unix.CmsgLen(0)] = recordType
 	n, err := unix.SendmsgN(fd, p, oob, nil, flags)
 	return n, os.NewSyscallError("sendmsg", err)
+}
+
+// RecSeq returns the sequence number of the next record in one direction,
+// from getsockopt(fd, SOL_TLS, TLS_TX or TLS_RX). The kernel wants the
+// exact size of the cipher's struct, so a first call with the size of the
+// header finds the cipher. The full answer holds the keys too; they are
+// zeroed before this returns.
+func RecSeq(fd int, dir Direction) (uint64, error) {
+	var buf [64]byte
+	defer clear(buf[:])
+	n := uint32(4)
+	if err := getsockopt(fd, solTLS, int(dir), buf[:], &n); err != nil {
+		return 0, os.NewSyscallError("getsockopt TLS_"+dir.String(), err)
+	}
+	c := Cipher(binary.NativeEndian.Uint16(buf[2:]))
+	sz, ok := cipherSizes[c]
+	if !ok {
+		return 0, fmt.Errorf("kernel: getsockopt TLS_%v: unknown cipher %v", dir, c)
+	}
+	n = uint32(4 + sz.iv + sz.key + sz.salt + sz.recSeq)
+	if err := getsockopt(fd, solTLS, int(dir), buf[:], &n); err != nil {
+		return 0, os.NewSyscallError("getsockopt TLS_"+dir.String(), err)
+	}
+	return binary.BigEndian.Uint64(buf[n-8 : n]), nil
+}
+
+func getsockopt(fd, level, opt int, buf []byte, n *uint32) error {
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(n)), 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }

@@ -25,6 +25,7 @@ func RecvRecord(fd int, p, oob []byte, flags int) (int, uint8, error) {
 	return 0, 0, errOS
 }
 func SendRecord(fd int, recordType uint8, p []byte, flags int) (int, error) { return 0, errOS }
+func RecSeq(fd int, dir Direction) (uint64, error)                          { return 0, errOS }
 
 func unsupportedOS(f *Feature) func() error {
 	return func() error { return f.unsupported(runtime.GOOS + " has no kernel TLS") }

@@ -164,6 +164,18 @@ func TestKernelToKernel(t *testing.T) {
 				t.Fatal("decrypted data differs from what was sent")
 			}
 
+			// Four records went out, and three came in so far.
+			withFD(t, client, func(fd int) {
+				if seq, err := kernel.RecSeq(fd, kernel.TX); err != nil || seq != 7+4 {
+					t.Errorf("TX RecSeq = %d, %v; want 11", seq, err)
+				}
+			})
+			withFD(t, server, func(fd int) {
+				if seq, err := kernel.RecSeq(fd, kernel.RX); err != nil || seq != 7+3 {
+					t.Errorf("RX RecSeq = %d, %v; want 10", seq, err)
+				}
+			})
+
 			// The alert is next: read(2) can't take it...
 			withFD(t, server, func(fd int) {
 				_, err := unix.Read(fd, buf)
