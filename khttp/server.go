@@ -1,0 +1,381 @@
+// Package khttp serves and fetches HTTP over ktls connections.
+//
+// net/http treats a connection that is not a *tls.Conn as plaintext: it
+// would serve a ktls.Conn without HTTP/2 and with sendfile only by luck.
+// A Server runs the TLS handshake itself, then hands HTTP/1.1 connections
+// to the http.Server, which sets Request.TLS (a ktls.Conn reports its
+// ConnectionState) and sends file bodies with sendfile through the
+// kernel, and serves HTTP/2 connections, negotiated by ALPN, with
+// golang.org/x/net/http2 under the same http.Server's settings.
+package khttp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/ktlsgo/ktls"
+)
+
+// A Server serves an http.Server's handler over ktls.
+//
+// Serve takes over HTTP's ConnContext (wrapping the one set, if any) so
+// handlers can find their connection with ConnFromContext; otherwise the
+// http.Server's fields mean what they mean to net/http: Handler,
+// TLSConfig, the timeouts (the TLS handshake is bounded as net/http bounds
+// it), ConnState, ErrorLog, BaseContext, Protocols (HTTP/2 is on unless
+// Protocols leaves it out). Shutdown and Close stop it gracefully or not.
+type Server struct {
+	// HTTP is the server to run. Its TLSConfig, if set, must hold the
+	// certificate, unless ServeTLS or ListenAndServeTLS load one.
+	HTTP *http.Server
+	// Options are the offload options of every connection.
+	Options *ktls.Options
+
+	mu        sync.Mutex
+	h2        *http2.Server
+	listeners map[net.Listener]struct{}
+	conns     map[*ktls.Conn]struct{} // handshaking, or served as HTTP/2
+	wg        sync.WaitGroup
+	closing   bool
+	userCtx   func(context.Context, net.Conn) context.Context
+	hooked    bool
+}
+
+type connKey struct{}
+
+// ConnFromContext returns the connection a request came on, from the
+// request's context: its Offload says what the kernel does for it.
+func ConnFromContext(ctx context.Context) (*ktls.Conn, bool) {
+	c, ok := ctx.Value(connKey{}).(*ktls.Conn)
+	return c, ok
+}
+
+// ListenAndServeTLS listens on srv.Addr (":https" if empty) and serves srv
+// over ktls with the certificate and key in the files, as
+// http.Server.ListenAndServeTLS does.
+func ListenAndServeTLS(srv *http.Server, certFile, keyFile string) error {
+	return (&Server{HTTP: srv}).ListenAndServeTLS(certFile, keyFile)
+}
+
+// ServeTLS serves srv over ktls on l, as http.Server.ServeTLS does.
+func ServeTLS(srv *http.Server, l net.Listener, certFile, keyFile string) error {
+	return (&Server{HTTP: srv}).ServeTLS(l, certFile, keyFile)
+}
+
+// ListenAndServeTLS listens on the http.Server's Addr and serves.
+func (s *Server) ListenAndServeTLS(certFile, keyFile string) error {
+	addr := s.HTTP.Addr
+	if addr == "" {
+		addr = ":https"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	return s.ServeTLS(ln, certFile, keyFile)
+}
+
+// ServeTLS serves on l with the certificate and key in the files, added
+// to a clone of the http.Server's TLSConfig.
+func (s *Server) ServeTLS(l net.Listener, certFile, keyFile string) error {
+	cfg := &tls.Config{}
+	if s.HTTP.TLSConfig != nil {
+		cfg = s.HTTP.TLSConfig.Clone()
+	}
+	if certFile != "" || keyFile != "" || len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return err
+		}
+		cfg.Certificates = append(cfg.Certificates, cert)
+	}
+	return s.serve(l, cfg)
+}
+
+// Serve serves on l, whose connections must be TCP, with the http.Server's
+// TLSConfig.
+func (s *Server) Serve(l net.Listener) error {
+	cfg := s.HTTP.TLSConfig
+	if cfg == nil || len(cfg.Certificates) == 0 && cfg.GetCertificate == nil && cfg.GetConfigForClient == nil {
+		return errors.New("khttp: TLSConfig has no certificate")
+	}
+	return s.serve(l, cfg.Clone())
+}
+
+func (s *Server) serve(l net.Listener, cfg *tls.Config) error {
+	srv := s.HTTP
+	if err := s.setup(); err != nil {
+		return err
+	}
+	if len(cfg.NextProtos) == 0 {
+		if s.http2() {
+			cfg.NextProtos = append(cfg.NextProtos, "h2")
+		}
+		cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
+	}
+	if !s.track(l, true) {
+		return http.ErrServerClosed
+	}
+	defer s.track(l, false)
+
+	// HTTP/1.1 connections go to the http.Server through h1, once their
+	// handshake is done.
+	h1 := newConnListener(l.Addr())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(h1) }()
+	defer func() {
+		h1.Close()
+		<-served
+	}()
+
+	var backoff time.Duration
+	for {
+		raw, err := l.Accept()
+		if err != nil {
+			if s.shuttingDown() {
+				return http.ErrServerClosed
+			}
+			// As net/http: back off on temporary errors.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := ktls.ServerWithOptions(raw, cfg, s.Options)
+		if !s.trackConn(c, true) {
+			c.Close()
+			return http.ErrServerClosed
+		}
+		s.wg.Add(1)
+		go s.handshake(l, c, h1)
+	}
+}
+
+// setup makes the HTTP/2 server and hooks the http.Server once.
+func (s *Server) setup() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hooked {
+		return nil
+	}
+	s.hooked = true
+	srv := s.HTTP
+	s.userCtx = srv.ConnContext
+	srv.ConnContext = s.connContext
+	s.h2 = &http2.Server{}
+	// ConfigureServer registers the HTTP/2 server's graceful shutdown
+	// (GOAWAY) with srv.Shutdown.
+	if err := http2.ConfigureServer(srv, s.h2); err != nil {
+		return err
+	}
+	srv.RegisterOnShutdown(s.closeHandshakes)
+	return nil
+}
+
+func (s *Server) http2() bool {
+	p := s.HTTP.Protocols
+	return p == nil || p.HTTP2()
+}
+
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	if s.userCtx != nil {
+		ctx = s.userCtx(ctx, c)
+	}
+	if kc, ok := c.(*ktls.Conn); ok {
+		ctx = context.WithValue(ctx, connKey{}, kc)
+	}
+	return ctx
+}
+
+// handshakeTimeout bounds the handshake as net/http does: the smallest of
+// the read and write timeouts that are set.
+func (s *Server) handshakeTimeout() time.Duration {
+	var d time.Duration
+	for _, t := range []time.Duration{s.HTTP.ReadHeaderTimeout, s.HTTP.ReadTimeout, s.HTTP.WriteTimeout} {
+		if t > 0 && (d == 0 || t < d) {
+			d = t
+		}
+	}
+	return d
+}
+
+func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
+	defer s.wg.Done()
+	srv := s.HTTP
+	if d := s.handshakeTimeout(); d > 0 {
+		c.SetDeadline(time.Now().Add(d))
+	}
+	err := c.Handshake()
+	c.SetDeadline(time.Time{})
+	if err != nil {
+		s.trackConn(c, false)
+		c.Close()
+		s.logf("http: TLS handshake error from %s: %v", c.RemoteAddr(), err)
+		return
+	}
+	if c.ConnectionState().NegotiatedProtocol != "h2" {
+		s.trackConn(c, false)
+		if !h1.push(c) {
+			c.Close()
+		}
+		return
+	}
+	// HTTP/2: served here, on the http.Server's settings.
+	defer s.trackConn(c, false)
+	ctx := context.Background()
+	if srv.BaseContext != nil {
+		ctx = srv.BaseContext(l)
+	}
+	ctx = context.WithValue(ctx, http.ServerContextKey, srv)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
+	ctx = s.connContext(ctx, c)
+	if srv.ConnState != nil {
+		srv.ConnState(c, http.StateNew)
+	}
+	s.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: srv, Handler: srv.Handler})
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.HTTP.ErrorLog != nil {
+		s.HTTP.ErrorLog.Printf(format, args...)
+	} else {
+		log.Printf(format, args...)
+	}
+}
+
+func (s *Server) track(l net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing {
+			return false
+		}
+		if s.listeners == nil {
+			s.listeners = map[net.Listener]struct{}{}
+		}
+		s.listeners[l] = struct{}{}
+	} else {
+		delete(s.listeners, l)
+	}
+	return true
+}
+
+func (s *Server) trackConn(c *ktls.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.closing {
+			return false
+		}
+		if s.conns == nil {
+			s.conns = map[*ktls.Conn]struct{}{}
+		}
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+	return true
+}
+
+func (s *Server) shuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// closeHandshakes runs when the http.Server shuts down: it stops
+// accepting, and ends the handshakes in progress.
+func (s *Server) closeHandshakes() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		if !c.ConnectionState().HandshakeComplete {
+			c.Close()
+		}
+	}
+}
+
+// Shutdown shuts the server down gracefully: no new connections, HTTP/2
+// connections get GOAWAY, and it waits for active requests on both
+// protocols to finish, or for ctx to end.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.HTTP.Shutdown(ctx)
+	s.closeHandshakes()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	err := s.HTTP.Close()
+	s.closeHandshakes()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// connListener is the listener the http.Server serves: it yields the
+// connections whose handshake chose HTTP/1.1.
+type connListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	done   chan struct{}
+	closer sync.Once
+}
+
+func newConnListener(addr net.Addr) *connListener {
+	return &connListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *connListener) Close() error {
+	l.closer.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }
