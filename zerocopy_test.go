@@ -158,10 +158,12 @@ func straceBytes(t *testing.T, file, call string) (total int64, calls int) {
 	return total, calls
 }
 
+// sendfileLargeSHA256 is the SHA-256 of TestSendfileLarge's file.
+var sendfileLargeSHA256 = [32]byte{0x87, 0x63, 0xe6, 0x2d, 0x5f, 0x58, 0x6a, 0xd2, 0xed, 0x09, 0x0e, 0xae, 0xf8, 0xe4, 0x25, 0xf5, 0xca, 0xd1, 0x78, 0xd5, 0x6a, 0xb0, 0xd9, 0x9b, 0x9a, 0x7a, 0x83, 0x33, 0x54, 0xe5, 0xb2, 0x06}
+
 // TestSendfileLarge sends a 1 GiB file with sendfile and checks its
 // SHA-256 at the other end.
 func TestSendfileLarge(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
 	if testing.Short() {
 		t.Skip("1 GiB; -short skips it (the lab runs it)")
 	}
@@ -187,11 +189,19 @@ func TestSendfileLarge(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
-		t.Fatal(err)
+	// Hashing 1 GiB is slow under emulation, and the file is the same
+	// every time: its hash is a constant, checked on the host, where it
+	// is cheap, and taken on trust in the lab.
+	want := sendfileLargeSHA256
+	if !inLab() {
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+			t.Fatal(err)
+		}
+		if got := [32]byte(h.Sum(nil)); got != want {
+			t.Fatalf("the 1 GiB test file hashes to %x; update sendfileLargeSHA256", got)
+		}
 	}
-	want := [32]byte(h.Sum(nil))
 
 	ccfg, scfg := suiteCases[0].configs()
 	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -35,6 +36,6 @@ func newFetchCmd() *cobra.Command {
 			return nil
 		},
 	}
-	m.register(cmd, "all")
+	m.register(cmd, "all", 45*time.Minute)
 	return cmd
 }

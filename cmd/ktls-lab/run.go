@@ -21,9 +21,9 @@ type machineFlags struct {
 	quiet   bool
 }
 
-func (m *machineFlags) register(cmd *cobra.Command, defaultKernel string) {
+func (m *machineFlags) register(cmd *cobra.Command, defaultKernel string, timeout time.Duration) {
 	cmd.Flags().StringVarP(&m.kernel, "kernel", "k", defaultKernel, `kernels: "6.1", "6.12", "7", a comma-separated list, or "all"`)
-	cmd.Flags().DurationVar(&m.timeout, "timeout", 20*time.Minute, "kill a guest that runs longer than this")
+	cmd.Flags().DurationVar(&m.timeout, "timeout", timeout, "kill a guest that runs longer than this")
 	cmd.Flags().IntVar(&m.memory, "memory", lab.DefaultMachine.MemoryMiB, "guest memory in MiB")
 	cmd.Flags().IntVar(&m.cpus, "cpus", lab.DefaultMachine.CPUs, "guest CPUs")
 	cmd.Flags().BoolVarP(&m.quiet, "quiet", "q", false, "don't report the lab's own progress")
@@ -96,7 +96,7 @@ though the guest has its own /tmp, so this works as go test's -exec:
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
-	m.register(cmd, "7")
+	m.register(cmd, "7", 20*time.Minute)
 	return cmd
 }
 

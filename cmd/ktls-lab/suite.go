@@ -81,7 +81,7 @@ func newSuiteCmd() *cobra.Command {
 			return s.finish()
 		},
 	}
-	m.register(cmd, "all")
+	m.register(cmd, "all", 45*time.Minute)
 	cmd.Flags().BoolVar(&noLab, "no-lab", false, "skip the kernel lab")
 	cmd.Flags().BoolVar(&noRace, "no-race", false, "run the host tests without the race detector")
 	return cmd

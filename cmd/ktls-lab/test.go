@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -56,7 +57,7 @@ per kernel. It fails if any test fails or any guest does not finish.`,
 			return nil
 		},
 	}
-	f.register(cmd, "all")
+	f.register(cmd, "all", 45*time.Minute)
 	cmd.Flags().StringVar(&f.run, "run", "", "run only tests matching this regular expression")
 	cmd.Flags().BoolVar(&f.short, "short", false, "pass -test.short")
 	cmd.Flags().StringVar(&f.count, "count", "", "pass -test.count")

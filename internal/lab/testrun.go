@@ -141,8 +141,9 @@ func (r *Runner) RunTests(ctx context.Context, k Kernel, pkgs []TestPackage, tes
 	tmp := filepath.Clean(os.TempDir()) + "/"
 	for _, p := range pkgs {
 		// As go test does, bound each binary: a hang then ends with the
-		// goroutines' stacks, long before the guest's own timeout.
-		argv := append([]string{p.Binary, "-test.v", "-test.timeout=10m"}, testArgs...)
+		// goroutines' stacks, before the guest's own timeout. Emulated
+		// crypto makes the biggest transfers take minutes.
+		argv := append([]string{p.Binary, "-test.v", "-test.timeout=30m"}, testArgs...)
 		j.Steps = append(j.Steps, job.Step{Name: p.ImportPath, Argv: argv, Dir: p.Dir})
 		// The guest has its own /tmp: what the steps need from the host's
 		// (the binaries, and the packages of a checkout there) is bound
