@@ -21,12 +21,22 @@ var ErrNotSupported = kernel.ErrNotSupported
 // update has been delivered intact; the connection can't go on.
 var ErrKeyUpdateNotSupported = fmt.Errorf("ktls: TLS 1.3 KeyUpdate needs Linux 6.14 to rekey kernel TLS: %w", ErrNotSupported)
 
+// Reasons in an Offload that are not failures.
 var (
-	errShutdown          = errors.New("tls: protocol is shutdown")
-	errEarlyCloseWrite   = errors.New("tls: CloseWrite called before handshake complete")
-	errDeferred          = errors.New("ktls: RX offload waits until the server's session tickets have been read")
-	errRXNeedsTX         = errors.New("ktls: RX offload needs TX offload")
-	errDisabledByOptions = errors.New("ktls: disabled by Options")
+	// ErrDisabled is the reason for a direction or option that Options
+	// turned off.
+	ErrDisabled = errors.New("ktls: disabled by Options")
+	// ErrDeferred is a TLS 1.3 client's RX reason until the first
+	// application data: crypto/tls reads the server's session tickets
+	// first, for the ClientSessionCache.
+	ErrDeferred = errors.New("ktls: RX offload waits until the server's session tickets have been read")
+	// ErrRXNeedsTX is the RX reason when TX isn't offloaded.
+	ErrRXNeedsTX = errors.New("ktls: RX offload needs TX offload")
+)
+
+var (
+	errShutdown        = errors.New("tls: protocol is shutdown")
+	errEarlyCloseWrite = errors.New("tls: CloseWrite called before handshake complete")
 )
 
 // alertError is a fatal alert this side sent, in the form crypto/tls

@@ -23,9 +23,9 @@ func (c *Conn) handoff() {
 	keys, err := c.offloadTX(cs)
 	if err != nil {
 		o.TXReason = err
-		o.RXReason = errRXNeedsTX
+		o.RXReason = ErrRXNeedsTX
 		if !c.opts.rx() {
-			o.RXReason = errDisabledByOptions
+			o.RXReason = ErrDisabled
 		}
 		c.hc.ReadPassthrough()
 		c.hc.WritePassthrough()
@@ -74,7 +74,7 @@ func (c *Conn) zeroSecrets() {
 // reads) is decrypted and sent again through the kernel.
 func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 	if !c.opts.tx() {
-		return nil, errDisabledByOptions
+		return nil, ErrDisabled
 	}
 	if err := kernel.FeatureULP.Check(); err != nil {
 		return nil, err
@@ -124,7 +124,7 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 func (c *Conn) offloadRX(keys *handoffKeys) error {
 	if !c.opts.rx() {
 		c.hc.ReadPassthrough()
-		return errDisabledByOptions
+		return ErrDisabled
 	}
 	if err := kernel.CipherFeature(kernelVersion(c.suite), kernelCipher(c.suite), kernel.RX).Check(); err != nil {
 		c.hc.ReadPassthrough()
@@ -142,7 +142,7 @@ func (c *Conn) offloadRX(keys *handoffKeys) error {
 		}
 		c.deferred = d
 		c.hc.OnRead(d.see)
-		return errDeferred
+		return ErrDeferred
 	}
 	noPadReason, err := c.installRX(keys.rx, keys.rxSeq)
 	if err != nil {
@@ -163,7 +163,7 @@ func (c *Conn) installRX(keys keyschedule.TrafficKeys, seq uint64) (noPadReason,
 		return nil, err
 	}
 	if c.suite.Version == tls.VersionTLS13 {
-		noPadReason = errDisabledByOptions
+		noPadReason = ErrDisabled
 		if c.opts.rxNoPad() {
 			noPadReason = c.setOption(kernel.FeatureRXExpectNoPad, kernel.SetRXExpectNoPad)
 		}

@@ -1,0 +1,64 @@
+// Command ktls runs TLS on the Linux kernel's TLS layer.
+//
+//	ktls serve                  HTTPS file server, sendfile through the kernel
+//	ktls proxy                  TLS terminator, splicing plaintext to a backend
+//	ktls check                  what this kernel can offload, tested for real
+//	ktls stat                   the kernel's TLS counters and connections
+//	ktls bench                  side-by-side numbers
+//
+// Each subcommand has --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+// exitError carries an exit status without an error message of its own:
+// the command has said what it had to say.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	var exit exitError
+	switch {
+	case errors.As(err, &exit):
+		return int(exit)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "ktls:", err)
+		return 1
+	}
+	return 0
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ktls",
+		Short: "TLS on the Linux kernel's TLS layer, with Go's crypto/tls for the handshake",
+		Long: `ktls runs the TLS handshake with Go's crypto/tls and hands the record layer to
+the Linux kernel (CONFIG_TLS): files go out with sendfile, proxied bytes with
+splice, and nothing is copied through user space. Where the kernel can't take a
+connection, it stays on crypto/tls and says why.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(subcommands...)
+	return root
+}
+
+// subcommands is filled by each command's file.
+var subcommands []*cobra.Command

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/testcert"
+)
+
+// setupScript gives each script the lab's environment and, in $WORK,
+// a test CA and certificate (ca.pem, cert.pem, key.pem).
+func setupScript(env *testscript.Env) error {
+	if v, ok := os.LookupEnv("KTLS_LAB"); ok {
+		env.Setenv("KTLS_LAB", v)
+	}
+	b := testcert.Get(testcert.ECDSA)
+	for name, data := range map[string][]byte{"ca.pem": b.CAPEM, "cert.pem": b.CertPEM, "key.pem": b.KeyPEM} {
+		if err := os.WriteFile(filepath.Join(env.WorkDir, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scriptCondition adds:
+//
+//	[lab]    the script runs in the kernel lab
+//	[ulp]    this kernel has TLS (the lab's kernels always do)
+//	[rekey]  this kernel can install new TLS 1.3 keys (6.14+)
+//	[exec:X] X is installed (testscript's own)
+func scriptCondition(cond string) (bool, error) {
+	switch cond {
+	case "lab":
+		_, ok := os.LookupEnv("KTLS_LAB")
+		return ok, nil
+	case "ulp":
+		return kernel.FeatureULP.Check() == nil, nil
+	case "rekey":
+		return kernel.FeatureRekey.Check() == nil, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
+}
+
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"start":    cmdStart,
+	"stop":     cmdStop,
+	"randfile": cmdRandfile,
+	"sha256":   cmdSHA256,
+	"envmatch": cmdEnvmatch,
+}
+
+// envmatch VAR REGEXP checks a variable against a regular expression.
+func cmdEnvmatch(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: envmatch VAR REGEXP")
+	}
+	v := ts.Getenv(args[0])
+	ok, err := regexp.MatchString(args[1], v)
+	ts.Check(err)
+	if ok == neg {
+		ts.Fatalf("$%s = %q; match %q: %v", args[0], v, args[1], ok)
+	}
+}
+
+type background struct {
+	cmd    *exec.Cmd
+	stdout *lockedBuf
+	stderr *lockedBuf
+}
+
+var (
+	bgMu sync.Mutex
+	bgs  = map[*testscript.TestScript]map[string]*background{}
+)
+
+// start NAME PROGRAM [ARGS...] starts a program in the background and
+// waits for the first line of its standard output, which it keeps in
+// $NAME_LINE; the first https:// URL in it goes in $NAME_URL, and its
+// host:port in $NAME_ADDR.
+func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: start NAME PROGRAM [ARGS...]")
+	}
+	name, prog := args[0], args[1]
+	path, err := exec.LookPath(prog)
+	if err != nil {
+		// testscript puts the commands it runs in-process on its own PATH.
+		for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+			if p := filepath.Join(dir, prog); fileExists(p) {
+				path = p
+				break
+			}
+		}
+	}
+	if path == "" {
+		ts.Fatalf("start: %s not found", prog)
+	}
+	cmd := exec.Command(path, args[2:]...)
+	cmd.Dir = ts.Getenv("WORK")
+	cmd.Env = os.Environ()
+	for _, kv := range []string{"PATH", "HOME", "KTLS_LAB", "WORK"} {
+		cmd.Env = append(cmd.Env, kv+"="+ts.Getenv(kv))
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		ts.Fatalf("start: %v", err)
+	}
+	bg := &background{cmd: cmd, stdout: &lockedBuf{}, stderr: &lockedBuf{}}
+	cmd.Stderr = bg.stderr
+	if err := cmd.Start(); err != nil {
+		ts.Fatalf("start: %v", err)
+	}
+	first := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(out)
+		line, _ := r.ReadString('\n')
+		bg.stdout.Write([]byte(line))
+		first <- strings.TrimSpace(line)
+		io.Copy(bg.stdout, r)
+	}()
+	var line string
+	select {
+	case line = <-first:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		ts.Fatalf("start: %s printed nothing in 60s; stderr:\n%s", prog, bg.stderr)
+	}
+	if line == "" {
+		cmd.Wait()
+		ts.Fatalf("start: %s exited before printing a line; stderr:\n%s", prog, bg.stderr)
+	}
+	up := strings.ToUpper(name)
+	ts.Setenv(up+"_LINE", line)
+	if i := strings.Index(line, "https://"); i >= 0 {
+		url := strings.Fields(line[i:])[0]
+		ts.Setenv(up+"_URL", url)
+		ts.Setenv(up+"_ADDR", strings.TrimPrefix(url, "https://"))
+	}
+	bgMu.Lock()
+	if bgs[ts] == nil {
+		bgs[ts] = map[string]*background{}
+	}
+	bgs[ts][name] = bg
+	bgMu.Unlock()
+	ts.Defer(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+}
+
+// stop NAME sends SIGTERM to a program from start, waits for it, and puts
+// its output in files NAME.stdout and NAME.stderr. It fails if the program
+// fails (or, with !, if it doesn't).
+func cmdStop(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: stop NAME")
+	}
+	bgMu.Lock()
+	bg := bgs[ts][args[0]]
+	bgMu.Unlock()
+	if bg == nil {
+		ts.Fatalf("stop: no program %s", args[0])
+	}
+	bg.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- bg.cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		bg.cmd.Process.Kill()
+		err = <-done
+		ts.Logf("stop: %s ignored SIGTERM for 30s", args[0])
+	}
+	time.Sleep(50 * time.Millisecond) // the copy of its last output
+	dir := ts.Getenv("WORK")
+	os.WriteFile(filepath.Join(dir, args[0]+".stdout"), []byte(bg.stdout.String()), 0o644)
+	os.WriteFile(filepath.Join(dir, args[0]+".stderr"), []byte(bg.stderr.String()), 0o644)
+	if (err != nil) != neg {
+		ts.Fatalf("stop: %s exited with %v\nstderr:\n%s", args[0], err, bg.stderr)
+	}
+}
+
+// randfile FILE SIZE writes SIZE pseudo-random bytes (suffixes K, M, G).
+func cmdRandfile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: randfile FILE SIZE")
+	}
+	size := parseSize(ts, args[1])
+	f, err := os.Create(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer f.Close()
+	rng := rand.NewChaCha8([32]byte{7})
+	buf := make([]byte, 1<<20)
+	for size > 0 {
+		chunk := buf[:min(int64(len(buf)), size)]
+		rng.Read(chunk)
+		_, err := f.Write(chunk)
+		ts.Check(err)
+		size -= int64(len(chunk))
+	}
+}
+
+// sha256 FILE FILE... compares the files' SHA-256 (all equal, or with !,
+// not all equal).
+func cmdSHA256(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: sha256 FILE FILE...")
+	}
+	var first string
+	same := true
+	for i, name := range args {
+		f, err := os.Open(ts.MkAbs(name))
+		ts.Check(err)
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		ts.Check(err)
+		sum := hex.EncodeToString(h.Sum(nil))
+		ts.Logf("sha256 %s %s", sum, name)
+		if i == 0 {
+			first = sum
+		} else if sum != first {
+			same = false
+		}
+	}
+	if same == neg {
+		ts.Fatalf("sha256: files are %s", map[bool]string{true: "the same", false: "different"}[same])
+	}
+}
+
+func parseSize(ts *testscript.TestScript, s string) int64 {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	ts.Check(err)
+	return n * mult
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
