@@ -3,10 +3,14 @@ package main
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,10 +19,12 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"text/template"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/testcert"
 )
@@ -63,6 +69,21 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"randfile": cmdRandfile,
 	"sha256":   cmdSHA256,
 	"envmatch": cmdEnvmatch,
+	"httpbackend": cmdHTTPBackend,
+}
+
+// httpbackend NAME DIR serves DIR over plain HTTP on loopback, in the
+// test process, until the script ends; its address goes in $NAME_ADDR.
+func cmdHTTPBackend(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: httpbackend NAME DIR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	srv := &http.Server{Handler: http.FileServer(http.Dir(ts.MkAbs(args[1]))), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	ts.Defer(func() { srv.Close() })
+	ts.Setenv(strings.ToUpper(args[0])+"_ADDR", ln.Addr().String())
 }
 
 // envmatch VAR REGEXP checks a variable against a regular expression.
@@ -89,10 +110,12 @@ var (
 	bgs  = map[*testscript.TestScript]map[string]*background{}
 )
 
+var urlInLine = regexp.MustCompile(`[a-z]+://([^\s/]+)`)
+
 // start NAME PROGRAM [ARGS...] starts a program in the background and
 // waits for the first line of its standard output, which it keeps in
-// $NAME_LINE; the first https:// URL in it goes in $NAME_URL, and its
-// host:port in $NAME_ADDR.
+// $NAME_LINE; the first URL in it (https://..., tls://...) goes in
+// $NAME_URL, and its host:port in $NAME_ADDR.
 func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
 		ts.Fatalf("usage: start NAME PROGRAM [ARGS...]")
@@ -147,10 +170,9 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	up := strings.ToUpper(name)
 	ts.Setenv(up+"_LINE", line)
-	if i := strings.Index(line, "https://"); i >= 0 {
-		url := strings.Fields(line[i:])[0]
-		ts.Setenv(up+"_URL", url)
-		ts.Setenv(up+"_ADDR", strings.TrimPrefix(url, "https://"))
+	if m := urlInLine.FindStringSubmatch(line); m != nil {
+		ts.Setenv(up+"_URL", m[0])
+		ts.Setenv(up+"_ADDR", m[1])
 	}
 	bgMu.Lock()
 	if bgs[ts] == nil {
@@ -282,4 +304,122 @@ func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Commands for the check and stat scripts:
+//
+//	jsontmpl FILE TEMPLATE   print a text/template executed on FILE's JSON
+//	ktlsconn NAME [1.2|1.3]  hold an offloaded loopback connection open
+func init() {
+	scriptCmds["jsontmpl"] = cmdJSONTmpl
+	scriptCmds["ktlsconn"] = cmdKTLSConn
+}
+
+// jsontmpl FILE TEMPLATE decodes FILE (or stdout, the last command's) as
+// JSON and prints TEMPLATE, a text/template, executed on it, for stdout
+// and cmp to check. Object keys are fields, as in {{.ulp.available}}; a
+// key the JSON doesn't have is an error, so a renamed field fails the
+// script instead of printing "<no value>".
+func cmdJSONTmpl(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: jsontmpl FILE TEMPLATE")
+	}
+	var v any
+	if err := json.Unmarshal([]byte(ts.ReadFile(args[0])), &v); err != nil {
+		ts.Fatalf("jsontmpl: %s: %v", args[0], err)
+	}
+	t, err := template.New("jsontmpl").Option("missingkey=error").Parse(args[1])
+	ts.Check(err)
+	var out strings.Builder
+	if err := t.Execute(&out, v); err != nil {
+		ts.Fatalf("jsontmpl: %v", err)
+	}
+	if s := out.String(); s != "" && !strings.HasSuffix(s, "\n") {
+		out.WriteString("\n")
+	}
+	io.WriteString(ts.Stdout(), out.String())
+}
+
+// ktlsconn NAME [1.2|1.3] opens a loopback TLS connection (TLS 1.3 unless
+// given) between two ktls ends in the test process, sends a byte each way,
+// and holds it open until the script ends, for ktls stat to find. It fails
+// unless the kernel has both directions of both ends. The ends' local
+// addresses go in $NAME_CLIENT and $NAME_SERVER.
+func cmdKTLSConn(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: ktlsconn NAME [1.2|1.3]")
+	}
+	version := uint16(tls.VersionTLS13)
+	if len(args) == 2 {
+		switch args[1] {
+		case "1.2":
+			version = tls.VersionTLS12
+		case "1.3":
+		default:
+			ts.Fatalf("usage: ktlsconn NAME [1.2|1.3]")
+		}
+	}
+	b := testcert.Get(testcert.ECDSA)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	defer ln.Close()
+	deadline := time.Now().Add(30 * time.Second)
+
+	type accepted struct {
+		c   *ktls.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		raw, err := ln.Accept()
+		if err != nil {
+			ch <- accepted{nil, err}
+			return
+		}
+		raw.SetDeadline(deadline)
+		c := ktls.Server(raw, b.ServerConfig())
+		// Echo the client's byte: once it has gone both ways, both ends
+		// are past the handshake and have offloaded what they will.
+		buf := make([]byte, 1)
+		if _, err = io.ReadFull(c, buf); err == nil {
+			_, err = c.Write(buf)
+		}
+		ch <- accepted{c, err}
+	}()
+
+	client, err := ktls.DialWithDialer(&net.Dialer{Deadline: deadline}, "tcp", ln.Addr().String(),
+		&tls.Config{RootCAs: b.Pool, MinVersion: version, MaxVersion: version})
+	if err != nil {
+		ts.Fatalf("ktlsconn: %v", err)
+	}
+	ts.Defer(func() { client.Close() })
+	client.SetDeadline(deadline)
+	buf := []byte{'k'}
+	if _, err := client.Write(buf); err != nil {
+		ts.Fatalf("ktlsconn: client write: %v", err)
+	}
+	if _, err := io.ReadFull(client, buf); err != nil {
+		ts.Fatalf("ktlsconn: client read: %v", err)
+	}
+	srv := <-ch
+	if srv.c != nil {
+		ts.Defer(func() { srv.c.Close() })
+	}
+	if srv.err != nil {
+		ts.Fatalf("ktlsconn: server: %v", srv.err)
+	}
+	client.SetDeadline(time.Time{})
+	srv.c.SetDeadline(time.Time{})
+	for _, end := range []struct {
+		name string
+		c    *ktls.Conn
+	}{{"client", client}, {"server", srv.c}} {
+		if o := end.c.Offload(); !o.TX || !o.RX {
+			ts.Fatalf("ktlsconn: the %s end is not offloaded both ways: %v", end.name, o)
+		}
+		ts.Logf("ktlsconn: %s %v: %v", end.name, end.c.LocalAddr(), end.c.Offload())
+	}
+	up := strings.ToUpper(args[0])
+	ts.Setenv(up+"_CLIENT", client.LocalAddr().String())
+	ts.Setenv(up+"_SERVER", srv.c.LocalAddr().String())
 }

@@ -38,7 +38,7 @@ type Machine struct {
 
 // DefaultMachine fits the 2-core CI hosts: TCG runs one host thread per
 // virtual CPU.
-var DefaultMachine = Machine{MemoryMiB: 2048, CPUs: 2}
+var DefaultMachine = Machine{MemoryMiB: 4096, CPUs: 2}
 
 // qemuArgs builds the command line. KVM is not used even where /dev/kvm
 // exists: on these hosts it is paravirtual and hangs stock kernels, while

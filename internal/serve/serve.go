@@ -82,7 +82,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ks := &khttp.Server{HTTP: srv, Options: cfg.Options}
 
-	fmt.Fprintf(cfg.Stdout, "serving https://%s (kernel TLS: %s)\n", ln.Addr(), KernelState())
+	fmt.Fprintf(cfg.Stdout, "serving https://%s (kernel TLS: %s)\n", ln.Addr(), KernelState(cfg.Options))
 	if cfg.CertFile == "" {
 		sum := sha256.Sum256(cert.Certificate[0])
 		fmt.Fprintf(cfg.Stdout, "self-signed certificate, SHA-256 fingerprint %s\n", fingerprint(sum[:]))
@@ -126,8 +126,11 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // KernelState says, before any connection, what the kernel will do for
-// this server's connections: what it can offload, or why nothing.
-func KernelState() string {
+// connections with these options: what it can offload, or why nothing.
+func KernelState(opts *ktls.Options) string {
+	if opts != nil && opts.TX == ktls.Disabled {
+		return "off, connections stay on crypto/tls: TX offload is disabled"
+	}
 	if err := kernel.FeatureULP.Check(); err != nil {
 		return "off, connections stay on crypto/tls: " + err.Error()
 	}
@@ -148,7 +151,7 @@ func KernelState() string {
 		return "off: the kernel has the tls ULP but none of the ciphers"
 	}
 	dirs := "TX"
-	if kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherAESGCM128, kernel.RX).Check() == nil {
+	if (opts == nil || opts.RX != ktls.Disabled) && kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherAESGCM128, kernel.RX).Check() == nil {
 		dirs = "TX+RX"
 	}
 	return fmt.Sprintf("on, %s, %s", dirs, strings.Join(have, ", "))

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktlsgo/ktls/internal/proxy"
+)
+
+func init() { subcommands = append(subcommands, newProxyCmd()) }
+
+func newProxyCmd() *cobra.Command {
+	var (
+		cfg  proxy.Config
+		off  offloadFlags
+		json bool
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy --backend HOST:PORT",
+		Short: "Terminate TLS on kernel TLS and splice plaintext to a TCP backend",
+		Long: `Proxy accepts TLS connections, hands their record layer to the kernel, and
+connects each to the backend over plain TCP. Bytes move both ways with
+splice: decrypted by the kernel, straight into the backend's socket, and from
+it straight into the kernel to be encrypted. A half-close passes through
+(close_notify to FIN, and FIN to close_notify), connections idle both ways
+for --idle are closed, and each connection is logged.
+
+The first line it prints is "proxying tls://ADDR to BACKEND (kernel TLS: ...)".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := off.options()
+			if err != nil {
+				return err
+			}
+			cfg.Options = opts
+			cfg.Stdout = cmd.OutOrStdout()
+			cfg.Log = logger(cmd, json)
+			return proxy.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address to listen on")
+	f.StringVar(&cfg.Backend, "backend", "", "plaintext TCP backend, host:port (required)")
+	f.StringVar(&cfg.CertFile, "cert", "", "certificate chain, PEM (default: self-signed)")
+	f.StringVar(&cfg.KeyFile, "key", "", "private key, PEM")
+	f.DurationVar(&cfg.IdleTimeout, "idle", 5*time.Minute, "close connections idle both ways for this long")
+	f.BoolVar(&json, "log-json", false, "log as JSON")
+	off.register(cmd)
+	return cmd
+}
