@@ -22,9 +22,10 @@ import (
 // detector, then every package's tests on every lab kernel.
 func newSuiteCmd() *cobra.Command {
 	var (
-		m      machineFlags
-		noLab  bool
-		noRace bool
+		m        machineFlags
+		noLab    bool
+		noRace   bool
+		fuzztime time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "suite",
@@ -58,6 +59,9 @@ func newSuiteCmd() *cobra.Command {
 				os.Setenv("KTLS_LAB_SELFTEST", "1")
 			}
 			s.step("host tests", func() (string, error) { return hostTests(s, !noRace) })
+			if fuzztime > 0 {
+				s.step("fuzz", func() (string, error) { return fuzzPass(fuzztime) })
+			}
 			if !noLab {
 				pkgs, err := guestPackages()
 				if err != nil {
@@ -84,6 +88,7 @@ func newSuiteCmd() *cobra.Command {
 	m.register(cmd, "all", 45*time.Minute)
 	cmd.Flags().BoolVar(&noLab, "no-lab", false, "skip the kernel lab")
 	cmd.Flags().BoolVar(&noRace, "no-race", false, "run the host tests without the race detector")
+	cmd.Flags().DurationVar(&fuzztime, "fuzztime", 5*time.Second, "run each fuzz target this long (0: none)")
 	return cmd
 }
 
@@ -129,6 +134,36 @@ func (s *suiteRun) finish() error {
 		return exitCode(1)
 	}
 	return nil
+}
+
+// fuzzPass runs every fuzz target in the module for a short while: the
+// seed corpora in testdata/fuzz run with the tests anyway, and this looks
+// a little further.
+func fuzzPass(d time.Duration) (string, error) {
+	out, err := exec.Command("go", "test", "-list", "^Fuzz", "./...").Output()
+	if err != nil {
+		return "", fmt.Errorf("listing fuzz targets: %w", err)
+	}
+	// go test -list prints a package's names, then "ok PKG".
+	var names []string
+	n := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 1 && strings.HasPrefix(f[0], "Fuzz"):
+			names = append(names, f[0])
+		case len(f) >= 2 && f[0] == "ok":
+			for _, name := range names {
+				fmt.Fprintf(os.Stderr, "suite: fuzz %s %s for %v\n", f[1], name, d)
+				if err := runTool("go", "test", "-run", "^$", "-fuzz", "^"+name+"$", "-fuzztime", d.String(), f[1]); err != nil {
+					return "", fmt.Errorf("%s in %s: %w", name, f[1], err)
+				}
+				n++
+			}
+			names = nil
+		}
+	}
+	return fmt.Sprintf("%d targets, %v each", n, d), nil
 }
 
 // guestPackages are the packages whose tests run in the lab: all but the

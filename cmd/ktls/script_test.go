@@ -64,11 +64,11 @@ func scriptCondition(cond string) (bool, error) {
 }
 
 var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
-	"start":    cmdStart,
-	"stop":     cmdStop,
-	"randfile": cmdRandfile,
-	"sha256":   cmdSHA256,
-	"envmatch": cmdEnvmatch,
+	"start":       cmdStart,
+	"stop":        cmdStop,
+	"randfile":    cmdRandfile,
+	"sha256":      cmdSHA256,
+	"envmatch":    cmdEnvmatch,
 	"httpbackend": cmdHTTPBackend,
 }
 
