@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ktlsgo/ktls/internal/bench"
+	"github.com/ktlsgo/ktls/khttp"
+)
+
+func init() { subcommands = append(subcommands, newBenchCmd(), newBenchServerCmd()) }
+
+func newBenchCmd() *cobra.Command {
+	var (
+		scenarios, servers, sizes string
+		bulk                      string
+		conns, repeat             int
+		perSample                 string
+		jsonOut, chart            string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure ktls against Go's crypto/tls and nginx with OpenSSL, side by side",
+		Long: `Bench runs each server as its own process, drives it with the same Go load
+client, and measures throughput, latency, and the server's CPU time per GiB
+(user and system, from /proc/PID/stat). Every figure is repeated and shown as
+median [min–max]; ratios are against Go's net/http with crypto/tls.
+
+Servers: ktls (ktls serve: HTTP/1.1 bodies by sendfile through the kernel),
+ktls-write (the same, with bodies written, not sent from the file), go (Go's
+net/http with crypto/tls), nginx-ktls (nginx, sendfile on, OpenSSL's kernel
+TLS), nginx (the same without kernel TLS).
+
+Scenarios: files (many connections, each size), bulk (one connection, one
+big file, per cipher), latency (p50 and p99 of small requests), handshake
+(a new connection per request).
+
+Compare only figures from one run: in the kernel lab everything is emulated.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg := bench.Config{
+				Scenarios: splitList(scenarios),
+				Servers:   splitList(servers),
+				Conns:     conns,
+				Repeat:    repeat,
+				Self:      self,
+				Progress:  cmd.ErrOrStderr(),
+			}
+			for _, s := range splitList(sizes) {
+				n, err := parseByteSize(s)
+				if err != nil {
+					return fmt.Errorf("--sizes: %w", err)
+				}
+				cfg.Sizes = append(cfg.Sizes, n)
+			}
+			if cfg.BulkSize, err = parseByteSize(bulk); err != nil {
+				return fmt.Errorf("--bulk: %w", err)
+			}
+			if cfg.PerSample, err = parseByteSize(perSample); err != nil {
+				return fmt.Errorf("--per-sample: %w", err)
+			}
+			cfg.Machine, cfg.Kernel, cfg.Emulated = machine()
+			rep, err := bench.Run(cmd.Context(), cfg)
+			if rep == nil {
+				return err
+			}
+			rep.WriteTable(cmd.OutOrStdout())
+			if jsonOut != "" {
+				if err := writeFileWith(jsonOut, rep.WriteJSON); err != nil {
+					return err
+				}
+			}
+			if chart != "" {
+				for _, sc := range []string{"files", "bulk"} {
+					file := strings.Replace(chart, ".", "-"+sc+".", 1)
+					if err := rep.WriteChart(file, sc); err == nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "bench: wrote %s\n", file)
+					}
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&scenarios, "scenarios", strings.Join(bench.Scenarios, ","), "scenarios to run")
+	f.StringVar(&servers, "servers", strings.Join(bench.Servers, ","), "servers to compare")
+	f.StringVar(&sizes, "sizes", "4K,1M,256M", "file sizes for the files scenario")
+	f.StringVar(&bulk, "bulk", "256M", "size of the bulk scenario's transfer")
+	f.IntVar(&conns, "conns", 16, "concurrent connections for the files scenario")
+	f.IntVar(&repeat, "repeat", 3, "samples per case")
+	f.StringVar(&perSample, "per-sample", "512M", "about how much each files sample moves")
+	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
+	f.StringVar(&chart, "chart", "", "also draw charts (SVG or PNG, by extension), one per scenario")
+	return cmd
+}
+
+// machine describes where the benchmark runs.
+func machine() (desc, kernelRelease string, emulated bool) {
+	rel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	kernelRelease = strings.TrimSpace(string(rel))
+	desc = "this machine"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name\t: "); ok {
+				desc = v
+				break
+			}
+		}
+	}
+	if name, ok := os.LookupEnv("KTLS_LAB"); ok {
+		desc = fmt.Sprintf("kernel lab %s, QEMU TCG on %s", name, desc)
+		emulated = true
+	}
+	return desc, kernelRelease, emulated
+}
+
+func writeFileWith(name string, write func(io.Writer) error) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseByteSize(s string) (int64, error) {
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30} {
+		if v, ok := strings.CutSuffix(s, suffix); ok {
+			s, mult = v, m
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size like 4K, 1M or 256M", s)
+	}
+	return n * mult, nil
+}
+
+// newBenchServerCmd is the server process bench starts for the Go
+// implementations: no access log, nothing but the file server.
+func newBenchServerCmd() *cobra.Command {
+	var impl, dir, certFile, keyFile string
+	cmd := &cobra.Command{
+		Use:    "bench-server",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			h := http.FileServer(http.Dir(dir))
+			srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+			var serve func() error
+			var shutdown func(context.Context) error
+			switch impl {
+			case "go":
+				serve = func() error { return srv.ServeTLS(ln, "", "") }
+				shutdown = srv.Shutdown
+			case "ktls", "ktls-write":
+				if impl == "ktls-write" {
+					srv.Handler = writePath(h)
+				}
+				ks := &khttp.Server{HTTP: srv}
+				serve = func() error { return ks.Serve(ln) }
+				shutdown = ks.Shutdown
+			default:
+				return fmt.Errorf("unknown --impl %q", impl)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "serving https://%s\n", ln.Addr())
+			errc := make(chan error, 1)
+			go func() { errc <- serve() }()
+			select {
+			case err := <-errc:
+				return err
+			case <-cmd.Context().Done():
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			shutdown(ctx)
+			if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&impl, "impl", "ktls", "ktls, ktls-write or go")
+	f.StringVar(&dir, "dir", ".", "directory to serve")
+	f.StringVar(&certFile, "cert", "", "certificate")
+	f.StringVar(&keyFile, "key", "", "key")
+	return cmd
+}
+
+// writePath hides the ResponseWriter's ReadFrom, so bodies are read from
+// the file and written, not sent with sendfile: the kernel's write path.
+func writePath(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(struct{ http.ResponseWriter }{w}, r)
+	})
+}
