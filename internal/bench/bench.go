@@ -103,11 +103,11 @@ func (r Result) Latency() (p50, p99 Stat) {
 
 // A Report is a whole run.
 type Report struct {
-	Machine string    `json:"machine"` // what it ran on
-	Kernel  string    `json:"kernel"`
-	Emulated bool     `json:"emulated"` // in the lab, under TCG
-	Date    time.Time `json:"date"`
-	Results []Result  `json:"results"`
+	Machine  string    `json:"machine"` // what it ran on
+	Kernel   string    `json:"kernel"`
+	Emulated bool      `json:"emulated"` // in the lab, under TCG
+	Date     time.Time `json:"date"`
+	Results  []Result  `json:"results"`
 }
 
 // WriteJSON writes the report as JSON.
