@@ -14,6 +14,7 @@ import (
 )
 
 type machineFlags struct {
+	shares  []string
 	kernel  string
 	timeout time.Duration
 	memory  int
@@ -77,10 +78,19 @@ though the guest has its own /tmp, so this works as go test's -exec:
 			if err != nil {
 				return err
 			}
+			var shares []string
+			for _, s := range m.shares {
+				abs, err := filepath.Abs(s)
+				if err != nil {
+					return err
+				}
+				shares = append(shares, abs)
+			}
 			j := &job.Job{
-				Env:   os.Environ(),
-				Steps: []job.Step{{Name: filepath.Base(args[0]), Argv: args, Dir: wd}},
-				Binds: tmpBinds(append([]string{wd}, args...)),
+				Env:    os.Environ(),
+				Steps:  []job.Step{{Name: filepath.Base(args[0]), Argv: args, Dir: wd}},
+				Binds:  tmpBinds(append([]string{wd}, args...)),
+				Shares: shares,
 			}
 			out, err := r.Run(cmd.Context(), ks[0], j)
 			if err != nil {
@@ -97,6 +107,7 @@ though the guest has its own /tmp, so this works as go test's -exec:
 	}
 	cmd.Flags().SetInterspersed(false)
 	m.register(cmd, "7", 20*time.Minute)
+	cmd.Flags().StringArrayVar(&m.shares, "share", nil, "a host directory the guest can write, at the same path (repeatable)")
 	return cmd
 }
 

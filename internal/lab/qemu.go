@@ -2,6 +2,8 @@ package lab
 
 import (
 	"fmt"
+
+	"github.com/ktlsgo/ktls/internal/lab/job"
 	"os"
 	"os/exec"
 	"strings"
@@ -44,7 +46,7 @@ var DefaultMachine = Machine{MemoryMiB: 4096, CPUs: 2}
 // exists: on these hosts it is paravirtual and hangs stock kernels, while
 // TCG with -cpu max emulates AES-NI and PCLMULQDQ, which the kernel's
 // aesni-intel and ghash-clmulni-intel need.
-func qemuArgs(m Machine, vmlinuz, initrd, jobDir string) []string {
+func qemuArgs(m Machine, vmlinuz, initrd, jobDir string, shares []string) []string {
 	cmdline := strings.Join([]string{
 		"console=ttyS0",
 		"quiet", "loglevel=1", // only emergencies, such as a panic, reach the console
@@ -69,6 +71,9 @@ func qemuArgs(m Machine, vmlinuz, initrd, jobDir string) []string {
 		// filesystems collide in the guest, and /host/proc shows sysfs.
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
 		"-virtfs", "local,path=" + jobDir + ",mount_tag=labjob,security_model=none,multidevs=remap",
+	}
+	for i, dir := range shares {
+		args = append(args, "-virtfs", "local,path="+dir+",mount_tag="+job.ShareTag(i)+",security_model=none,multidevs=remap")
 	}
 	// qboot starts a Linux kernel in a fraction of SeaBIOS's time under
 	// TCG, and prints nothing to the console.

@@ -105,7 +105,7 @@ func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error
 	if m.MemoryMiB == 0 {
 		m = DefaultMachine
 	}
-	cmd := exec.CommandContext(ctx, qemu, qemuArgs(m, fk.BootImage(), initrd, jobDir)...)
+	cmd := exec.CommandContext(ctx, qemu, qemuArgs(m, fk.BootImage(), initrd, jobDir, j.Shares)...)
 	cmd.Stdin = nil
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()

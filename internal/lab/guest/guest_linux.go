@@ -83,6 +83,12 @@ func Main() {
 		fail(err)
 		return
 	}
+	for i, dir := range j.Shares {
+		if err := mount9p(job.ShareTag(i), filepath.Join(hostRoot, dir), 0); err != nil {
+			fail(fmt.Errorf("share %s: %w", dir, err))
+			return
+		}
+	}
 	for _, name := range []string{"tls", "9p"} {
 		if !moduleLoaded(name) {
 			fail(fmt.Errorf("module %s is not loaded (failed: %v)", name, res.Modules.Failed))

@@ -27,6 +27,9 @@ const (
 	JobTag      = "labjob"   // the job directory, writable
 )
 
+// ShareTag is the 9p mount tag of the i-th writable share.
+func ShareTag(i int) string { return fmt.Sprintf("share%d", i) }
+
 // EnvLab is set in every program the lab runs, to the name of the kernel
 // ("6.1", "6.12", "7"). Tests use it to fail, rather than skip, when a
 // kernel feature they need is missing.
@@ -40,6 +43,10 @@ type Job struct {
 	// path even where the guest mounts a tmpfs over a parent, as it does
 	// on /tmp (go test builds its binaries there).
 	Binds []string `json:"binds,omitempty"`
+	// Shares are host directories the guest mounts writable, at the same
+	// path, for what a program wants to keep (benchmark reports, say).
+	// QEMU exports them with the tags ShareTag(0), ShareTag(1), ...
+	Shares []string `json:"shares,omitempty"`
 	// StopOnFailure ends the job at the first step that fails.
 	StopOnFailure bool   `json:"stop_on_failure,omitempty"`
 	Steps         []Step `json:"steps"`
