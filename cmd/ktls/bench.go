@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/bench"
 	"github.com/ktlsgo/ktls/khttp"
 )
@@ -37,13 +38,15 @@ client, and measures throughput, latency, and the server's CPU time per GiB
 median [min–max]; ratios are against Go's net/http with crypto/tls.
 
 Servers: ktls (ktls serve: HTTP/1.1 bodies by sendfile through the kernel),
-ktls-write (the same, with bodies written, not sent from the file), go (Go's
-net/http with crypto/tls), nginx-ktls (nginx, sendfile on, OpenSSL's kernel
-TLS), nginx (the same without kernel TLS).
+ktls-write (the same, with bodies written, not sent from the file),
+ktls-rxoff (ktls with RX left to crypto/tls), go (Go's net/http with
+crypto/tls), nginx-ktls (nginx, sendfile on, OpenSSL's kernel TLS), nginx
+(the same without kernel TLS).
 
 Scenarios: files (many connections, each size), bulk (one connection, one
-big file, per cipher), latency (p50 and p99 of small requests), handshake
-(a new connection per request).
+big file, per cipher), upload (one connection posting a big body, which the
+server reads: the receive path), latency (p50 and p99 of small requests),
+handshake (a new connection per request).
 
 Compare only figures from one run: in the kernel lab everything is emulated.`,
 		Args: cobra.NoArgs,
@@ -182,7 +185,16 @@ func newBenchServerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			h := http.FileServer(http.Dir(dir))
+			files := http.FileServer(http.Dir(dir))
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/upload" {
+					// Read the body and throw it away: the receive path.
+					io.Copy(io.Discard, r.Body)
+					w.WriteHeader(http.StatusNoContent)
+					return
+				}
+				files.ServeHTTP(w, r)
+			})
 			srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 			var serve func() error
 			var shutdown func(context.Context) error
@@ -190,11 +202,15 @@ func newBenchServerCmd() *cobra.Command {
 			case "go":
 				serve = func() error { return srv.ServeTLS(ln, "", "") }
 				shutdown = srv.Shutdown
-			case "ktls", "ktls-write":
-				if impl == "ktls-write" {
+			case "ktls", "ktls-write", "ktls-rxoff":
+				var opts *ktls.Options
+				switch impl {
+				case "ktls-write":
 					srv.Handler = writePath(h)
+				case "ktls-rxoff":
+					opts = &ktls.Options{RX: ktls.Disabled}
 				}
-				ks := &khttp.Server{HTTP: srv}
+				ks := &khttp.Server{HTTP: srv, Options: opts}
 				serve = func() error { return ks.Serve(ln) }
 				shutdown = ks.Shutdown
 			default:
@@ -218,7 +234,7 @@ func newBenchServerCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&impl, "impl", "ktls", "ktls, ktls-write or go")
+	f.StringVar(&impl, "impl", "ktls", "ktls, ktls-write, ktls-rxoff or go")
 	f.StringVar(&dir, "dir", ".", "directory to serve")
 	f.StringVar(&certFile, "cert", "", "certificate")
 	f.StringVar(&keyFile, "key", "", "key")

@@ -21,6 +21,7 @@ type load struct {
 	keepAlive bool // false: a new connection (and handshake) per request
 	tls       *tls.Config
 	latencies bool
+	upload    bool // POST size bytes instead of GET
 }
 
 // client makes the HTTP/1.1 clients of a load, one per connection, so
@@ -53,6 +54,36 @@ func get(ctx context.Context, c *http.Client, url string, size int64) (int64, er
 	if err != nil {
 		return 0, err
 	}
+	return do(c, req, size)
+}
+
+// post sends size bytes to the URL, for a server to read and discard.
+func post(ctx context.Context, c *http.Client, url string, size int64) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, io.LimitReader(pattern{}, size))
+	if err != nil {
+		return 0, err
+	}
+	req.ContentLength = size
+	if _, err := do(c, req, -1); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// pattern is an endless reader of cheap bytes for uploads.
+type pattern struct{}
+
+func (pattern) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(i)
+	}
+	return len(p), nil
+}
+
+// do runs a request and checks the response: 2xx, and size bytes of body
+// unless size is -1.
+func do(c *http.Client, req *http.Request, size int64) (int64, error) {
+	url := req.URL.String()
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err
@@ -62,10 +93,17 @@ func get(ctx context.Context, c *http.Client, url string, size int64) (int64, er
 	if err != nil {
 		return n, err
 	}
-	if resp.StatusCode != http.StatusOK || n != size {
-		return n, fmt.Errorf("GET %s: %s, %d bytes, want %d", url, resp.Status, n, size)
+	if resp.StatusCode/100 != 2 || size >= 0 && n != size {
+		return n, fmt.Errorf("%s %s: %s, %d bytes, want %d", req.Method, url, resp.Status, n, size)
 	}
 	return n, nil
+}
+
+func (l *load) request(ctx context.Context, c *http.Client) (int64, error) {
+	if l.upload {
+		return post(ctx, c, l.url, l.size)
+	}
+	return get(ctx, c, l.url, l.size)
 }
 
 // run measures one sample against the server process pid: the bytes and
@@ -76,7 +114,7 @@ func (l *load) run(ctx context.Context, pid int) (Sample, error) {
 	if l.keepAlive {
 		// Connect and handshake first: the sample is about the data.
 		for _, c := range cs {
-			if _, err := get(ctx, c, l.url, l.size); err != nil {
+			if _, err := l.request(ctx, c); err != nil {
 				return Sample{}, err
 			}
 		}
@@ -101,7 +139,7 @@ func (l *load) run(ctx context.Context, pid int) (Sample, error) {
 			defer wg.Done()
 			for left.Add(-1) >= 0 {
 				t := time.Now()
-				n, err := get(ctx, c, l.url, l.size)
+				n, err := l.request(ctx, c)
 				d := time.Since(t)
 				bytes.Add(n)
 				mu.Lock()

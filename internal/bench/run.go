@@ -18,7 +18,7 @@ import (
 )
 
 // Scenarios a run can include.
-var Scenarios = []string{"files", "bulk", "latency", "handshake"}
+var Scenarios = []string{"files", "bulk", "upload", "latency", "handshake"}
 
 // Config says what to run.
 type Config struct {
@@ -119,6 +119,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					jobs = append(jobs, job{sc, srv, c.name, load{url: "/" + name, size: cfg.BulkSize, conns: 1,
 						requests: 1, keepAlive: true, tls: t}})
 				}
+			}
+		case "upload":
+			// What the server spends receiving: the RX side, where kernel
+			// TLS is said to lose.
+			for _, srv := range cfg.Servers {
+				jobs = append(jobs, job{sc, srv, sizeName(cfg.BulkSize) + " POST", load{url: "/upload", size: cfg.BulkSize,
+					conns: 1, requests: 1, keepAlive: true, tls: base.Clone(), upload: true}})
 			}
 		case "latency":
 			name, err := file(128)

@@ -14,7 +14,7 @@ import (
 )
 
 // Servers are the implementations a run can compare.
-var Servers = []string{"ktls", "ktls-write", "go", "nginx-ktls", "nginx"}
+var Servers = []string{"ktls", "ktls-write", "ktls-rxoff", "go", "nginx-ktls", "nginx"}
 
 // A server is a running server process.
 type server struct {
@@ -49,7 +49,7 @@ type env struct {
 
 func (e *env) start(ctx context.Context, name string) (*server, error) {
 	switch name {
-	case "ktls", "ktls-write", "go":
+	case "ktls", "ktls-write", "ktls-rxoff", "go":
 		cmd := exec.CommandContext(ctx, e.self, "bench-server", "--impl", name, "--dir", e.dir,
 			"--cert", e.certFile, "--key", e.keyFile)
 		cmd.Stderr = os.Stderr
@@ -128,6 +128,8 @@ http {
 		ssl_protocols TLSv1.2 TLSv1.3;
 		%[5]s
 		root %[6]s;
+		client_max_body_size 0;
+		location = /upload { return 204; }
 	}
 }
 `, prefix, addr, e.certFile, e.keyFile, ktlsLine, e.dir)
