@@ -101,7 +101,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					return nil, err
 				}
 				conns := cfg.Conns
-				requests := int(max(int64(conns), cfg.PerSample/size))
+				// Small files are about requests, not bytes: a few
+				// thousand make a sample.
+				requests := int(min(max(int64(conns), cfg.PerSample/size), 4000))
 				for _, srv := range cfg.Servers {
 					jobs = append(jobs, job{sc, srv, sizeName(size), load{url: "/" + name, size: size, conns: conns,
 						requests: requests, keepAlive: true, tls: base.Clone()}})
