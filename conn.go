@@ -228,17 +228,10 @@ func (c *Conn) readTLS(b []byte) (int, error) {
 
 // Write writes plaintext, as tls.Conn.Write does.
 func (c *Conn) Write(b []byte) (int, error) {
-	for {
-		x := c.activeCall.Load()
-		if x&1 != 0 {
-			return 0, net.ErrClosed
-		}
-		if c.activeCall.CompareAndSwap(x, x+2) {
-			break
-		}
+	if err := c.beginWrite(); err != nil {
+		return 0, err
 	}
-	defer c.activeCall.Add(-2)
-
+	defer c.endWrite()
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
@@ -246,15 +239,43 @@ func (c *Conn) Write(b []byte) (int, error) {
 		n, err := c.tc.Write(b)
 		return n, fromTLS(err)
 	}
-	c.out.Lock()
+	if err := c.lockOut(); err != nil {
+		return 0, err
+	}
 	defer c.out.Unlock()
-	if c.out.err != nil {
-		return 0, c.out.err
-	}
-	if c.out.closing {
-		return 0, errShutdown
-	}
 	return c.writeKernel(b)
+}
+
+// beginWrite counts a write in flight, as crypto/tls does, so that a Close
+// during it only closes the socket, to unblock it.
+func (c *Conn) beginWrite() error {
+	for {
+		x := c.activeCall.Load()
+		if x&1 != 0 {
+			return net.ErrClosed
+		}
+		if c.activeCall.CompareAndSwap(x, x+2) {
+			return nil
+		}
+	}
+}
+
+func (c *Conn) endWrite() { c.activeCall.Add(-2) }
+
+// lockOut locks the writing side of an offloaded connection, or says why
+// nothing more can be written.
+func (c *Conn) lockOut() error {
+	c.out.Lock()
+	switch {
+	case c.out.err != nil:
+		err := c.out.err
+		c.out.Unlock()
+		return err
+	case c.out.closing:
+		c.out.Unlock()
+		return errShutdown
+	}
+	return nil
 }
 
 // UpdateKeys sends a TLS 1.3 KeyUpdate and moves to the next write key
@@ -269,14 +290,10 @@ func (c *Conn) UpdateKeys(requestPeer bool) error {
 	if !c.kernelTX {
 		return fmt.Errorf("ktls: UpdateKeys needs TX offload: %w", ErrNotSupported)
 	}
-	c.out.Lock()
+	if err := c.lockOut(); err != nil {
+		return err
+	}
 	defer c.out.Unlock()
-	if c.out.err != nil {
-		return c.out.err
-	}
-	if c.out.closing {
-		return errShutdown
-	}
 	return c.updateTXLocked(requestPeer)
 }
 

@@ -94,38 +94,45 @@ func (c *Conn) readKernel(b []byte) (int, error) {
 		if err != nil {
 			return 0, c.readError(err)
 		}
-		switch typ {
-		case 0:
-			// The TCP stream ended without a close_notify: the data may
-			// have been cut short.
-			c.in.err = io.ErrUnexpectedEOF
-			return 0, c.in.err
-		case record.TypeApplicationData:
-			if n == 0 {
-				if err := c.uselessRecord(); err != nil {
-					return 0, err
-				}
-				continue
-			}
-			c.in.sys.useless = 0
-			if len(b) < len(buf) {
-				m := copy(b, buf[:n])
-				c.in.pending = buf[m:n]
-				return m, nil
-			}
-			return n, nil
-		case record.TypeAlert:
-			if err := c.handleAlert(buf[:n]); err != nil {
+		if typ != record.TypeApplicationData {
+			if err := c.controlRecordLocked(typ, buf[:n]); err != nil {
 				return 0, err
 			}
-		case record.TypeHandshake:
-			if err := c.handleHandshake(buf[:n]); err != nil {
-				return 0, err
-			}
-		default:
-			return 0, c.fatal(record.AlertUnexpectedMessage)
+			continue
 		}
+		if n == 0 {
+			if err := c.uselessRecord(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		c.in.sys.useless = 0
+		if len(b) < len(buf) {
+			m := copy(b, buf[:n])
+			c.in.pending = buf[m:n]
+			return m, nil
+		}
+		return n, nil
 	}
+}
+
+// controlRecordLocked acts on what recvmsg returned that is not
+// application data: the end of the stream (type 0), an alert or a
+// handshake message. It returns nil when reading can go on. c.in is
+// locked.
+func (c *Conn) controlRecordLocked(typ uint8, p []byte) error {
+	switch typ {
+	case 0:
+		// The TCP stream ended without a close_notify: the data may have
+		// been cut short.
+		c.in.err = io.ErrUnexpectedEOF
+		return c.in.err
+	case record.TypeAlert:
+		return c.handleAlert(p)
+	case record.TypeHandshake:
+		return c.handleHandshake(p)
+	}
+	return c.fatal(record.AlertUnexpectedMessage)
 }
 
 func (c *Conn) uselessRecord() error {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/kerneltest"
 	"github.com/ktlsgo/ktls/internal/testcert"
 )
 
@@ -231,19 +232,7 @@ func warmProbes(t testing.TB) {
 	kernel.FeatureTXZerocopyRO.Check()
 }
 
-func tlsStat(t testing.TB, name string) uint64 {
-	t.Helper()
-	data, err := os.ReadFile(kernel.StatsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := kernel.ParseStats(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := st.Get(name)
-	return v
-}
+func tlsStat(t testing.TB, name string) uint64 { return kerneltest.Stat(t, name) }
 
 func serverConfig(k testcert.Kind) *tls.Config { return testcert.Get(k).ServerConfig() }
 func clientConfig(k testcert.Kind) *tls.Config { return testcert.Get(k).ClientConfig() }

@@ -2,7 +2,6 @@ package ktls
 
 import (
 	"io"
-	"net"
 )
 
 // ReadFrom copies from r until EOF, as io.Copy to the Conn does. Once the
@@ -13,31 +12,20 @@ import (
 //
 // Before the handoff, or on crypto/tls, it is an ordinary copy.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	for {
-		x := c.activeCall.Load()
-		if x&1 != 0 {
-			return 0, net.ErrClosed
-		}
-		if c.activeCall.CompareAndSwap(x, x+2) {
-			break
-		}
+	if err := c.beginWrite(); err != nil {
+		return 0, err
 	}
-	defer c.activeCall.Add(-2)
-
+	defer c.endWrite()
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
 	if !c.kernelTX {
 		return io.Copy(writerOnly{c}, r)
 	}
-	c.out.Lock()
+	if err := c.lockOut(); err != nil {
+		return 0, err
+	}
 	defer c.out.Unlock()
-	if c.out.err != nil {
-		return 0, c.out.err
-	}
-	if c.out.closing {
-		return 0, errShutdown
-	}
 	return c.readFromKernel(r)
 }
 

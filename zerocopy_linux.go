@@ -252,19 +252,11 @@ func (c *Conn) controlRecord(w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, c.readError(err)
 	}
-	switch typ {
-	case 0:
-		c.in.err = io.ErrUnexpectedEOF
-		return 0, c.in.err
-	case record.TypeApplicationData:
+	if typ == record.TypeApplicationData {
 		m, err := w.Write(buf[:n])
 		return int64(m), err
-	case record.TypeAlert:
-		return 0, c.handleAlert(buf[:n])
-	case record.TypeHandshake:
-		return 0, c.handleHandshake(buf[:n])
 	}
-	return 0, c.fatal(record.AlertUnexpectedMessage)
+	return 0, c.controlRecordLocked(typ, buf[:n])
 }
 
 // spliceTarget returns the raw connection splice writes to for w, and

@@ -297,19 +297,7 @@ func TestCurl(t *testing.T) {
 	}
 }
 
-func tlsStat(t testing.TB, name string) uint64 {
-	t.Helper()
-	data, err := os.ReadFile(kernel.StatsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := kernel.ParseStats(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := st.Get(name)
-	return v
-}
+func tlsStat(t testing.TB, name string) uint64 { return kerneltest.Stat(t, name) }
 
 func requireProgram(t *testing.T, name string) string {
 	t.Helper()

@@ -53,3 +53,18 @@ func Require(t testing.TB, features ...*kernel.Feature) {
 		}
 	}
 }
+
+// Stat returns a counter from /proc/net/tls_stat, or fails t.
+func Stat(t testing.TB, name string) uint64 {
+	t.Helper()
+	data, err := os.ReadFile(kernel.StatsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kernel.ParseStats(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := st.Get(name)
+	return v
+}

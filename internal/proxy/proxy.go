@@ -47,20 +47,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, _, err := net.SplitHostPort(cfg.Backend); err != nil {
 		return fmt.Errorf("--backend: %w", err)
 	}
-	var cert tls.Certificate
-	var err error
-	switch {
-	case cfg.CertFile != "" || cfg.KeyFile != "":
-		if cfg.CertFile == "" || cfg.KeyFile == "" {
-			return errors.New("--cert and --key go together")
-		}
-		if cert, err = tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile); err != nil {
-			return fmt.Errorf("loading the certificate: %w", err)
-		}
-	default:
-		if cert, err = serve.SelfSigned(); err != nil {
-			return err
-		}
+	cert, err := serve.Certificate(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return err
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 5 * time.Minute

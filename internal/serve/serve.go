@@ -46,19 +46,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if !st.IsDir() {
 		return fmt.Errorf("directory to serve: %s is not a directory", cfg.Dir)
 	}
-	var cert tls.Certificate
-	switch {
-	case cfg.CertFile != "" || cfg.KeyFile != "":
-		if cfg.CertFile == "" || cfg.KeyFile == "" {
-			return errors.New("--cert and --key go together")
-		}
-		if cert, err = tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile); err != nil {
-			return fmt.Errorf("loading the certificate: %w", err)
-		}
-	default:
-		if cert, err = SelfSigned(); err != nil {
-			return fmt.Errorf("making a self-signed certificate: %w", err)
-		}
+	cert, err := Certificate(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -123,6 +113,26 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// Certificate loads the certificate and key the flags name, or makes a
+// self-signed one when they name none.
+func Certificate(certFile, keyFile string) (tls.Certificate, error) {
+	switch {
+	case certFile == "" && keyFile == "":
+		cert, err := SelfSigned()
+		if err != nil {
+			return cert, fmt.Errorf("making a self-signed certificate: %w", err)
+		}
+		return cert, nil
+	case certFile == "" || keyFile == "":
+		return tls.Certificate{}, errors.New("--cert and --key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return cert, fmt.Errorf("loading the certificate: %w", err)
+	}
+	return cert, nil
 }
 
 // KernelState says, before any connection, what the kernel will do for
