@@ -160,17 +160,22 @@ func (c *Conn) readError(err error) error {
 }
 
 // handleAlert acts on an alert record. It returns nil for an alert that
-// is ignored (a TLS 1.2 warning).
+// is ignored (a TLS 1.2 warning, a TLS 1.3 user_canceled), as crypto/tls
+// does.
 func (c *Conn) handleAlert(p []byte) error {
 	if len(p) != 2 {
 		return c.fatal(record.AlertUnexpectedMessage)
 	}
 	level, desc := p[0], p[1]
+	tls12 := c.suite.Version == tls.VersionTLS12
 	switch {
 	case desc == record.AlertCloseNotify:
 		c.in.err = io.EOF
-	case c.suite.Version == tls.VersionTLS12 && level == record.AlertLevelWarning:
+	case tls12 && level == record.AlertLevelWarning,
+		!tls12 && desc == record.AlertUserCanceled:
 		return c.uselessRecord()
+	case tls12 && level != record.AlertLevelFatal:
+		return c.fatal(record.AlertUnexpectedMessage)
 	default:
 		c.in.err = remoteAlert(desc)
 	}
@@ -180,20 +185,24 @@ func (c *Conn) handleAlert(p []byte) error {
 // handleHandshake acts on post-handshake messages: session tickets, key
 // updates, and attempts at renegotiation.
 func (c *Conn) handleHandshake(p []byte) error {
+	if len(p) == 0 {
+		// Handshake records are never empty (RFC 8446, Section 5.1).
+		return c.fatal(record.AlertUnexpectedMessage)
+	}
 	c.in.sys.hs = append(c.in.sys.hs, p...)
 	msgs, rest, err := record.ParseHandshake(c.in.sys.hs)
 	if err != nil {
 		return c.fatalErr(err)
 	}
-	c.in.sys.hs = append(c.in.sys.hs[:0], rest...)
+	// The messages' bodies alias the buffer: keep the rest in a new one.
+	c.in.sys.hs = append([]byte(nil), rest...)
 	for i, m := range msgs {
 		if c.suite.Version == tls.VersionTLS12 {
-			// crypto/tls answers renegotiation with no_renegotiation,
-			// and anything else with unexpected_message.
-			if m.Type == record.MsgHelloRequest && c.isClient {
-				return c.refuseRenegotiation()
-			}
-			if !c.isClient {
+			// Renegotiation gets no_renegotiation (RFC 5246, Section
+			// 7.2.2): a HelloRequest to a client, a ClientHello to a
+			// server, or a HelloRequest to a server, which crypto/tls
+			// refuses so too. Anything else is unexpected_message.
+			if m.Type == record.MsgHelloRequest || !c.isClient && m.Type == record.MsgClientHello {
 				return c.refuseRenegotiation()
 			}
 			return c.fatal(record.AlertUnexpectedMessage)

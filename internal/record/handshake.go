@@ -5,6 +5,9 @@ package record
 const (
 	// MsgHelloRequest is the TLS 1.2 server's renegotiation request.
 	MsgHelloRequest uint8 = 0
+	// MsgClientHello after the handshake is a TLS 1.2 client's attempt
+	// to renegotiate.
+	MsgClientHello uint8 = 1
 	// MsgNewSessionTicket carries a TLS 1.3 resumption ticket
 	// (RFC 8446, Section 4.6.1).
 	MsgNewSessionTicket uint8 = 4

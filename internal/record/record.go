@@ -52,6 +52,7 @@ const (
 	AlertDecodeError       uint8 = 50
 	AlertProtocolVersion   uint8 = 70
 	AlertInternalError     uint8 = 80
+	AlertUserCanceled      uint8 = 90
 	AlertNoRenegotiation   uint8 = 100
 )
 
