@@ -310,9 +310,38 @@ func (l *lockedBuf) String() string {
 //
 //	jsontmpl FILE TEMPLATE   print a text/template executed on FILE's JSON
 //	ktlsconn NAME [1.2|1.3]  hold an offloaded loopback connection open
+//	waitstdout NAME REGEXP   wait for a program from start to print a match
 func init() {
 	scriptCmds["jsontmpl"] = cmdJSONTmpl
 	scriptCmds["ktlsconn"] = cmdKTLSConn
+	scriptCmds["waitstdout"] = cmdWaitStdout
+}
+
+// waitstdout NAME REGEXP waits, up to 30 seconds, until the standard
+// output of the program start NAME began matches REGEXP (multi-line
+// mode, as stdout), and fails if it doesn't. It lets a script wait for
+// what a running program shows instead of for a fixed time.
+func cmdWaitStdout(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitstdout NAME REGEXP")
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	ts.Check(err)
+	bgMu.Lock()
+	bg := bgs[ts][args[0]]
+	bgMu.Unlock()
+	if bg == nil {
+		ts.Fatalf("waitstdout: no program %s", args[0])
+	}
+	for end := time.Now().Add(30 * time.Second); ; {
+		if re.MatchString(bg.stdout.String()) {
+			return
+		}
+		if time.Now().After(end) {
+			ts.Fatalf("waitstdout: %s printed no match for %q in 30s; stdout:\n%s\nstderr:\n%s", args[0], args[1], bg.stdout, bg.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // jsontmpl FILE TEMPLATE decodes FILE (or stdout, the last command's) as
