@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,7 +33,7 @@ func newMetrics() *metrics {
 			Help: "Bytes of response bodies sent.",
 		}),
 	}
-	m.reg.MustRegister(m.conns, m.bytes, tlsStatCollector{},
+	m.reg.MustRegister(m.conns, m.bytes, tlsStatCollector{path: kernel.StatsFile},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -82,30 +83,43 @@ func reasonLabel(o ktls.Offload) string {
 	return "error"
 }
 
-// tlsStatCollector exports /proc/net/tls_stat at each scrape.
-type tlsStatCollector struct{}
+// tlsStatCollector exports /proc/net/tls_stat at each scrape. The
+// kernel's file mixes two kinds of number, and Prometheus wants one type
+// per metric name: the TlsCurr* sessions open now go up and down, a
+// gauge; the rest only count up.
+type tlsStatCollector struct {
+	path string // kernel.StatsFile; a test's file in tests
+}
 
-var tlsStatDesc = prometheus.NewDesc("ktls_kernel_tls_stat",
-	"The kernel's TLS counters from /proc/net/tls_stat, by name (TlsTxSw, TlsRxSw, TlsDecryptError, ...).",
-	[]string{"name"}, nil)
+var (
+	tlsStatDesc = prometheus.NewDesc("ktls_kernel_tls_stat_total",
+		"The kernel's TLS event counters from /proc/net/tls_stat, by name (TlsTxSw, TlsRxSw, TlsDecryptError, ...).",
+		[]string{"name"}, nil)
+	tlsCurrDesc = prometheus.NewDesc("ktls_kernel_tls_sessions",
+		"The kernel's TLS sessions open now, from the TlsCurr* lines of /proc/net/tls_stat, by name (TlsCurrTxSw, ...).",
+		[]string{"name"}, nil)
+)
 
-func (tlsStatCollector) Describe(ch chan<- *prometheus.Desc) { ch <- tlsStatDesc }
+func (tlsStatCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- tlsStatDesc
+	ch <- tlsCurrDesc
+}
 
-func (tlsStatCollector) Collect(ch chan<- prometheus.Metric) {
-	data, err := os.ReadFile(kernel.StatsFile)
+func (c tlsStatCollector) Collect(ch chan<- prometheus.Metric) {
+	data, err := os.ReadFile(c.path)
 	if err != nil {
 		return // no kernel TLS here: nothing to export
 	}
 	stats, err := kernel.ParseStats(data)
 	if err != nil {
+		ch <- prometheus.NewInvalidMetric(tlsStatDesc, err)
 		return
 	}
 	for _, s := range stats {
-		// The Curr* counters go down as well as up.
-		vt := prometheus.CounterValue
-		if len(s.Name) > 7 && s.Name[:7] == "TlsCurr" {
-			vt = prometheus.GaugeValue
+		if strings.HasPrefix(s.Name, "TlsCurr") {
+			ch <- prometheus.MustNewConstMetric(tlsCurrDesc, prometheus.GaugeValue, float64(s.Value), s.Name)
+		} else {
+			ch <- prometheus.MustNewConstMetric(tlsStatDesc, prometheus.CounterValue, float64(s.Value), s.Name)
 		}
-		ch <- prometheus.MustNewConstMetric(tlsStatDesc, vt, float64(s.Value), s.Name)
 	}
 }
