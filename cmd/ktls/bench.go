@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +54,9 @@ handshake (a new connection per request).
 Compare only figures from one run: in the kernel lab everything is emulated.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkBenchFlags(scenarios, servers, conns, repeat); err != nil {
+				return err
+			}
 			self, err := os.Executable()
 			if err != nil {
 				return err
@@ -153,16 +159,47 @@ func splitList(s string) []string {
 	return out
 }
 
+// checkBenchFlags rejects what would otherwise only show up as an error
+// row in the report, after the run: the flags' mistakes fail at once.
+func checkBenchFlags(scenarios, servers string, conns, repeat int) error {
+	for _, l := range []struct {
+		flag, value string
+		known       []string
+	}{
+		{"--scenarios", scenarios, bench.Scenarios},
+		{"--servers", servers, bench.Servers},
+	} {
+		names := splitList(l.value)
+		if len(names) == 0 {
+			return fmt.Errorf("%s: name at least one of %s", l.flag, strings.Join(l.known, ", "))
+		}
+		for _, name := range names {
+			if !slices.Contains(l.known, name) {
+				return fmt.Errorf("%s: unknown %q (have %s)", l.flag, name, strings.Join(l.known, ", "))
+			}
+		}
+	}
+	if conns < 1 {
+		return fmt.Errorf("--conns: %d; it takes at least one connection", conns)
+	}
+	if repeat < 1 {
+		return fmt.Errorf("--repeat: %d; it takes at least one sample", repeat)
+	}
+	return nil
+}
+
+// parseByteSize parses a positive size with an optional binary suffix:
+// 4096, 4K, 1M, 2G.
 func parseByteSize(s string) (int64, error) {
-	mult := int64(1)
+	digits, mult := s, int64(1)
 	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30} {
 		if v, ok := strings.CutSuffix(s, suffix); ok {
-			s, mult = v, m
+			digits, mult = v, m
 			break
 		}
 	}
-	var n int64
-	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("%q is not a size like 4K, 1M or 256M", s)
 	}
 	return n * mult, nil
