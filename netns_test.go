@@ -21,27 +21,9 @@ func TestOffloadAcrossHosts(t *testing.T) {
 	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
 		t.Run(sc.name, func(t *testing.T) {
 			ccfg, scfg := sc.configs()
-			ln, err := a.Listen("tcp")
+			rawServer, raw, err := labnet.Connect(a, b)
 			if err != nil {
 				t.Fatal(err)
-			}
-			defer ln.Close()
-			accepted := make(chan net.Conn, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					t.Error(err)
-				}
-				accepted <- c
-			}()
-			raw, err := b.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			rawServer := <-accepted
-			if rawServer == nil {
-				raw.Close()
-				t.FailNow()
 			}
 			c, s := ktls.Client(raw, ccfg), ktls.Server(rawServer, scfg)
 			defer c.Close()

@@ -69,6 +69,34 @@ func (h *Host) Dial(network, addr string) (c net.Conn, err error) {
 	return c, err
 }
 
+// Connect opens a TCP connection from client to server across the pair,
+// and returns both ends: server's accepted one, and client's.
+func Connect(server, client *Host) (s, c net.Conn, err error) {
+	ln, err := server.Listen("tcp")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ln.Close()
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- accepted{c, err}
+	}()
+	if c, err = client.Dial("tcp", ln.Addr().String()); err != nil {
+		return nil, nil, err // closing the listener ends the Accept
+	}
+	a := <-ch
+	if a.err != nil {
+		c.Close()
+		return nil, nil, a.err
+	}
+	return a.c, c, nil
+}
+
 // ErrNotPermitted is returned by NewPair where the process can't create
 // network namespaces (it needs CAP_SYS_ADMIN and CAP_NET_ADMIN).
 var ErrNotPermitted = errors.New("labnet: creating network namespaces needs CAP_SYS_ADMIN and CAP_NET_ADMIN")

@@ -15,29 +15,12 @@ import (
 // loopback listeners.
 func TestPair(t *testing.T) {
 	a, b := labnet.Pair(t)
-	ln, err := a.Listen("tcp")
+	s, c, err := labnet.Connect(a, b)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			t.Error(err)
-		}
-		accepted <- c
-	}()
-	c, err := b.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s := <-accepted
-	if s == nil {
-		t.FailNow()
 	}
 	defer s.Close()
+	defer c.Close()
 
 	if got := addrOf(s.RemoteAddr()); got != b.Addr {
 		t.Errorf("a sees the connection from %v, want b's %v", got, b.Addr)
