@@ -38,9 +38,9 @@ type Host struct {
 func (h *Host) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never unlocked: if switching back failed, it must
-		// not run other goroutines, and Go ends a locked thread when its
-		// goroutine returns.
+		// The thread is never switched back or unlocked: Go ends a
+		// locked thread when its goroutine returns, so no other
+		// goroutine ever runs in h's namespace by accident.
 		runtime.LockOSThread()
 		if err := netns.Set(h.ns); err != nil {
 			errc <- fmt.Errorf("labnet: entering %s's namespace: %w", h.Name, err)
