@@ -158,11 +158,8 @@ var hostileCases = []hostileCase{
 		for range 16 {
 			h.send(record.TypeApplicationData, nil, 0)
 		}
-		h.send(record.TypeApplicationData, []byte("after"), 0)
-		h.sendAlert(record.AlertLevelWarning, record.AlertCloseNotify)
-		h.before = append(h.before, "after"...)
-		h.wantErrorIs(h.readToError(), io.EOF)
-		h.wantNoAlert()
+		h.endWithData()
+		h.wantIntactToEnd()
 	}},
 	{"zero-length-records-1000", func(h *hostile) {
 		// crypto/tls stops after 16 records in a row that carry
@@ -176,11 +173,8 @@ var hostileCases = []hostileCase{
 			run = append(run, h.out.Seal(record.TypeApplicationData, nil)...)
 		}
 		h.write(run)
-		h.send(record.TypeApplicationData, []byte("after"), 0)
-		h.sendAlert(record.AlertLevelWarning, record.AlertCloseNotify)
-		h.before = append(h.before, "after"...)
-		h.wantErrorIs(h.readToError(), io.EOF)
-		h.wantNoAlert()
+		h.endWithData()
+		h.wantIntactToEnd()
 	}},
 	{"ignored-alerts-16", func(h *hostile) {
 		// Alerts that are dropped (TLS 1.2 warnings, TLS 1.3
@@ -190,11 +184,8 @@ var hostileCases = []hostileCase{
 		for range 16 {
 			h.sendAlert(record.AlertLevelWarning, record.AlertUserCanceled)
 		}
-		h.send(record.TypeApplicationData, []byte("after"), 0)
-		h.sendAlert(record.AlertLevelWarning, record.AlertCloseNotify)
-		h.before = append(h.before, "after"...)
-		h.wantErrorIs(h.readToError(), io.EOF)
-		h.wantNoAlert()
+		h.endWithData()
+		h.wantIntactToEnd()
 	}},
 	{"ignored-alerts-17", func(h *hostile) {
 		// The 17th is one too many, as in crypto/tls:
@@ -238,11 +229,8 @@ var hostileCases = []hostileCase{
 		// data after it arrives.
 		h.sendBefore()
 		h.sendAlert(record.AlertLevelWarning, record.AlertUserCanceled)
-		h.send(record.TypeApplicationData, []byte("after"), 0)
-		h.sendAlert(record.AlertLevelWarning, record.AlertCloseNotify)
-		h.before = append(h.before, "after"...)
-		h.wantErrorIs(h.readToError(), io.EOF)
-		h.wantNoAlert()
+		h.endWithData()
+		h.wantIntactToEnd()
 	}},
 	{"warning-level-error-alert", func(h *hostile) {
 		// TLS 1.3 has no warning level: every alert but close_notify
@@ -250,15 +238,13 @@ var hostileCases = []hostileCase{
 		// says (RFC 8446, Section 6). TLS 1.2 drops warnings.
 		h.sendBefore()
 		h.sendAlert(record.AlertLevelWarning, 40)
-		h.send(record.TypeApplicationData, []byte("after"), 0)
-		h.sendAlert(record.AlertLevelWarning, record.AlertCloseNotify)
+		h.endWithData()
 		if h.version == tls.VersionTLS13 {
 			h.wantRemoteAlert(h.readToError(), 40)
+			h.wantNoAlert()
 		} else {
-			h.before = append(h.before, "after"...)
-			h.wantErrorIs(h.readToError(), io.EOF)
+			h.wantIntactToEnd()
 		}
-		h.wantNoAlert()
 	}},
 	{"TCP-RST-mid-record", func(h *hostile) {
 		// Half a record, then a reset: no alert can reach a peer that
@@ -512,6 +498,23 @@ func (h *hostile) sealOuterType(outer, inner uint8, data []byte) []byte {
 	rec := aead.Seal(bytes.Clone(hdr), nonce, inner1, hdr)
 	h.out.Seal(record.TypeApplicationData, nil) // the sequence number moves on
 	return rec
+}
+
+// endWithData sends more data after a fault the receiver must
+// tolerate, then close_notify.
+func (h *hostile) endWithData() {
+	h.t.Helper()
+	h.send(record.TypeApplicationData, []byte("after"), 0)
+	h.sendAlert(record.AlertLevelWarning, record.AlertCloseNotify)
+}
+
+// wantIntactToEnd checks what follows endWithData when the fault was
+// tolerated: the data on both sides of it, then io.EOF, and no alert.
+func (h *hostile) wantIntactToEnd() {
+	h.t.Helper()
+	h.before = append(h.before, "after"...)
+	h.wantErrorIs(h.readToError(), io.EOF)
+	h.wantNoAlert()
 }
 
 // readToError reads until Read fails, checks that what came first is
