@@ -213,7 +213,7 @@ func exchange(t testing.TB, a, b net.Conn, n int64) {
 
 // inLab reports whether the test runs in the kernel lab.
 func inLab() bool {
-	_, ok := os.LookupEnv("KTLS_LAB")
+	_, ok := kerneltest.InLab()
 	return ok
 }
 

@@ -27,20 +27,6 @@ import (
 // the record layer against an implementation that shares no code with
 // ours.
 
-// requireProgram skips on a host without the program, and fails in the
-// lab, whose guests run the host's binaries, which CI installs.
-func requireProgram(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if inLab() {
-			t.Fatalf("%s is not installed (the lab runs the host's programs; .ci/run installs it): %v", name, err)
-		}
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-	return p
-}
-
 // writeCerts writes the bundle's PEM files into dir.
 func writeCerts(t *testing.T, dir string, b *testcert.Bundle) (cert, key, ca string) {
 	t.Helper()
@@ -95,7 +81,7 @@ var opensslSuites = []struct {
 // -WWW, for each TLS 1.3 suite.
 func TestOpenSSLServer(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	openssl := requireProgram(t, "openssl")
+	openssl := kerneltest.Program(t, "openssl")
 	for _, s := range opensslSuites {
 		t.Run(s.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -135,7 +121,7 @@ func TestOpenSSLServer(t *testing.T) {
 // for each TLS 1.3 suite, and its SHA-256 matches.
 func TestOpenSSLClient(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	openssl := requireProgram(t, "openssl")
+	openssl := kerneltest.Program(t, "openssl")
 	for _, s := range opensslSuites {
 		t.Run(s.name, func(t *testing.T) {
 			dir := t.TempDir()

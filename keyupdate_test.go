@@ -225,7 +225,7 @@ func TestKeyUpdateWithoutRekey(t *testing.T) {
 // when told "K" (requesting one back) or "k" on their standard input.
 func TestKeyUpdateOpenSSL(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
-	openssl := requireProgram(t, "openssl")
+	openssl := kerneltest.Program(t, "openssl")
 	b := testcert.Get(testcert.ECDSA)
 	t.Run("s_server", func(t *testing.T) {
 		dir := t.TempDir()

@@ -105,7 +105,7 @@ func zeroCopyHelper(mode string, n int64) error {
 // to read and write makes the sum come out short.
 func TestZeroCopyUsed(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	straceBin := requireProgram(t, "strace")
+	straceBin := kerneltest.Program(t, "strace")
 	const n = 8 << 20
 	for _, tc := range []struct {
 		mode, call string

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
 }
 
-func inLab() bool { _, ok := os.LookupEnv("KTLS_LAB"); return ok }
+func inLab() bool { _, ok := kerneltest.InLab(); return ok }
 
 // writeFile writes n pseudo-random bytes to dir/name and returns the
 // SHA-256 in hex.
@@ -253,7 +253,7 @@ func fetch(t testing.TB, c *http.Client, base string, req map[string]string) str
 // HTTP/2, and its SHA-256 matches. In the lab, the server offloads both
 // directions and the kernel's TlsTxSw counts the connections.
 func TestCurl(t *testing.T) {
-	curl := requireProgram(t, "curl")
+	curl := kerneltest.Program(t, "curl")
 	size := int64(256 << 20)
 	if testing.Short() {
 		size = 8 << 20
@@ -298,18 +298,6 @@ func TestCurl(t *testing.T) {
 }
 
 func tlsStat(t testing.TB, name string) uint64 { return kerneltest.Stat(t, name) }
-
-func requireProgram(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if inLab() {
-			t.Fatalf("%s is not installed (the lab runs the host's programs; .ci/run installs it)", name)
-		}
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-	return p
-}
 
 // TestShutdown: Shutdown waits for requests in flight on both protocols,
 // and the server stops accepting.
@@ -397,7 +385,7 @@ func TestConnStateAndHijack(t *testing.T) {
 // over TLS 1.2 and 1.3, offloaded in the lab.
 func TestClientOpenSSL(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	openssl := requireProgram(t, "openssl")
+	openssl := kerneltest.Program(t, "openssl")
 	b := testcert.Get(testcert.ECDSA)
 	dir := t.TempDir()
 	sum := writeFile(t, dir, "f.bin", 2<<20)

@@ -60,8 +60,8 @@ func serveForStrace(addrFile string) {
 // the 512 bytes net/http writes itself to sniff the content type.
 func TestSendfileBody(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	straceBin := requireProgram(t, "strace")
-	curl := requireProgram(t, "curl")
+	straceBin := kerneltest.Program(t, "strace")
+	curl := kerneltest.Program(t, "curl")
 	dir := t.TempDir()
 	const size = 16 << 20
 	sum := writeFile(t, dir, "f.bin", size)

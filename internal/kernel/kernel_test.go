@@ -232,31 +232,18 @@ func TestKernelRejectsTamperedRecord(t *testing.T) {
 func TestStatsCount(t *testing.T) {
 	s := suite{kernel.VersionTLS13, kernel.CipherAESGCM128}
 	kerneltest.Require(t, kernel.CipherFeature(s.version, s.cipher, kernel.TX))
-	before := readStats(t)
+	before := kerneltest.Stats(t)
 	client, _ := tcpPair(t)
 	withFD(t, client, func(fd int) {
 		must(t, kernel.AttachULP(fd))
 		must(t, kernel.SetCryptoInfo(fd, kernel.TX, testInfo(s, 0)))
 	})
-	after := readStats(t)
+	after := kerneltest.Stats(t)
 	b, _ := before.Get("TlsTxSw")
 	a, ok := after.Get("TlsTxSw")
 	if !ok || a != b+1 {
 		t.Errorf("TlsTxSw went from %d to %d, want one more", b, a)
 	}
-}
-
-func readStats(t *testing.T) kernel.Stats {
-	t.Helper()
-	data, err := os.ReadFile(kernel.StatsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := kernel.ParseStats(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 func TestParseStats(t *testing.T) {

@@ -9,7 +9,9 @@ package kerneltest
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -54,8 +56,32 @@ func Require(t testing.TB, features ...*kernel.Feature) {
 	}
 }
 
-// Stat returns a counter from /proc/net/tls_stat, or fails t.
-func Stat(t testing.TB, name string) uint64 {
+// Unavailable skips t, saying what is missing, where the tests may run
+// without it (a developer's host, a CI host), and fails t in the lab,
+// which provides everything the tests need: root, loopback for both IP
+// versions, sock_diag, veth, and the peers .ci/run installs.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if name, ok := InLab(); ok {
+		t.Fatalf("lab kernel %s should have it: %s", name, msg)
+	}
+	t.Skip(msg)
+}
+
+// Program returns the path of the named program, or skips or fails t as
+// Unavailable does: the lab's guests run the host's programs.
+func Program(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(t, "%s is not installed (.ci/run installs it): %v", name, err)
+	}
+	return p
+}
+
+// Stats returns the counters of /proc/net/tls_stat, or fails t.
+func Stats(t testing.TB) kernel.Stats {
 	t.Helper()
 	data, err := os.ReadFile(kernel.StatsFile)
 	if err != nil {
@@ -65,6 +91,12 @@ func Stat(t testing.TB, name string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _ := st.Get(name)
+	return st
+}
+
+// Stat returns a counter from /proc/net/tls_stat, or fails t.
+func Stat(t testing.TB, name string) uint64 {
+	t.Helper()
+	v, _ := Stats(t).Get(name)
 	return v
 }

@@ -97,7 +97,7 @@ func TestListIPv6(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.CipherFeature(version, cipher, kernel.TX))
 	ln, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		kerneltest.Unavailable(t, "no IPv6 loopback: %v", err)
 	}
 	ln.Close()
 
@@ -126,7 +126,7 @@ func TestListWithoutNetAdmin(t *testing.T) {
 	)
 	kerneltest.Require(t, kernel.FeatureULP, kernel.CipherFeature(version, cipher, kernel.TX))
 	if !hasCapNetAdmin(t) {
-		t.Skip("needs CAP_NET_ADMIN, to drop it")
+		kerneltest.Unavailable(t, "needs CAP_NET_ADMIN, to drop it")
 	}
 	client, _ := tcpPair(t, "tcp4", "127.0.0.1:0")
 	withFD(t, client, func(fd int) {
@@ -198,7 +198,7 @@ func TestDump(t *testing.T) {
 	client, server := tcpPair(t, "tcp4", "127.0.0.1:0")
 	all, err := sockdiag.Dump(2) // AF_INET
 	if errors.Is(err, kernel.ErrNotSupported) {
-		t.Skip(err)
+		kerneltest.Unavailable(t, "%v", err)
 	}
 	must(t, err)
 	for _, c := range []net.Conn{client, server} {
