@@ -108,19 +108,12 @@ func (c matrixCell) curl() []string {
 	return []string{"--tlsv1.2", "--tls-max", "1.2", "--ciphers", c.cipher.openssl}
 }
 
-// clientConfig is ktls's config as the client: TLS 1.2 with the one
-// suite, or TLS 1.3 with whatever suite the server picks.
-func (c matrixCell) clientConfig(b *testcert.Bundle) *tls.Config {
-	cfg := b.ClientConfig()
-	cfg.MinVersion, cfg.MaxVersion = c.version, c.version
-	if c.version == tls.VersionTLS12 {
-		cfg.CipherSuites = []uint16{c.cipher.tls12}
-	}
-	return cfg
-}
+// clientConfig and serverConfig are ktls's configs for the cell: TLS 1.2
+// with the one suite, or TLS 1.3 with whatever suite the peer picks.
+func (c matrixCell) clientConfig(b *testcert.Bundle) *tls.Config { return c.restrict(b.ClientConfig()) }
+func (c matrixCell) serverConfig(b *testcert.Bundle) *tls.Config { return c.restrict(b.ServerConfig()) }
 
-func (c matrixCell) serverConfig(b *testcert.Bundle) *tls.Config {
-	cfg := b.ServerConfig()
+func (c matrixCell) restrict(cfg *tls.Config) *tls.Config {
 	cfg.MinVersion, cfg.MaxVersion = c.version, c.version
 	if c.version == tls.VersionTLS12 {
 		cfg.CipherSuites = []uint16{c.cipher.tls12}
@@ -195,7 +188,7 @@ func TestInteropMatrix(t *testing.T) {
 	start := time.Now()
 	for _, p := range matrixPeers {
 		t.Run(strings.ReplaceAll(p.name, " ", "_"), func(t *testing.T) {
-			program := requireProgram(t, p.program)
+			program := kerneltest.Program(t, p.program)
 			if p.setup != nil {
 				p.setup(t, env, cells, program)
 			}
