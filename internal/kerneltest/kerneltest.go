@@ -80,10 +80,15 @@ func Program(t testing.TB, name string) string {
 	return p
 }
 
+// threadStatsFile is kernel.StatsFile for the calling thread's network
+// namespace. /proc/net is the main thread's, which a test that moves
+// threads between namespaces could leave elsewhere.
+const threadStatsFile = "/proc/thread-self/net/tls_stat"
+
 // Stats returns the counters of /proc/net/tls_stat, or fails t.
 func Stats(t testing.TB) kernel.Stats {
 	t.Helper()
-	data, err := os.ReadFile(kernel.StatsFile)
+	data, err := os.ReadFile(threadStatsFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,17 +36,41 @@ type Host struct {
 // Do runs fn on an OS thread that is in h's namespace, and returns what
 // fn returns. Sockets fn creates stay in the namespace.
 func (h *Host) Do(fn func() error) error {
+	return onThread(func() error {
+		if err := netns.Set(h.ns); err != nil {
+			return fmt.Errorf("labnet: entering %s's namespace: %w", h.Name, err)
+		}
+		return fn()
+	})
+}
+
+// onThread runs fn on a locked OS thread that fn may move into other
+// network namespaces, and moves the thread back to the one it started in
+// before handing it back to the scheduler.
+//
+// A thread that can't be moved back stays locked, so Go ends it with the
+// goroutine; but it must not be left to that otherwise. Go can't end its
+// main thread and parks it instead, and /proc/self/net is the main
+// thread's namespace: a main thread parked in a test's namespace would
+// make every later /proc/net read in the process describe that
+// namespace.
+func onThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never switched back or unlocked: Go ends a
-		// locked thread when its goroutine returns, so no other
-		// goroutine ever runs in h's namespace by accident.
 		runtime.LockOSThread()
-		if err := netns.Set(h.ns); err != nil {
-			errc <- fmt.Errorf("labnet: entering %s's namespace: %w", h.Name, err)
+		origin, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("labnet: the thread's namespace: %w", err)
 			return
 		}
-		errc <- fn()
+		defer origin.Close()
+		err = fn()
+		if rerr := netns.Set(origin); rerr != nil {
+			errc <- errors.Join(err, fmt.Errorf("labnet: back to the original namespace: %w", rerr))
+			return // still locked: the thread ends here
+		}
+		runtime.UnlockOSThread()
+		errc <- err
 	}()
 	return <-errc
 }
@@ -110,14 +134,8 @@ func NewPair() (a, b *Host, err error) {
 	n := pairs.Add(1) % 250
 	a = &Host{Name: fmt.Sprintf("ktlsa%d", n), Addr: netip.AddrFrom4([4]byte{10, 99, byte(n), 1})}
 	b = &Host{Name: fmt.Sprintf("ktlsb%d", n), Addr: netip.AddrFrom4([4]byte{10, 99, byte(n), 2})}
-	errc := make(chan error, 1)
-	go func() {
-		// Namespaces are made by switching a thread into them; this
-		// thread ends with its goroutine instead of going back.
-		runtime.LockOSThread()
-		errc <- setup(a, b)
-	}()
-	if err := <-errc; err != nil {
+	// Namespaces are made by moving a thread into them.
+	if err := onThread(func() error { return setup(a, b) }); err != nil {
 		a.close()
 		b.close()
 		return nil, nil, err
