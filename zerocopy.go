@@ -8,7 +8,9 @@ import (
 // kernel encrypts, a *os.File goes out with sendfile(2) and a TCP or Unix
 // socket or a pipe with splice(2), so the bytes never pass through user
 // space; any other reader is read and written. With an *io.LimitedReader
-// around one of those, the same holds for the limit.
+// around one of those, the same holds for the limit. When the peer goes
+// away mid-copy, ReadFrom fails with an error that wraps ECONNRESET or
+// EPIPE; it never counts what the connection could not take as sent.
 //
 // Before the handoff, or on crypto/tls, it is an ordinary copy.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {

@@ -303,7 +303,8 @@ func TestSendfileShrinkingFile(t *testing.T) {
 }
 
 // TestPeerClosesMidTransfer: when the reader goes away, the sender's copy
-// fails promptly instead of hanging.
+// fails promptly, instead of hanging or reporting the whole file sent (see
+// checkSent).
 func TestPeerClosesMidTransfer(t *testing.T) {
 	ccfg, scfg := suiteCases[0].configs()
 	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
@@ -313,8 +314,10 @@ func TestPeerClosesMidTransfer(t *testing.T) {
 	}
 	defer os.Remove(f.Name())
 	errc := make(chan error, 1)
+	var n int64
 	go func() {
-		_, err := io.Copy(s, f)
+		var err error
+		n, err = io.Copy(s, f)
 		errc <- err
 	}()
 	if _, err := io.ReadFull(c, make([]byte, 256<<10)); err != nil {
@@ -324,10 +327,62 @@ func TestPeerClosesMidTransfer(t *testing.T) {
 	select {
 	case err := <-errc:
 		if err == nil {
-			t.Fatal("copy to a closed peer succeeded")
+			t.Fatalf("copy to a closed peer succeeded after %d of %d bytes", n, 64<<20)
 		}
+		t.Logf("the copy failed after %d bytes with %v", n, err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("copy to a closed peer hung")
+	}
+}
+
+// TestWritesAfterPeerReset: once the peer has reset the connection, a
+// writer learns of it within a bounded number of writes. Linux's TLS layer
+// can lose the reset: after a write that blocks when it arrives, later
+// writes report success while TCP sends nothing (seen on 6.1.192 and
+// 7.3.4), so without a check of its own a writer would go on forever.
+func TestWritesAfterPeerReset(t *testing.T) {
+	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
+		t.Run(sc.name, func(t *testing.T) {
+			ccfg, scfg := sc.configs()
+			c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+			const bound = 64 << 20 // written after the reset, at most
+			chunk := make([]byte, 1<<20)
+			errc := make(chan error, 1)
+			reset := make(chan struct{})
+			go func() {
+				var after int
+				for {
+					select {
+					case <-reset:
+						after += len(chunk)
+					default:
+					}
+					if after > bound {
+						errc <- nil
+						return
+					}
+					if _, err := s.Write(chunk); err != nil {
+						errc <- err
+						return
+					}
+				}
+			}()
+			if _, err := io.ReadFull(c, make([]byte, 256<<10)); err != nil {
+				t.Fatal(err)
+			}
+			// Unread data makes close send a reset rather than a FIN.
+			c.(*ktls.Conn).NetConn().Close()
+			close(reset)
+			select {
+			case err := <-errc:
+				if err == nil {
+					t.Fatalf("%d MiB written after the peer reset the connection, and no error", bound>>20)
+				}
+				t.Logf("the write failed with %v", err)
+			case <-time.After(60 * time.Second):
+				t.Fatal("a write to a reset connection hung")
+			}
+		})
 	}
 }
 
