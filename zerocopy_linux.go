@@ -13,8 +13,9 @@ import (
 )
 
 // readFromStep bounds one ReadFrom step. Between steps ReadFrom updates
-// the key if one is due (2^12 records a step at the least, far inside the
-// margin afterWrite keeps) and checks that TCP still has the connection.
+// the key if one is due (a step is at most 2^12 records of the 4 KiB or
+// more that sendfile and splice fill, far inside the margin afterWrite
+// keeps), and checks that TCP still has the connection.
 const readFromStep = 16 << 20
 
 // readFromKernel copies r into the socket the kernel encrypts, in steps.
