@@ -61,28 +61,36 @@ var errClosedUnderTLS = fmt.Errorf("the connection was closed, and the kernel's 
 // and splice go on "succeeding" into a closed connection. In the lab a
 // 64 MiB sendfile to a peer that reset after 256 KiB completed without an
 // error in 6 runs of 48, on each of 6.1.192, 6.12.118 and 7.3.4
-// (TestPeerClosesMidTransfer). poll(2) still reports the hangup. Plain writes keep the error (TestWritesAfterPeerReset)
-// and are not checked. c.out is locked.
+// (TestPeerClosesMidTransfer). poll(2) still reports the hangup. Plain
+// writes keep the error (TestWritesAfterPeerReset) and are not checked.
+// c.out is locked.
 func (c *Conn) checkSent() error {
 	var (
 		revents int16
-		serr    error
 		soerr   int
+		serr    error
 	)
 	err := c.rawConn().Control(func(fd uintptr) {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 		for {
-			if _, serr = unix.Poll(pfd, 0); serr != unix.EINTR {
+			_, serr = unix.Poll(pfd, 0)
+			if serr != unix.EINTR {
 				break
 			}
 		}
+		if serr != nil {
+			serr = os.NewSyscallError("poll", serr)
+			return
+		}
 		revents = pfd[0].Revents
-		if serr == nil && revents&unix.POLLERR != 0 {
-			soerr, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		if revents&unix.POLLERR != 0 {
+			if soerr, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); serr != nil {
+				serr = os.NewSyscallError("getsockopt", serr)
+			}
 		}
 	})
-	if err == nil && serr != nil {
-		err = os.NewSyscallError("poll", serr)
+	if err == nil {
+		err = serr
 	}
 	if err == nil {
 		switch {
