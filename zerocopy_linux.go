@@ -245,7 +245,25 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 		return c.copyKernel(w)
 	}
 	defer p.close()
-	var written int64
+	// Splicing into a socket the kernel encrypts goes down the same
+	// kernel path as ReadFrom's sendfile, which can lose a reset (see
+	// checkSent), so it gets the same check: every readFromStep bytes,
+	// and before the copy is reported done. It has not been seen to fire
+	// here: in 84 relays to a peer that reset (TestRelayToResetPeer),
+	// splice itself failed with EPIPE or ECONNRESET every time.
+	d, _ := w.(*Conn)
+	if d != nil {
+		// spliceTarget locked d.out: write to d as its holder.
+		w = kernelWriter{d}
+	}
+	var written, unchecked int64
+	checked := func(err error) error {
+		if err == nil && d != nil && unchecked > 0 {
+			unchecked = 0
+			err = d.checkSent()
+		}
+		return err
+	}
 	for {
 		n, err := c.spliceToPipe(p)
 		switch {
@@ -255,7 +273,7 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			m, err := c.controlRecord(w)
 			written += m
 			if err == io.EOF {
-				return written, nil
+				return written, checked(nil)
 			}
 			if err != nil {
 				return written, err
@@ -270,8 +288,14 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 		c.in.sys.useless = 0
 		m, err := p.drainTo(dst, n)
 		written += m
+		unchecked += m
 		if err != nil {
 			return written, err
+		}
+		if unchecked >= readFromStep {
+			if err := checked(nil); err != nil {
+				return written, err
+			}
 		}
 	}
 }

@@ -386,6 +386,49 @@ func TestWritesAfterPeerReset(t *testing.T) {
 	}
 }
 
+// TestRelayToResetPeer: WriteTo from one offloaded connection to another
+// splices into a socket the kernel encrypts, where a reset can be lost as
+// in TestPeerClosesMidTransfer; the relay must fail, not report the
+// source's whole stream delivered.
+func TestRelayToResetPeer(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	ccfg, scfg := suiteCases[0].configs()
+	src, in := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	reader, out := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	const size = 64 << 20
+	go func() {
+		chunk := make([]byte, 1<<20)
+		for written := 0; written < size; written += len(chunk) {
+			if _, err := src.Write(chunk); err != nil {
+				return // the relay stopped reading and the test closed src
+			}
+		}
+		src.(*ktls.Conn).CloseWrite()
+	}()
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := in.(*ktls.Conn).WriteTo(out)
+		done <- result{n, err}
+	}()
+	if _, err := io.ReadFull(reader, make([]byte, 256<<10)); err != nil {
+		t.Fatal(err)
+	}
+	reader.(*ktls.Conn).NetConn().Close() // unread data: a reset
+	select {
+	case r := <-done:
+		if r.err == nil {
+			t.Fatalf("the relay reported %d of %d bytes delivered to a peer that reset", r.n, size)
+		}
+		t.Logf("the relay failed after %d bytes with %v", r.n, r.err)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the relay to a reset peer hung")
+	}
+}
+
 // TestSpliceAlerts: splice stops at a control record (EINVAL); the copy
 // takes it with recvmsg and goes on (a TLS 1.2 warning), ends cleanly
 // (close_notify), or ends with the alert's error after all the data
