@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"os/exec"
@@ -175,6 +176,68 @@ func TestKeyUpdateAtRecordLimit(t *testing.T) {
 		t.Errorf("%d key updates in %d records, want at least %d", updates, records, records/64)
 	}
 	t.Logf("%d key updates in %d records", updates, records)
+}
+
+// TestRelayKeyUpdate: a relay that splices into an offloaded Conn
+// (WriteTo) is that Conn's writer, so when the Conn's peer asks for a
+// KeyUpdate mid-relay, the relay sends it before its next chunk, and the
+// data arrives intact around it.
+func TestRelayKeyUpdate(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+	ccfg, scfg := suiteCases[0].configs()
+	src, in := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	p, out := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+	const size = 8 << 20
+	sent := make(chan [32]byte, 1)
+	go func() {
+		sum, _ := stream(src, size, 7)
+		src.(*ktls.Conn).CloseWrite()
+		sent <- sum
+	}()
+	// out's reader takes the peer's KeyUpdate; the relay, holding out's
+	// write side, must answer it.
+	go io.Copy(io.Discard, out)
+	relayed := make(chan error, 1)
+	go func() {
+		_, err := in.(*ktls.Conn).WriteTo(out)
+		relayed <- err
+	}()
+	h := sha256.New()
+	got, asked, answered := 0, false, -1
+	for got < size {
+		typ, data, err := p.recv()
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got, err)
+		}
+		switch {
+		case typ == record.TypeApplicationData:
+			h.Write(data)
+			got += len(data)
+			if !asked && got >= 1<<20 {
+				if err := p.updateKeys(true); err != nil {
+					t.Fatal(err)
+				}
+				asked = true
+			}
+		case typ == record.TypeHandshake && asked && answered < 0 && len(data) > 0 && data[0] == record.MsgKeyUpdate:
+			answered = got
+			if err := p.followKeyUpdate(); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("after %d bytes: unexpected record of type %d: %x", got, typ, data[:min(len(data), 16)])
+		}
+	}
+	if answered < 0 {
+		t.Fatalf("asked for a KeyUpdate after 1 MiB; none came in %d MiB", size>>20)
+	}
+	if sum := <-sent; [32]byte(h.Sum(nil)) != sum {
+		t.Fatal("the relayed data arrived different")
+	}
+	if err := <-relayed; err != nil {
+		t.Fatalf("WriteTo: %v", err)
+	}
+	t.Logf("asked after 1 MiB, answered after %d bytes", answered)
 }
 
 // TestKeyUpdateWithoutRekey is the policy on kernels before 6.14, which

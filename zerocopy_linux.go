@@ -245,24 +245,27 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 		return c.copyKernel(w)
 	}
 	defer p.close()
-	// Splicing into a socket the kernel encrypts goes down the same
-	// kernel path as ReadFrom's sendfile, which can lose a reset (see
-	// checkSent), so it gets the same check: every readFromStep bytes,
-	// and before the copy is reported done. It has not been seen to fire
-	// here: in 84 relays to a peer that reset (TestRelayToResetPeer),
-	// splice itself failed with EPIPE or ECONNRESET every time.
+	// Into another *Conn, the relay writes as that Conn's writer
+	// (spliceTarget holds its lock), so it does what a writer does: a
+	// KeyUpdate the peer asked for goes before the next chunk, and the
+	// records count towards the key's limit. Splice also goes down the
+	// same kernel path as ReadFrom's sendfile, which can lose a reset
+	// (see checkSent), so it gets the same check every readFromStep
+	// bytes and before the copy is reported done. That check has not
+	// been seen to fire here: in 84 relays to a peer that reset
+	// (TestRelayToResetPeer), splice itself failed with EPIPE or
+	// ECONNRESET every time.
 	d, _ := w.(*Conn)
 	if d != nil {
-		// spliceTarget locked d.out: write to d as its holder.
 		w = kernelWriter{d}
 	}
 	var written, unchecked int64
-	checked := func(err error) error {
-		if err == nil && d != nil && unchecked > 0 {
-			unchecked = 0
-			err = d.checkSent()
+	checkSent := func() error {
+		if d == nil || unchecked == 0 {
+			return nil
 		}
-		return err
+		unchecked = 0
+		return d.checkSent()
 	}
 	for {
 		n, err := c.spliceToPipe(p)
@@ -273,7 +276,7 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			m, err := c.controlRecord(w)
 			written += m
 			if err == io.EOF {
-				return written, checked(nil)
+				return written, checkSent()
 			}
 			if err != nil {
 				return written, err
@@ -286,14 +289,24 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			return written, c.in.err
 		}
 		c.in.sys.useless = 0
+		if d != nil {
+			if err := d.pendingUpdateLocked(); err != nil {
+				return written, err
+			}
+		}
 		m, err := p.drainTo(dst, n)
 		written += m
 		unchecked += m
 		if err != nil {
 			return written, err
 		}
+		if d != nil {
+			if err := d.afterWrite(m); err != nil {
+				return written, err
+			}
+		}
 		if unchecked >= readFromStep {
-			if err := checked(nil); err != nil {
+			if err := checkSent(); err != nil {
 				return written, err
 			}
 		}
