@@ -71,18 +71,10 @@ func (c *Conn) checkSent() error {
 		serr    error
 	)
 	err := c.rawConn().Control(func(fd uintptr) {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		for {
-			_, serr = unix.Poll(pfd, 0)
-			if serr != unix.EINTR {
-				break
-			}
-		}
-		if serr != nil {
+		if revents, serr = pollNow(fd, unix.POLLOUT); serr != nil {
 			serr = os.NewSyscallError("poll", serr)
 			return
 		}
-		revents = pfd[0].Revents
 		if revents&unix.POLLERR != 0 {
 			if soerr, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); serr != nil {
 				serr = os.NewSyscallError("getsockopt", serr)
@@ -222,13 +214,19 @@ func (c *Conn) spliceFromPipe(f *os.File, remain int64) (int64, error) {
 // that came before the wait began.
 func ready(events int16) func(fd uintptr) bool {
 	return func(fd uintptr) bool {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
-		for {
-			n, err := unix.Poll(pfd, 0)
-			if err == unix.EINTR {
-				continue
-			}
-			return err != nil || n > 0
+		revents, err := pollNow(fd, events)
+		return err != nil || revents != 0
+	}
+}
+
+// pollNow asks poll(2), without waiting, which of events the descriptor
+// has, along with POLLERR and POLLHUP, which poll always reports.
+func pollNow(fd uintptr, events int16) (revents int16, err error) {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+	for {
+		_, err = unix.Poll(pfd, 0)
+		if err != unix.EINTR {
+			return pfd[0].Revents, err
 		}
 	}
 }
