@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os/exec"
 	"strings"
@@ -296,7 +297,7 @@ func TestKeyUpdateOpenSSL(t *testing.T) {
 		port := freePort(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		srv := exec.CommandContext(ctx, openssl, "s_server", "-accept", "127.0.0.1:"+port, "-cert", cert, "-key", key, "-tls1_3", "-naccept", "1")
+		srv := exec.CommandContext(ctx, openssl, "s_server", "-accept", "127.0.0.1:"+port, "-cert", cert, "-key", key, "-tls1_3", "-naccept", "1", "-msg")
 		in, _ := srv.StdinPipe()
 		out, _ := srv.StdoutPipe()
 		startAndWait(t, srv, "127.0.0.1:"+port)
@@ -305,7 +306,7 @@ func TestKeyUpdateOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		peerTalk(t, conn, in, out)
+		peerTalk(t, conn, in, out, "CIPHER is ")
 	})
 	t.Run("s_client", func(t *testing.T) {
 		dir := t.TempDir()
@@ -329,50 +330,85 @@ func TestKeyUpdateOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		peerTalk(t, c.(*ktls.Conn), in, out)
+		// s_client's handshake waits for ours.
+		if err := c.(*ktls.Conn).Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		peerTalk(t, c.(*ktls.Conn), in, out, "Verify return code: ")
 	})
 }
 
-// peerTalk drives an interactive openssl peer: KeyUpdates from its side
-// ("K" asks for one back, "k" doesn't), then a line each way, all checked.
-// (After a key update command, s_client reads no more input until data
-// comes from the server, so ours goes first.)
-func peerTalk(t *testing.T, conn *ktls.Conn, peerIn io.Writer, peerOut io.Reader) {
+// peerTalk drives an interactive openssl peer, started with -msg so that
+// it logs each message it sends (">>>") and receives ("<<<"). For each
+// command, "K" (update and ask for one back) or "k" (update only), it
+// waits until openssl has sent its KeyUpdate, then sends a line each way.
+// In the end openssl must have received one KeyUpdate from ktls for each
+// "K" and none for "k".
+//
+// openssl takes a command only from the start of what one read of its
+// standard input returns, and s_client drops whatever came with it; so
+// nothing more goes in until the KeyUpdate is out. Nor does the first
+// command go in before openssl has printed ready, which says its
+// handshake is done: until then it can't send a KeyUpdate.
+func peerTalk(t *testing.T, conn *ktls.Conn, peerIn io.Writer, peerOut io.Reader, ready string) {
 	t.Helper()
-	lines := bufio.NewScanner(peerOut)
-	var said strings.Builder
+	peer := &peerLog{lines: bufio.NewScanner(peerOut)}
+	peer.waitFor(t, ready)
 	conn.SetDeadline(time.Now().Add(60 * time.Second))
 	r := bufio.NewReader(conn)
-	for i, cmd := range []string{"K", "k", "K"} {
-		// openssl takes a line as a command only if it reads it alone:
-		// give it time to.
-		io.WriteString(peerIn, cmd+"\n")
-		time.Sleep(time.Second)
-		// To the peer, under our key, updated if it asked.
-		mine := "from ktls " + string(rune('a'+i))
-		if _, err := io.WriteString(conn, mine+"\n"); err != nil {
+	say := func(line string) {
+		t.Helper()
+		if _, err := io.WriteString(conn, line+"\n"); err != nil {
 			t.Fatal(err)
 		}
-		found := false
-		for !found && lines.Scan() {
-			said.WriteString(lines.Text() + "\n")
-			found = strings.Contains(lines.Text(), mine)
-		}
-		if !found {
-			t.Fatalf("after %q, openssl never printed %q; it said:\n%s", cmd, mine, said.String())
-		}
+		peer.waitFor(t, line)
+	}
+	cmds := []string{"K", "k", "K"}
+	for i, cmd := range cmds {
+		io.WriteString(peerIn, cmd+"\n")
+		peer.waitFor(t, sentKeyUpdate)
+		// To the peer, under our key, updated if it asked.
+		say(fmt.Sprintf("from ktls %c", 'a'+i))
 		// From the peer, under its new key.
-		want := "from openssl " + string(rune('a'+i))
+		want := fmt.Sprintf("from openssl %c", 'a'+i)
 		io.WriteString(peerIn, want+"\n")
 		got, err := r.ReadString('\n')
 		if err != nil || strings.TrimSpace(got) != want {
-			t.Fatalf("after %q: read %q, %v; openssl said:\n%s", cmd, got, err, said.String())
+			t.Fatalf("after %q: read %q, %v; openssl said:\n%s", cmd, got, err, peer.said.String())
 		}
 		if o := conn.Offload(); !o.TX || !o.RX {
 			t.Fatalf("Offload() = %v", o)
 		}
 	}
-	if n := strings.Count(said.String(), "KeyUpdate"); n != 0 {
-		t.Logf("openssl logged %d KeyUpdate messages", n)
+	// ktls answers a KeyUpdate it has read by its next write at the latest.
+	say("from ktls, the end")
+	if got, want := strings.Count(peer.said.String(), receivedKeyUpdate), strings.Count(strings.Join(cmds, ""), "K"); got != want {
+		t.Fatalf("openssl received %d KeyUpdates from ktls, want %d; it said:\n%s", got, want, peer.said.String())
 	}
+	t.Logf("openssl sent %d KeyUpdates and received %d", strings.Count(peer.said.String(), sentKeyUpdate), strings.Count(peer.said.String(), receivedKeyUpdate))
+}
+
+// What openssl -msg logs for a KeyUpdate it sends and one it receives.
+const (
+	sentKeyUpdate     = ">>> TLS 1.3, Handshake [length 0005], KeyUpdate"
+	receivedKeyUpdate = "<<< TLS 1.3, Handshake [length 0005], KeyUpdate"
+)
+
+// A peerLog reads an openssl peer's standard output line by line.
+type peerLog struct {
+	lines *bufio.Scanner
+	said  strings.Builder
+}
+
+// waitFor reads lines until one contains s. The peer's process has a
+// deadline, so this ends.
+func (p *peerLog) waitFor(t *testing.T, s string) {
+	t.Helper()
+	for p.lines.Scan() {
+		p.said.WriteString(p.lines.Text() + "\n")
+		if strings.Contains(p.lines.Text(), s) {
+			return
+		}
+	}
+	t.Fatalf("openssl never printed %q; it said:\n%s", s, p.said.String())
 }
