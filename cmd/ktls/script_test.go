@@ -103,6 +103,7 @@ type background struct {
 	cmd    *exec.Cmd
 	stdout *lockedBuf
 	stderr *lockedBuf
+	copied chan struct{} // closed when all of stdout is in the buffer
 }
 
 var (
@@ -144,13 +145,14 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 	if err != nil {
 		ts.Fatalf("start: %v", err)
 	}
-	bg := &background{cmd: cmd, stdout: &lockedBuf{}, stderr: &lockedBuf{}}
+	bg := &background{cmd: cmd, stdout: &lockedBuf{}, stderr: &lockedBuf{}, copied: make(chan struct{})}
 	cmd.Stderr = bg.stderr
 	if err := cmd.Start(); err != nil {
 		ts.Fatalf("start: %v", err)
 	}
 	first := make(chan string, 1)
 	go func() {
+		defer close(bg.copied)
 		r := bufio.NewReader(out)
 		line, _ := r.ReadString('\n')
 		bg.stdout.Write([]byte(line))
@@ -202,17 +204,16 @@ func cmdStop(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("stop: no program %s", args[0])
 	}
 	bg.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- bg.cmd.Wait() }()
-	var err error
+	// Wait closes the stdout pipe, so it comes after the copy has read
+	// to the end: the program's last lines are often what a script checks.
 	select {
-	case err = <-done:
+	case <-bg.copied:
 	case <-time.After(30 * time.Second):
 		bg.cmd.Process.Kill()
-		err = <-done
+		<-bg.copied
 		ts.Logf("stop: %s ignored SIGTERM for 30s", args[0])
 	}
-	time.Sleep(50 * time.Millisecond) // the copy of its last output
+	err := bg.cmd.Wait()
 	dir := ts.Getenv("WORK")
 	os.WriteFile(filepath.Join(dir, args[0]+".stdout"), []byte(bg.stdout.String()), 0o644)
 	os.WriteFile(filepath.Join(dir, args[0]+".stderr"), []byte(bg.stderr.String()), 0o644)
