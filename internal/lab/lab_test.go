@@ -107,13 +107,39 @@ func TestHangIsKilled(t *testing.T) {
 // TestKernelPanic: a panicking kernel is reported as one.
 func TestKernelPanic(t *testing.T) {
 	r, console := runner(t, 5*time.Minute)
-	_, err := r.Run(context.Background(), newest(), &job.Job{
+	out, err := r.Run(context.Background(), newest(), &job.Job{
 		Env:   []string{"PATH=/usr/bin:/bin"},
 		Steps: []job.Step{step("panic", "sh", "-c", "echo c > /proc/sysrq-trigger")},
 	})
 	var ge *lab.GuestError
-	if !errors.As(err, &ge) || !strings.Contains(ge.Reason, "panic") {
-		t.Fatalf("Run of a panicking guest = %v, want a kernel panic GuestError\n%s", err, console)
+	if !errors.As(err, &ge) || !strings.Contains(ge.Reason, "panic") || ge.BeforeSteps {
+		t.Fatalf("Run of a panicking guest = %v, want a kernel panic GuestError after the first step\n%s", err, console)
+	}
+	// A panic the job caused is its failure: the guest is not booted again.
+	if boots := strings.Count(console.String(), "ktls-lab: guest "); boots != 1 || len(out.BootFailures) != 0 {
+		t.Fatalf("the guest booted %d times (boot failures %q), want once", boots, out.BootFailures)
+	}
+}
+
+// TestBootRetry: a guest that fails before its first step, here because
+// its boot outlasts BootTimeout, is booted again, BootAttempts times in
+// all, and the outcome says why each boot failed.
+func TestBootRetry(t *testing.T) {
+	r, console := runner(t, 5*time.Minute)
+	r.BootTimeout = 200 * time.Millisecond // far less than a boot takes
+	r.BootAttempts = 3
+	out, err := r.Run(context.Background(), newest(), &job.Job{
+		Steps: []job.Step{step("never", "/bin/true")},
+	})
+	var ge *lab.GuestError
+	if !errors.As(err, &ge) || !ge.BeforeSteps || !strings.Contains(ge.Reason, "not ready after 200ms") {
+		t.Fatalf("Run = %v, want a GuestError for a guest not ready\n%s", err, console)
+	}
+	if len(out.BootFailures) != 2 || out.BootFailures[0] != ge.Reason {
+		t.Fatalf("BootFailures = %q, want the same reason twice", out.BootFailures)
+	}
+	if strings.Contains(console.String(), "ktls-lab: step ") {
+		t.Fatalf("a step started:\n%s", console)
 	}
 }
 

@@ -26,6 +26,15 @@ type Runner struct {
 	// Timeout bounds a whole boot, from QEMU's start to its exit. A guest
 	// that hangs is killed when it runs out.
 	Timeout time.Duration
+	// BootTimeout bounds the boot alone, until init is ready for the first
+	// step: 3 minutes if zero. Under TCG a boot takes 5 to 12 s.
+	BootTimeout time.Duration
+	// BootAttempts is how many times a guest that fails before its first
+	// step starts is booted: 2 if zero. Emulated kernels very rarely panic
+	// while booting (once seen here, 6.12 at 3 s), and nothing of the job
+	// has run then, so booting again hides no failure of the job. A guest
+	// that fails once a step has started is never booted again.
+	BootAttempts int
 	// Console receives the guest's console output, line by line, as it
 	// arrives.
 	Console io.Writer
@@ -41,8 +50,11 @@ type Outcome struct {
 	Result job.Result
 	// Boot is the time from QEMU's start until init was ready to run the
 	// first step, and Teardown from the end of the last step until QEMU
-	// exited. Wall is the whole.
+	// exited. Wall is the whole, of the last boot.
 	Boot, Teardown, Wall time.Duration
+	// BootFailures says why each earlier boot failed before the first
+	// step, when the guest was booted again.
+	BootFailures []string
 }
 
 // Failed reports whether any step failed.
@@ -60,6 +72,9 @@ func (o *Outcome) Failed() bool {
 type GuestError struct {
 	Kernel string
 	Reason string
+	// BeforeSteps is set when the guest failed before its first step
+	// started.
+	BeforeSteps bool
 }
 
 func (e *GuestError) Error() string { return fmt.Sprintf("lab: kernel %s: %s", e.Kernel, e.Reason) }
@@ -84,6 +99,36 @@ func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error
 		return nil, err
 	}
 
+	ctx, cancel := context.WithTimeout(ctx, r.timeout())
+	defer cancel()
+	attempts := r.BootAttempts
+	if attempts <= 0 {
+		attempts = 2
+	}
+	var failures []string
+	for {
+		out, err := r.boot(ctx, qemu, fk, initrd, k, j)
+		var ge *GuestError
+		if err == nil || !errors.As(err, &ge) || !ge.BeforeSteps || ctx.Err() != nil || len(failures)+1 >= attempts {
+			if out != nil {
+				out.BootFailures = failures
+			}
+			return out, err
+		}
+		failures = append(failures, ge.Reason)
+		logf("lab: kernel %s: the guest failed before its first step (%s); booting it again", k.Name, ge.Reason)
+	}
+}
+
+func (r *Runner) timeout() time.Duration {
+	if r.Timeout == 0 {
+		return 20 * time.Minute
+	}
+	return r.Timeout
+}
+
+// boot boots the guest once and runs j in it.
+func (r *Runner) boot(ctx context.Context, qemu string, fk *FetchedKernel, initrd string, k Kernel, j *job.Job) (*Outcome, error) {
 	jobDir, err := os.MkdirTemp("", "ktls-lab-job-")
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
@@ -94,18 +139,18 @@ func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 
-	timeout := r.Timeout
-	if timeout == 0 {
-		timeout = 20 * time.Minute
+	bootTimeout := r.BootTimeout
+	if bootTimeout == 0 {
+		bootTimeout = 3 * time.Minute
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	qctx, kill := context.WithCancel(ctx)
+	defer kill()
 
 	m := r.Machine
 	if m.MemoryMiB == 0 {
 		m = DefaultMachine
 	}
-	cmd := exec.CommandContext(ctx, qemu, qemuArgs(m, fk.BootImage(), initrd, jobDir, j.Shares)...)
+	cmd := exec.CommandContext(qctx, qemu, qemuArgs(m, fk.BootImage(), initrd, jobDir, j.Shares)...)
 	cmd.Stdin = nil
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
@@ -121,9 +166,20 @@ func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error
 	var (
 		mu        sync.Mutex
 		ready     time.Time
+		started   bool // the first step
 		lastStep  time.Time
 		panicLine string
+		notReady  bool
 	)
+	bootTimer := time.AfterFunc(bootTimeout, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if ready.IsZero() {
+			notReady = true
+			kill()
+		}
+	})
+	defer bootTimer.Stop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -136,6 +192,8 @@ func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error
 			switch {
 			case strings.HasPrefix(line, "ktls-lab: guest ") && strings.Contains(line, " ready "):
 				ready = now
+			case strings.HasPrefix(line, "ktls-lab: step ") && strings.HasSuffix(line, ": start"):
+				started = true
 			case strings.HasPrefix(line, "ktls-lab: step ") && strings.Contains(line, ": exit "):
 				lastStep = now
 			case strings.Contains(line, "Kernel panic"):
@@ -153,6 +211,8 @@ func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error
 	<-done
 	waitErr := cmd.Wait()
 	end := time.Now()
+	mu.Lock()
+	defer mu.Unlock()
 	out.Wall = end.Sub(start)
 	if !ready.IsZero() {
 		out.Boot = ready.Sub(start)
@@ -163,11 +223,13 @@ func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error
 
 	readErr := job.Read(jobDir, job.ResultFile, &out.Result)
 	fail := func(reason string) (*Outcome, error) {
-		return out, &GuestError{Kernel: k.Name, Reason: reason}
+		return out, &GuestError{Kernel: k.Name, Reason: reason, BeforeSteps: !started}
 	}
 	switch {
+	case notReady:
+		return fail(fmt.Sprintf("guest not ready after %v and was killed", bootTimeout))
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return fail(fmt.Sprintf("guest timed out after %v and was killed", timeout))
+		return fail(fmt.Sprintf("guest timed out after %v and was killed", r.timeout()))
 	case ctx.Err() != nil:
 		return fail("interrupted")
 	case panicLine != "":
