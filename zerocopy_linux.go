@@ -257,14 +257,7 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 	if d != nil {
 		w = kernelWriter{d}
 	}
-	var written, unchecked int64
-	checkSent := func() error {
-		if d == nil || unchecked == 0 {
-			return nil
-		}
-		unchecked = 0
-		return d.checkSent()
-	}
+	var written, unchecked int64 // unchecked: into d since its last checkSent
 	for {
 		n, err := c.spliceToPipe(p)
 		switch {
@@ -274,7 +267,11 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			m, err := c.controlRecord(w)
 			written += m
 			if err == io.EOF {
-				return written, checkSent()
+				err = nil
+				if d != nil && unchecked > 0 {
+					err = d.checkSent()
+				}
+				return written, err
 			}
 			if err != nil {
 				return written, err
@@ -294,17 +291,18 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 		}
 		m, err := p.drainTo(dst, n)
 		written += m
-		unchecked += m
 		if err != nil {
 			return written, err
 		}
-		if d != nil {
-			if err := d.afterWrite(m); err != nil {
-				return written, err
-			}
+		if d == nil {
+			continue
 		}
-		if unchecked >= readFromStep {
-			if err := checkSent(); err != nil {
+		if err := d.afterWrite(m); err != nil {
+			return written, err
+		}
+		if unchecked += m; unchecked >= readFromStep {
+			unchecked = 0
+			if err := d.checkSent(); err != nil {
 				return written, err
 			}
 		}
