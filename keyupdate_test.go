@@ -382,10 +382,12 @@ func peerTalk(t *testing.T, conn *ktls.Conn, peerIn io.Writer, peerOut io.Reader
 	}
 	// ktls answers a KeyUpdate it has read by its next write at the latest.
 	say("from ktls, the end")
-	if got, want := strings.Count(peer.said.String(), receivedKeyUpdate), strings.Count(strings.Join(cmds, ""), "K"); got != want {
-		t.Fatalf("openssl received %d KeyUpdates from ktls, want %d; it said:\n%s", got, want, peer.said.String())
+	said := peer.said.String()
+	received := strings.Count(said, receivedKeyUpdate)
+	if want := strings.Count(strings.Join(cmds, ""), "K"); received != want {
+		t.Fatalf("openssl received %d KeyUpdates from ktls, want %d; it said:\n%s", received, want, said)
 	}
-	t.Logf("openssl sent %d KeyUpdates and received %d", strings.Count(peer.said.String(), sentKeyUpdate), strings.Count(peer.said.String(), receivedKeyUpdate))
+	t.Logf("openssl sent %d KeyUpdates and received %d", strings.Count(said, sentKeyUpdate), received)
 }
 
 // What openssl -msg logs for a KeyUpdate it sends and one it receives.
