@@ -162,12 +162,14 @@ func straceBytes(t *testing.T, file, call string) (total int64, calls int) {
 var sendfileLargeSHA256 = [32]byte{0x87, 0x63, 0xe6, 0x2d, 0x5f, 0x58, 0x6a, 0xd2, 0xed, 0x09, 0x0e, 0xae, 0xf8, 0xe4, 0x25, 0xf5, 0xca, 0xd1, 0x78, 0xd5, 0x6a, 0xb0, 0xd9, 0x9b, 0x9a, 0x7a, 0x83, 0x33, 0x54, 0xe5, 0xb2, 0x06}
 
 // TestSendfileLarge sends a 1 GiB file with sendfile and checks its
-// SHA-256 at the other end.
+// SHA-256 at the other end. On the lab kernels other than
+// kerneltest.BulkKernel it sends the file's first 128 MiB.
 func TestSendfileLarge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1 GiB; -short skips it (the lab runs it)")
 	}
-	const size = 1 << 30
+	const fullSize = 1 << 30
+	size := kerneltest.BulkSize(fullSize, 128<<20)
 	// Mostly holes, so it takes no memory in the guest's tmpfs, with
 	// random blocks all through it.
 	f, err := os.CreateTemp("", "sendfile-")
@@ -176,12 +178,12 @@ func TestSendfileLarge(t *testing.T) {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
+	if err := f.Truncate(fullSize); err != nil {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	block := make([]byte, 4096)
-	for off := int64(0); off < size; off += 1 << 20 {
+	for off := int64(0); off < fullSize; off += 1 << 20 {
 		for i := range block {
 			block[i] = byte(rng.Uint32())
 		}
@@ -193,14 +195,16 @@ func TestSendfileLarge(t *testing.T) {
 	// every time: its hash is a constant, checked on the host, where it
 	// is cheap, and taken on trust in the lab.
 	want := sendfileLargeSHA256
-	if !inLab() {
+	if !inLab() || size != fullSize {
 		h := sha256.New()
 		if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
 			t.Fatal(err)
 		}
-		if got := [32]byte(h.Sum(nil)); got != want {
+		got := [32]byte(h.Sum(nil))
+		if size == fullSize && got != want {
 			t.Fatalf("the 1 GiB test file hashes to %x; update sendfileLargeSHA256", got)
 		}
+		want = got
 	}
 	if kernel.FeatureULP.Check() != nil {
 		// Without kernel TLS there is no sendfile to prove, and 1 GiB
@@ -218,13 +222,13 @@ func TestSendfileLarge(t *testing.T) {
 		errc <- err
 	}()
 	start := time.Now()
-	if _, err := s.(*ktls.Conn).ReadFrom(f); err != nil {
+	if _, err := s.(*ktls.Conn).ReadFrom(io.LimitReader(f, size)); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("1 GiB in %v (emulated in the lab)", time.Since(start).Round(time.Millisecond))
+	t.Logf("%d MiB in %v (emulated in the lab)", size>>20, time.Since(start).Round(time.Millisecond))
 }
 
 // TestSendfileRanges sends byte ranges at unaligned offsets, as

@@ -250,11 +250,12 @@ func fetch(t testing.TB, c *http.Client, base string, req map[string]string) str
 }
 
 // TestCurl: Debian's curl downloads a 256 MiB file over HTTP/1.1 and
-// HTTP/2, and its SHA-256 matches. In the lab, the server offloads both
+// HTTP/2 (32 MiB on the lab kernels other than kerneltest.BulkKernel), and
+// its SHA-256 matches. In the lab, the server offloads both
 // directions and the kernel's TlsTxSw counts the connections.
 func TestCurl(t *testing.T) {
 	curl := kerneltest.Program(t, "curl")
-	size := int64(256 << 20)
+	size := kerneltest.BulkSize(256<<20, 32<<20)
 	if testing.Short() {
 		size = 8 << 20
 	}

@@ -105,3 +105,20 @@ func Stat(t testing.TB, name string) uint64 {
 	v, _ := Stats(t).Get(name)
 	return v
 }
+
+// BulkKernel is the lab kernel that moves the suite's big transfers (a
+// GiB by sendfile, hundreds of MiB through curl). Under emulation each
+// such transfer takes minutes; on the other kernels the same tests run
+// the same paths with less data, which keeps the whole suite within CI's
+// time. 6.1 gets them because the other two already run the tests that
+// need newer kernels (KeyUpdate on 7.x).
+const BulkKernel = "6.1"
+
+// BulkSize returns full on the host and on BulkKernel, and reduced on the
+// lab's other kernels.
+func BulkSize(full, reduced int64) int64 {
+	if name, ok := InLab(); ok && name != BulkKernel {
+		return reduced
+	}
+	return full
+}
