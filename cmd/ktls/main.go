@@ -53,9 +53,11 @@ func newRootCmd() *cobra.Command {
 the Linux kernel (CONFIG_TLS): files go out with sendfile, proxied bytes with
 splice, and nothing is copied through user space. Where the kernel can't take a
 connection, it stays on crypto/tls and says why.`,
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("ktls {{.Version}}\n")
 	root.AddCommand(subcommands...)
 	return root
 }
