@@ -161,6 +161,15 @@ func (c *Conn) Offload() Offload {
 // ConnectionState returns the state of the handshake, from crypto/tls.
 func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
 
+// OCSPResponse returns the stapled OCSP response from the TLS server, if
+// any, as tls.Conn.OCSPResponse does. (Valid for client connections only.)
+func (c *Conn) OCSPResponse() []byte { return c.tc.OCSPResponse() }
+
+// VerifyHostname checks that the peer certificate chain is valid for
+// connecting to host, as tls.Conn.VerifyHostname does: it fails before
+// the handshake and when the chain was not verified.
+func (c *Conn) VerifyHostname(host string) error { return c.tc.VerifyHostname(host) }
+
 // NetConn returns the connection the Conn was made on. Reading or writing
 // it directly corrupts the TLS session.
 func (c *Conn) NetConn() net.Conn { return c.raw }
