@@ -93,6 +93,16 @@ func takeStatSample() (*statSample, error) {
 }
 
 func runStat(cmd *cobra.Command, watch time.Duration, asJSON bool) error {
+	err := runStatSamples(cmd, watch, asJSON)
+	if err != nil && asJSON {
+		// A program reading --json gets JSON whatever happened; the error
+		// also goes to stderr, and the exit status is still 1.
+		writeStatErrorJSON(cmd.OutOrStdout(), err, watch == 0)
+	}
+	return err
+}
+
+func runStatSamples(cmd *cobra.Command, watch time.Duration, asJSON bool) error {
 	out := cmd.OutOrStdout()
 	s, err := takeStatSample()
 	if err != nil {
@@ -324,6 +334,21 @@ func writeStatJSON(w io.Writer, s, prev *statSample, indent bool) error {
 		enc.SetIndent("", "  ")
 	}
 	return enc.Encode(j)
+}
+
+// statErrorJSON is what --json prints when there is no sample to print.
+type statErrorJSON struct {
+	Time    time.Time `json:"time"`
+	Release string    `json:"release"`
+	Error   string    `json:"error"`
+}
+
+func writeStatErrorJSON(w io.Writer, err error, indent bool) error {
+	enc := json.NewEncoder(w)
+	if indent {
+		enc.SetIndent("", "  ")
+	}
+	return enc.Encode(statErrorJSON{Time: time.Now(), Release: check.Release(), Error: err.Error()})
 }
 
 // counterChanges are counters' changes between two samples, in the
