@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -29,6 +30,13 @@ type Sample struct {
 	// Latencies of the requests, for the latency scenario.
 	P50 time.Duration `json:"p50_ns,omitempty"`
 	P99 time.Duration `json:"p99_ns,omitempty"`
+	// What the kernel did for the sample's connections (see offload.go):
+	// whether the host has kernel TLS at all, the connections the client
+	// opened, and how many of them had a TX and an RX key installed.
+	KernelTLS bool `json:"kernel_tls"`
+	Conns     int  `json:"connections"`
+	KernelTX  int  `json:"kernel_tx"`
+	KernelRX  int  `json:"kernel_rx"`
 }
 
 // Throughput in MiB/s.
@@ -61,6 +69,10 @@ type Result struct {
 	Conns    int      `json:"conns"`
 	Samples  []Sample `json:"samples"`
 	Err      string   `json:"error,omitempty"`
+	// Derived from the samples (see Offload and coarseCPU).
+	OffloadSummary string `json:"offload,omitempty"`
+	Fallback       string `json:"fallback,omitempty"`   // why a kernel-TLS server's row is not one
+	CoarseCPU      bool   `json:"coarse_cpu,omitempty"` // some sample had under minTicks of CPU
 }
 
 // Stat is the min, median and max of a figure over the samples.
@@ -110,8 +122,12 @@ type Report struct {
 	Results  []Result  `json:"results"`
 }
 
-// WriteJSON writes the report as JSON.
+// WriteJSON writes the report as JSON, with each result's offload, its
+// fallback reason and its coarse-CPU mark filled in.
 func (rep *Report) WriteJSON(w io.Writer) error {
+	for i := range rep.Results {
+		rep.Results[i].annotate()
+	}
 	e := json.NewEncoder(w)
 	e.SetIndent("", "  ")
 	return e.Encode(rep)
@@ -129,6 +145,8 @@ func (rep *Report) WriteTable(w io.Writer) {
 		fmt.Fprint(w, " (emulated: compare ratios only)")
 	}
 	fmt.Fprintln(w)
+	fallbacks := map[string]bool{}
+	anyCoarse := false
 	var scenarios []string
 	for _, r := range rep.Results {
 		if !slices.Contains(scenarios, r.Scenario) {
@@ -140,11 +158,11 @@ func (rep *Report) WriteTable(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		switch sc {
 		case "latency":
-			fmt.Fprintln(tw, "server\tcase\tconns\tp50 µs\tp99 µs\t")
+			fmt.Fprintln(tw, "server\toffload\tcase\tconns\tp50 µs\tp99 µs\t")
 		case "handshake":
-			fmt.Fprintln(tw, "server\tcase\tconns\tconn/s\tCPU ms/conn\tCPU vs base\t")
+			fmt.Fprintln(tw, "server\toffload\tcase\tconns\tconn/s\tCPU ms/conn\tCPU vs base\t")
 		default:
-			fmt.Fprintln(tw, "server\tcase\tconns\tMiB/s\tCPU s/GiB\tuser\tsys\tCPU vs base\t")
+			fmt.Fprintln(tw, "server\toffload\tcase\tconns\tMiB/s\tCPU s/GiB\tuser\tsys\tCPU vs base\t")
 		}
 		base := map[string]float64{}
 		for _, r := range rep.Results {
@@ -162,12 +180,23 @@ func (rep *Report) WriteTable(w io.Writer) {
 				continue
 			}
 			if r.Err != "" {
-				fmt.Fprintf(tw, "%s\t%s\t%d\terror: %s\t\n", r.Server, r.Case, r.Conns, firstLine(r.Err))
+				fmt.Fprintf(tw, "%s\t\t%s\t%d\terror: %s\t\n", r.Server, r.Case, r.Conns, firstLine(r.Err))
 				continue
+			}
+			offload, fallback := r.Offload()
+			server := r.Server
+			if fallback != "" {
+				server += " (FALLBACK)"
+				fallbacks[r.Server+": "+fallback] = true
+			}
+			coarse := ""
+			if r.coarseCPU() {
+				coarse = " !"
+				anyCoarse = true
 			}
 			if sc == "latency" {
 				p50, p99 := r.Latency()
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t\n", r.Server, r.Case, r.Conns, fmtStat(p50, 0), fmtStat(p99, 0))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t\n", server, offload, r.Case, r.Conns, fmtStat(p50, 0), fmtStat(p99, 0))
 				continue
 			}
 			if sc == "handshake" {
@@ -176,8 +205,8 @@ func (rep *Report) WriteTable(w io.Writer) {
 				if b := base[r.Case]; b > 0 {
 					ratio = fmt.Sprintf("%.2f×", cpu.Median/b)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t\n", r.Server, r.Case, r.Conns,
-					fmtStat(r.figure(Sample.RequestRate), 0), fmtStat(cpu, 2), ratio)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s%s\t%s\t\n", server, offload, r.Case, r.Conns,
+					fmtStat(r.figure(Sample.RequestRate), 0), fmtStat(cpu, 2), coarse, ratio)
 				continue
 			}
 			t, u, s := r.CPU()
@@ -185,10 +214,20 @@ func (rep *Report) WriteTable(w io.Writer) {
 			if b := base[r.Case]; b > 0 {
 				ratio = fmt.Sprintf("%.2f×", t.Median/b)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%.2f\t%.2f\t%s\t\n", r.Server, r.Case, r.Conns,
-				fmtStat(r.Throughput(), 1), fmtStat(t, 2), u.Median, s.Median, ratio)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s%s\t%.2f\t%.2f\t%s\t\n", server, offload, r.Case, r.Conns,
+				fmtStat(r.Throughput(), 1), fmtStat(t, 2), coarse, u.Median, s.Median, ratio)
 		}
 		tw.Flush()
+	}
+	if len(fallbacks) > 0 {
+		fmt.Fprintln(w, "\nFALLBACK rows ran on user-space TLS, not the kernel's:")
+		for _, f := range slices.Sorted(maps.Keys(fallbacks)) {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
+	}
+	if anyCoarse {
+		fmt.Fprintf(w, "\n! some sample of this row had under %d clock ticks (%v) of server CPU: the CPU figure is coarse; give each sample more work\n",
+			minTicks, time.Duration(minTicks)*time.Second/clockTick)
 	}
 }
 

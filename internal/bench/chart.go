@@ -18,9 +18,13 @@ import (
 func (rep *Report) WriteChart(file, scenario string) error {
 	var cases, servers []string
 	val := map[[2]string]float64{}
+	fellBack := map[string]bool{}
 	for _, r := range rep.Results {
 		if r.Scenario != scenario || r.Err != "" || len(r.Samples) == 0 {
 			continue
+		}
+		if _, fb := r.Offload(); fb != "" {
+			fellBack[r.Server] = true
 		}
 		if !slices.Contains(cases, r.Case) {
 			cases = append(cases, r.Case)
@@ -68,7 +72,11 @@ func (rep *Report) WriteChart(file, scenario string) error {
 		}
 		bars.Offset = w * vg.Length(float64(i)-float64(len(servers)-1)/2)
 		p.Add(bars)
-		p.Legend.Add(srv, bars)
+		label := srv
+		if fellBack[srv] {
+			label += " (FALLBACK: user-space TLS)"
+		}
+		p.Legend.Add(label, bars)
 	}
 	p.Legend.Top = true
 	p.NominalX(cases...)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -25,11 +26,17 @@ type load struct {
 }
 
 // client makes the HTTP/1.1 clients of a load, one per connection, so
-// each connection is its own and stays open across requests.
-func (l *load) clients() []*http.Client {
+// each connection is its own and stays open across requests. dials counts
+// the TCP connections they open.
+func (l *load) clients(dials *atomic.Int64) []*http.Client {
 	cs := make([]*http.Client, l.conns)
+	d := &net.Dialer{}
 	for i := range cs {
 		t := &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				dials.Add(1)
+				return d.DialContext(ctx, network, addr)
+			},
 			TLSClientConfig:     l.tls,
 			MaxIdleConnsPerHost: 1,
 			DisableKeepAlives:   !l.keepAlive,
@@ -109,7 +116,12 @@ func (l *load) request(ctx context.Context, c *http.Client) (int64, error) {
 // run measures one sample against the server process pid: the bytes and
 // requests done, the time, and the server's CPU time meanwhile.
 func (l *load) run(ctx context.Context, pid int) (Sample, error) {
-	cs := l.clients()
+	var dials atomic.Int64
+	k0, err := readKernelSessions()
+	if err != nil {
+		return Sample{}, err
+	}
+	cs := l.clients(&dials)
 	defer closeClients(cs)
 	if l.keepAlive {
 		// Connect and handshake first: the sample is about the data.
@@ -165,7 +177,13 @@ func (l *load) run(ctx context.Context, pid int) (Sample, error) {
 	if first != nil {
 		return Sample{}, first
 	}
-	smp := Sample{Bytes: bytes.Load(), Requests: l.requests, Elapsed: elapsed, User: u1 - u0, Sys: s1 - s0}
+	k1, err := readKernelSessions()
+	if err != nil {
+		return Sample{}, err
+	}
+	smp := Sample{Bytes: bytes.Load(), Requests: l.requests, Elapsed: elapsed, User: u1 - u0, Sys: s1 - s0,
+		KernelTLS: k0.ok && k1.ok, Conns: int(dials.Load()),
+		KernelTX: int(k1.tx - k0.tx), KernelRX: int(k1.rx - k0.rx)}
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		smp.P50 = lat[len(lat)/2]
