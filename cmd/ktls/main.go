@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,7 +30,7 @@ type exitError int
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func run(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(os.Stderr, func() { os.Exit(1) })
 	defer stop()
 	root := newRootCmd()
 	root.SetArgs(args)
@@ -43,6 +44,37 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// interruptContext returns a context that the first SIGINT or SIGTERM
+// cancels, which lets a command stop gracefully (serve and proxy drain
+// their connections). A second signal doesn't wait for that: it says so
+// on w and calls exit, so a drain stuck on a peer that never finishes
+// can't keep the process alive against its user.
+func interruptContext(w io.Writer, exit func()) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		cancel()
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(w, "ktls: second %v: exiting now, without waiting for connections to finish\n", s)
+			exit()
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }
 
 func newRootCmd() *cobra.Command {
