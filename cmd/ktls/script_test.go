@@ -49,6 +49,8 @@ func setupScript(env *testscript.Env) error {
 //	[lab]    the script runs in the kernel lab
 //	[ulp]    this kernel has TLS (the lab's kernels always do)
 //	[rekey]  this kernel can install new TLS 1.3 keys (6.14+)
+//	[notls]  this kernel's configuration says it was built without
+//	         CONFIG_TLS (this project's CI machines)
 //	[exec:X] X is installed (testscript's own)
 func scriptCondition(cond string) (bool, error) {
 	switch cond {
@@ -59,6 +61,8 @@ func scriptCondition(cond string) (bool, error) {
 		return kernel.FeatureULP.Check() == nil, nil
 	case "rekey":
 		return kernel.FeatureRekey.Check() == nil, nil
+	case "notls":
+		return kernel.GatherULPFacts(os.DirFS("/")).Config == "n", nil
 	}
 	return false, fmt.Errorf("unknown condition %q", cond)
 }

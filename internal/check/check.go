@@ -167,12 +167,14 @@ const (
 type system struct {
 	goos     string
 	readFile func(name string) ([]byte, error)
+	root     fs.FS // the same files, for kernel.GatherULPFacts
 	probe    func(*kernel.Feature) error
 }
 
 var host = system{
 	goos:     runtime.GOOS,
 	readFile: os.ReadFile,
+	root:     os.DirFS("/"),
 	probe:    (*kernel.Feature).Check,
 }
 
@@ -277,7 +279,10 @@ func ulpReason(sys system, r *Report, err error) (reason, short string) {
 		return "attaching it to a loopback socket failed: " + err.Error(),
 			"the tls ULP could not be tested: " + err.Error()
 	}
-	short = "the tls ULP is not available (CONFIG_TLS is off or the tls module is not loaded; try 'modprobe tls')"
+	// What the machine shows about kernel TLS: its build configuration,
+	// the module on disk, the module loaded. Only what applies is said.
+	facts := kernel.GatherULPFacts(sys.root)
+	short = "the tls ULP is not available: " + facts.Reason()
 	if r.ULP.Listed {
 		// Listed but refused: odd enough to report as the kernel put it.
 		return "listed in " + kernel.AvailableULPsFile + ", yet attaching it fails: " + reasonOf(err), short
@@ -289,8 +294,8 @@ func ulpReason(sys system, r *Report, err error) (reason, short string) {
 		fmt.Fprintf(&b, "not in %s (%q), and attaching it fails with ENOENT",
 			kernel.AvailableULPsFile, strings.Join(r.ULP.AvailableULPs, " "))
 	}
-	b.WriteString(": the kernel has no tls module (CONFIG_TLS is off) or has not loaded it; try 'modprobe tls'")
-	if !r.CapNetAdmin {
+	b.WriteString(": " + facts.Reason())
+	if facts.ModuleFile != "" && !r.CapNetAdmin {
 		b.WriteString(" (the kernel loads it on demand only for a process with CAP_NET_ADMIN, which this one lacks)")
 	}
 	return b.String(), short

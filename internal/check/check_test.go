@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -31,8 +32,13 @@ func (f *fakeSystem) system() system {
 	if goos == "" {
 		goos = "linux"
 	}
+	root := fstest.MapFS{}
+	for name, data := range f.files {
+		root[strings.TrimPrefix(name, "/")] = &fstest.MapFile{Data: []byte(data)}
+	}
 	return system{
 		goos: goos,
+		root: root,
 		readFile: func(name string) ([]byte, error) {
 			s, ok := f.files[name]
 			if !ok {
@@ -129,10 +135,12 @@ func TestCollectNoULP(t *testing.T) {
 	}{
 		{"root", statusRoot,
 			`not in /proc/sys/net/ipv4/tcp_available_ulp ("mptcp"), and attaching it fails with ENOENT: ` +
-				`the kernel has no tls module (CONFIG_TLS is off) or has not loaded it; try 'modprobe tls'`},
+				`the tls module is installed (/lib/modules/6.18.44/kernel/net/tls/tls.ko) but not loaded, and this process may not load it; ` +
+				`run 'modprobe tls' as root, and add 'tls' to /etc/modules-load.d/tls.conf to load it at boot`},
 		{"user", statusUser,
 			`not in /proc/sys/net/ipv4/tcp_available_ulp ("mptcp"), and attaching it fails with ENOENT: ` +
-				`the kernel has no tls module (CONFIG_TLS is off) or has not loaded it; try 'modprobe tls' ` +
+				`the tls module is installed (/lib/modules/6.18.44/kernel/net/tls/tls.ko) but not loaded, and this process may not load it; ` +
+				`run 'modprobe tls' as root, and add 'tls' to /etc/modules-load.d/tls.conf to load it at boot ` +
 				`(the kernel loads it on demand only for a process with CAP_NET_ADMIN, which this one lacks)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,6 +149,7 @@ func TestCollectNoULP(t *testing.T) {
 					osReleaseFile:            "6.18.44\n",
 					statusFile:               tc.status,
 					kernel.AvailableULPsFile: "mptcp\n",
+					"/lib/modules/6.18.44/kernel/net/tls/tls.ko": "",
 				},
 				errs: map[*kernel.Feature]error{
 					kernel.FeatureULP: unsupported(kernel.FeatureULP, "the tls ULP is not available"),
@@ -156,7 +165,8 @@ func TestCollectNoULP(t *testing.T) {
 			if r.ULP.Reason != tc.wantReason {
 				t.Errorf("ULP.Reason = %q\nwant            %q", r.ULP.Reason, tc.wantReason)
 			}
-			const want = "kernel TLS: not usable: the tls ULP is not available (CONFIG_TLS is off or the tls module is not loaded; try 'modprobe tls')"
+			const want = "kernel TLS: not usable: the tls ULP is not available: the tls module is installed (/lib/modules/6.18.44/kernel/net/tls/tls.ko) but not loaded, " +
+				"and this process may not load it; run 'modprobe tls' as root, and add 'tls' to /etc/modules-load.d/tls.conf to load it at boot"
 			if r.Verdict != want {
 				t.Errorf("Verdict = %q\nwant      %q", r.Verdict, want)
 			}

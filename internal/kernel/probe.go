@@ -2,6 +2,8 @@ package kernel
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 )
 
@@ -28,8 +30,17 @@ func (f *Feature) Check() error {
 }
 
 func (f *Feature) unsupported(reason string) error {
-	return &UnsupportedError{Feature: f.Name, MinKernel: f.MinKernel, Reason: reason}
+	return &UnsupportedError{Feature: f.Name, MinKernel: f.MinKernel, Release: release(), Reason: reason}
 }
+
+// release is the running kernel's, as uname -r prints it.
+var release = sync.OnceValue(func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+})
 
 // Features of the kernel's TLS layer.
 var (

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -55,11 +54,8 @@ func withTLSSocket(f *Feature, fn func(fd int) error) error {
 // the tls module is missing.
 func ulpError(f *Feature, err error) error {
 	if errors.Is(err, unix.ENOENT) {
-		reason := "the tls ULP is not available: CONFIG_TLS is off or the module is not loaded; try 'modprobe tls'"
-		if data, rerr := os.ReadFile(AvailableULPsFile); rerr == nil {
-			reason += "; " + AvailableULPsFile + ": " + strings.TrimSpace(string(data))
-		}
-		return f.unsupported(reason)
+		// Say why from what the system shows, not a guess.
+		return f.unsupported(GatherULPFacts(os.DirFS("/")).Reason())
 	}
 	return err
 }
