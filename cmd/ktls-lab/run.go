@@ -19,6 +19,7 @@ type machineFlags struct {
 	timeout time.Duration
 	memory  int
 	cpus    int
+	accel   string
 	quiet   bool
 }
 
@@ -27,16 +28,26 @@ func (m *machineFlags) register(cmd *cobra.Command, defaultKernel string, timeou
 	cmd.Flags().DurationVar(&m.timeout, "timeout", timeout, "kill a guest that runs longer than this")
 	cmd.Flags().IntVar(&m.memory, "memory", lab.DefaultMachine.MemoryMiB, "guest memory in MiB")
 	cmd.Flags().IntVar(&m.cpus, "cpus", lab.DefaultMachine.CPUs, "guest CPUs")
+	accel := os.Getenv(lab.EnvAccel)
+	if accel == "" {
+		accel = string(lab.AccelAuto)
+	}
+	cmd.Flags().StringVar(&m.accel, "accel", accel, `how QEMU runs the guest: "kvm" (native speed), "tcg" (emulated, runs anywhere), or "auto": KVM where a probe boot shows it works, else TCG (default from $`+lab.EnvAccel+`)`)
 	cmd.Flags().BoolVarP(&m.quiet, "quiet", "q", false, "don't report the lab's own progress")
 }
 
 func (m *machineFlags) runner() (*lab.Runner, error) {
+	accel, err := lab.ParseAccel(m.accel)
+	if err != nil {
+		return nil, fmt.Errorf("--accel: %w", err)
+	}
 	cache, err := lab.DefaultCache()
 	if err != nil {
 		return nil, err
 	}
 	r := &lab.Runner{
 		Cache:   cache,
+		Accel:   accel,
 		Machine: lab.Machine{MemoryMiB: m.memory, CPUs: m.cpus},
 		Timeout: m.timeout,
 		Console: os.Stdout,

@@ -36,16 +36,14 @@ func EnsureQEMU(logf func(string, ...any)) (string, error) {
 type Machine struct {
 	MemoryMiB int
 	CPUs      int
+	Accel     Accel // AccelTCG or AccelKVM; "" is AccelTCG
 }
 
 // DefaultMachine fits the 2-core CI hosts: TCG runs one host thread per
 // virtual CPU.
 var DefaultMachine = Machine{MemoryMiB: 4096, CPUs: 2}
 
-// qemuArgs builds the command line. KVM is not used even where /dev/kvm
-// exists: on these hosts it is paravirtual and hangs stock kernels, while
-// TCG with -cpu max emulates AES-NI and PCLMULQDQ, which the kernel's
-// aesni-intel and ghash-clmulni-intel need.
+// qemuArgs builds the command line, for TCG or KVM (see Accel).
 func qemuArgs(m Machine, vmlinuz, initrd, jobDir string, shares []string) []string {
 	cmdline := strings.Join([]string{
 		"console=ttyS0",
@@ -55,9 +53,7 @@ func qemuArgs(m Machine, vmlinuz, initrd, jobDir string, shares []string) []stri
 		"random.trust_cpu=on", // RDRAND seeds the CRNG, so getrandom never blocks
 		"8250.nr_uarts=1",
 	}, " ")
-	args := []string{
-		"-accel", "tcg,thread=multi",
-		"-cpu", "max",
+	args := append(accelArgs(m.Accel),
 		"-m", fmt.Sprint(m.MemoryMiB),
 		"-smp", fmt.Sprint(m.CPUs),
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
@@ -70,8 +66,8 @@ func qemuArgs(m Machine, vmlinuz, initrd, jobDir string, shares []string) []stri
 		// multidevs=remap: without it inode numbers from different host
 		// filesystems collide in the guest, and /host/proc shows sysfs.
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-		"-virtfs", "local,path=" + jobDir + ",mount_tag=labjob,security_model=none,multidevs=remap",
-	}
+		"-virtfs", "local,path="+jobDir+",mount_tag=labjob,security_model=none,multidevs=remap",
+	)
 	for i, dir := range shares {
 		args = append(args, "-virtfs", "local,path="+dir+",mount_tag="+job.ShareTag(i)+",security_model=none,multidevs=remap")
 	}

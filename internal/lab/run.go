@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,10 @@ import (
 type Runner struct {
 	Cache   *Cache
 	Machine Machine
+	// Accel is the accelerator asked for: AccelTCG ("" too), AccelKVM, or
+	// AccelAuto, which probes KVM with a short boot once and falls back to
+	// TCG with the reason (see Outcome).
+	Accel Accel
 	// Timeout bounds a whole boot, from QEMU's start to its exit. A guest
 	// that hangs is killed when it runs out.
 	Timeout time.Duration
@@ -42,6 +47,10 @@ type Runner struct {
 	Logf func(format string, args ...any)
 	// OnLine, if set, sees every console line, for example to count tests.
 	OnLine func(line string)
+
+	accelMu       sync.Mutex
+	accelResolved Accel
+	accelReason   string
 }
 
 // An Outcome is what came of one boot.
@@ -55,6 +64,10 @@ type Outcome struct {
 	// BootFailures says why each earlier boot failed before the first
 	// step, when the guest was booted again.
 	BootFailures []string
+	// Accel is what the guest ran on, and AccelReason why TCG where KVM
+	// was asked for with AccelAuto.
+	Accel       Accel
+	AccelReason string
 }
 
 // Failed reports whether any step failed.
@@ -101,17 +114,40 @@ func (r *Runner) Run(ctx context.Context, k Kernel, j *job.Job) (*Outcome, error
 
 	ctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
+	accel, accelReason, err := r.resolveAccel(ctx, qemu, fk, initrd, k)
+	if err != nil {
+		return nil, err
+	}
+	if r.Accel == AccelAuto {
+		if accelReason != "" {
+			logf("lab: accel auto: tcg, because %s", accelReason)
+		} else {
+			logf("lab: accel auto: %s", accel)
+		}
+	}
+	m := r.Machine
+	if m.MemoryMiB == 0 {
+		m = DefaultMachine
+	}
+	m.Accel = accel
+	// Programs in the guest learn what they run on (ktls bench marks
+	// figures from TCG as emulated).
+	jc := *j
+	jc.Env = append(slices.Clone(j.Env), EnvAccel+"="+string(accel))
+	j = &jc
+	opts := bootOptions{machine: m, bootTimeout: r.BootTimeout, console: true}
 	attempts := r.BootAttempts
 	if attempts <= 0 {
 		attempts = 2
 	}
 	var failures []string
 	for {
-		out, err := r.boot(ctx, qemu, fk, initrd, k, j)
+		out, err := r.boot(ctx, qemu, fk, initrd, k, j, opts)
 		var ge *GuestError
 		if err == nil || !errors.As(err, &ge) || !ge.BeforeSteps || ctx.Err() != nil || len(failures)+1 >= attempts {
 			if out != nil {
 				out.BootFailures = failures
+				out.Accel, out.AccelReason = accel, accelReason
 			}
 			return out, err
 		}
@@ -127,8 +163,15 @@ func (r *Runner) timeout() time.Duration {
 	return r.Timeout
 }
 
+// bootOptions are what one boot runs with.
+type bootOptions struct {
+	machine     Machine
+	bootTimeout time.Duration // 3 minutes if zero
+	console     bool          // pass the console to r.Console and r.OnLine
+}
+
 // boot boots the guest once and runs j in it.
-func (r *Runner) boot(ctx context.Context, qemu string, fk *FetchedKernel, initrd string, k Kernel, j *job.Job) (*Outcome, error) {
+func (r *Runner) boot(ctx context.Context, qemu string, fk *FetchedKernel, initrd string, k Kernel, j *job.Job, opts bootOptions) (*Outcome, error) {
 	jobDir, err := os.MkdirTemp("", "ktls-lab-job-")
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
@@ -139,18 +182,14 @@ func (r *Runner) boot(ctx context.Context, qemu string, fk *FetchedKernel, initr
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 
-	bootTimeout := r.BootTimeout
+	bootTimeout := opts.bootTimeout
 	if bootTimeout == 0 {
 		bootTimeout = 3 * time.Minute
 	}
 	qctx, kill := context.WithCancel(ctx)
 	defer kill()
 
-	m := r.Machine
-	if m.MemoryMiB == 0 {
-		m = DefaultMachine
-	}
-	cmd := exec.CommandContext(qctx, qemu, qemuArgs(m, fk.BootImage(), initrd, jobDir, j.Shares)...)
+	cmd := exec.CommandContext(qctx, qemu, qemuArgs(opts.machine, fk.BootImage(), initrd, jobDir, j.Shares)...)
 	cmd.Stdin = nil
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
@@ -200,10 +239,10 @@ func (r *Runner) boot(ctx context.Context, qemu string, fk *FetchedKernel, initr
 				panicLine = line
 			}
 			mu.Unlock()
-			if r.Console != nil {
+			if opts.console && r.Console != nil {
 				fmt.Fprintln(r.Console, line)
 			}
-			if r.OnLine != nil {
+			if opts.console && r.OnLine != nil {
 				r.OnLine(line)
 			}
 		}

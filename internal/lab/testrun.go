@@ -119,12 +119,19 @@ func (r *TestReport) Detail() string {
 	}
 	s := fmt.Sprintf("%-24s %s", release, r.Counts)
 	if o := r.Outcome; o != nil {
-		s += fmt.Sprintf("; boot %.1fs, teardown %.1fs, total %.1fs", o.Boot.Seconds(), o.Teardown.Seconds(), o.Wall.Seconds())
+		s += fmt.Sprintf("; %s, boot %.1fs, teardown %.1fs, total %.1fs", accelName(o.Accel), o.Boot.Seconds(), o.Teardown.Seconds(), o.Wall.Seconds())
 		for _, f := range o.BootFailures {
 			s += "; booted again after: " + f
 		}
 	}
 	return s
+}
+
+func accelName(a Accel) string {
+	if a == AccelKVM {
+		return "KVM"
+	}
+	return "TCG (emulated)"
 }
 
 // Summary is the one-line report printed per kernel.
