@@ -102,8 +102,11 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 		keys.Zero()
 	}
 	if reason != nil {
-		// crypto/tls keeps reading, at full speed.
+		// crypto/tls keeps reading, at full speed, and follows the peer's
+		// keys itself: ours are of no more use.
 		c.hc.ReadPassthrough()
+		d.secret.Zero()
+		c.rxSecret = nil
 	}
 	c.handshakeMu.Lock()
 	c.offload.RX, c.offload.RXReason = reason == nil, reason
