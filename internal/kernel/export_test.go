@@ -8,3 +8,6 @@ func NewFeature(name string, probe func() error) *Feature {
 
 // Unsupported is the error a probe returns when the kernel says no.
 func (f *Feature) Unsupported(reason string) error { return f.unsupported(reason) }
+
+// ParseRecordType is parseRecordType, for the fuzz target.
+var ParseRecordType = parseRecordType

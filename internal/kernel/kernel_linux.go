@@ -90,14 +90,14 @@ func RecvRecord(fd int, p, oob []byte, flags int) (n int, recordType uint8, err 
 		// End of stream (n == 0), or data before any record.
 		return n, 0, nil
 	}
-	hdr, data, _, err := unix.ParseOneSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return 0, 0, os.NewSyscallError("recvmsg", err)
-	}
-	if hdr.Level != solTLS || hdr.Type != cmsgGetRecordType || len(data) < 1 {
+	typ, ok, err := parseRecordType(oob[:oobn])
+	switch {
+	case err != nil:
+		return 0, 0, os.NewSyscallError("recvmsg", fmt.Errorf("%w: %w", unix.EINVAL, err))
+	case !ok:
 		return 0, 0, os.NewSyscallError("recvmsg", unix.EBADMSG)
 	}
-	return n, data[0], nil
+	return n, typ, nil
 }
 
 // SendRecord wraps sendmsg(2) with a TLS_SET_RECORD_TYPE control message,
