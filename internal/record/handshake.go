@@ -52,26 +52,20 @@ func ParseHandshake(b []byte) (msgs []HandshakeMsg, rest []byte, err error) {
 	return msgs, b, nil
 }
 
-// Post-handshake size limits for TLS 1.3 (RFC 8446, Section 4.6).
-const (
-	// keyUpdateLen is the body of a KeyUpdate: one byte.
-	keyUpdateLen = 1
-	// maxNewSessionTicketSyntax is the longest body a NewSessionTicket can
-	// have: lifetime, age_add, a 255-byte nonce, a 2^16-1 byte ticket and
-	// 2^16-2 bytes of extensions, with their length prefixes.
-	maxNewSessionTicketSyntax = 4 + 4 + 1 + 255 + 2 + 0xffff + 2 + 0xfffe
-	// MaxNewSessionTicket is the longest ticket message buffered: what
-	// crypto/tls buffers for any handshake message.
-	MaxNewSessionTicket = maxHandshake
-)
+// keyUpdateLen is the length of a KeyUpdate's body (RFC 8446, Section
+// 4.6.3).
+const keyUpdateLen = 1
+
+// MaxNewSessionTicket is the longest ticket message buffered: 64 KiB, as
+// crypto/tls buffers for any handshake message, though the syntax allows
+// twice that (RFC 8446, Section 4.6.1).
+const MaxNewSessionTicket = maxHandshake
 
 // PostHandshakeTLS13 is the HandshakeReader.Limit of a TLS 1.3 endpoint
 // once the handshake is over (RFC 8446, Section 4.6): a client takes
 // NewSessionTicket and KeyUpdate, a server only KeyUpdate; anything else
-// is an unexpected_message. A KeyUpdate whose body isn't one byte, or a
-// ticket longer than the syntax allows, is a decode_error; a ticket that
-// could be valid but is longer than the 64 KiB crypto/tls buffers is an
-// internal_error, as crypto/tls has it.
+// is an unexpected_message. A KeyUpdate whose body isn't one byte is a
+// decode_error. Tickets are bounded by the reader's 64 KiB.
 func PostHandshakeTLS13(isClient bool) func(typ uint8, n int) error {
 	return func(typ uint8, n int) error {
 		switch {
@@ -81,12 +75,6 @@ func PostHandshakeTLS13(isClient bool) func(typ uint8, n int) error {
 			}
 			return nil
 		case typ == MsgNewSessionTicket && isClient:
-			switch {
-			case n > maxNewSessionTicketSyntax:
-				return errorf(AlertDecodeError, "NewSessionTicket of %d bytes exceeds its syntax's %d", n, maxNewSessionTicketSyntax)
-			case n > MaxNewSessionTicket:
-				return errorf(AlertInternalError, "NewSessionTicket of %d bytes exceeds the %d buffered", n, MaxNewSessionTicket)
-			}
 			return nil
 		}
 		return errorf(AlertUnexpectedMessage, "unexpected handshake message of type %d after the handshake", typ)
@@ -107,8 +95,8 @@ type HandshakeReader struct {
 	// Limit is called once per message, as soon as its header is
 	// complete and before any of its body is buffered, with the type and
 	// the body length announced. A non-nil error refuses the message.
-	// Whatever Limit says, no body over 64 KiB is buffered: that is a
-	// decode_error, as in ParseHandshake.
+	// A body over 64 KiB is a decode_error before Limit is asked, as in
+	// ParseHandshake: no type is buffered past what crypto/tls buffers.
 	Limit func(typ uint8, n int) error
 
 	hdr    [handshakeHeaderLen]byte
@@ -137,13 +125,11 @@ func (r *HandshakeReader) Next(p []byte) (msg HandshakeMsg, rest []byte, ok bool
 			return HandshakeMsg{}, nil, false, nil
 		}
 		r.want = int(r.hdr[1])<<16 | int(r.hdr[2])<<8 | int(r.hdr[3])
-		if r.Limit != nil {
-			// The type first: an unexpected message is that, whatever
-			// its length.
-			r.err = r.Limit(r.hdr[0], r.want)
-		}
-		if r.err == nil && r.want > maxHandshake {
+		if r.want > maxHandshake {
+			// Whatever its type, as ParseHandshake has it.
 			r.err = errorf(AlertDecodeError, "handshake message of %d bytes exceeds %d", r.want, maxHandshake)
+		} else if r.Limit != nil {
+			r.err = r.Limit(r.hdr[0], r.want)
 		}
 		if r.err != nil {
 			return HandshakeMsg{}, nil, false, r.err
