@@ -59,7 +59,7 @@ func acceptRawTLS13(conn net.Conn, cfg *tls.Config) (*rawPeer, error) {
 // records. The largest that crypto/tls would take, 64 KiB, is reassembled
 // and dropped, and the data after it arrives; one byte more is refused at
 // its header with decode_error, without waiting for (or buffering) the
-// body. The ticket's first and last 2 KiB come in 1-byte records and the
+// body. The ticket's first and last KiB come in 1-byte records and the
 // middle in full ones: under the lab's emulated CPU every record costs
 // the kernel about half a millisecond to decrypt, whatever ktls does with
 // it. TestPostHandshakeReassemblyLinear counts the work on the host.
@@ -105,8 +105,8 @@ func TestLargeTicketInTinyRecords(t *testing.T) {
 					var out []byte
 					for i := 0; i < len(msg); {
 						n := 1
-						if i >= 2048 && i < len(msg)-2048 {
-							n = min(record.MaxPlaintext, len(msg)-2048-i)
+						if i >= 1024 && i < len(msg)-1024 {
+							n = min(record.MaxPlaintext, len(msg)-1024-i)
 						}
 						out = append(out, p.out.Seal(record.TypeHandshake, msg[i:i+n])...)
 						i += n
