@@ -23,7 +23,7 @@ const maxUselessRecords = 16
 // kernelReadState is the receive side's state once the kernel decrypts.
 type kernelReadState struct {
 	oob     []byte
-	hs      []byte // an incomplete handshake message
+	hs      record.HandshakeReader // post-handshake messages
 	useless int
 }
 
@@ -183,55 +183,75 @@ func (c *Conn) handleAlert(p []byte) error {
 }
 
 // handleHandshake acts on post-handshake messages: session tickets, key
-// updates, and attempts at renegotiation.
+// updates, and attempts at renegotiation. Each message's type and length
+// are judged at its header, before its body is buffered, and the body is
+// buffered once: a peer gets no more work out of us than the bytes it
+// sends, however it splits them into records.
 func (c *Conn) handleHandshake(p []byte) error {
 	if len(p) == 0 {
 		// Handshake records are never empty (RFC 8446, Section 5.1).
 		return c.fatal(record.AlertUnexpectedMessage)
 	}
-	c.in.sys.hs = append(c.in.sys.hs, p...)
-	msgs, rest, err := record.ParseHandshake(c.in.sys.hs)
-	if err != nil {
-		return c.fatalErr(err)
+	hs := &c.in.sys.hs
+	if hs.Limit == nil {
+		hs.Limit = c.postHandshakeLimit()
 	}
-	// The messages' bodies alias the buffer: keep the rest in a new one.
-	c.in.sys.hs = append([]byte(nil), rest...)
-	for i, m := range msgs {
-		if c.suite.Version == tls.VersionTLS12 {
-			// Renegotiation gets no_renegotiation (RFC 5246, Section
-			// 7.2.2): a HelloRequest to a client, a ClientHello to a
-			// server, or a HelloRequest to a server, which crypto/tls
-			// refuses so too. Anything else is unexpected_message.
-			if m.Type == record.MsgHelloRequest || !c.isClient && m.Type == record.MsgClientHello {
-				return c.refuseRenegotiation()
-			}
-			return c.fatal(record.AlertUnexpectedMessage)
+	for len(p) > 0 {
+		m, rest, ok, err := hs.Next(p)
+		switch {
+		case errors.Is(err, errRenegotiation):
+			return c.refuseRenegotiation()
+		case err != nil:
+			return c.fatalErr(err)
+		case !ok:
+			return nil
 		}
+		p = rest
 		switch m.Type {
 		case record.MsgNewSessionTicket:
 			// Only crypto/tls can turn a ticket into a session, and it no
 			// longer reads. Tickets that come before the first data are
 			// read by crypto/tls (see Options.RX); later ones are dropped.
-			if !c.isClient {
-				return c.fatal(record.AlertUnexpectedMessage)
-			}
 		case record.MsgKeyUpdate:
 			requested, err := record.ParseKeyUpdate(m.Body)
 			if err != nil {
 				return c.fatalErr(err)
 			}
 			// A key change must end its record (RFC 8446, Section 5.1).
-			if i != len(msgs)-1 || len(rest) > 0 {
+			if len(p) > 0 {
 				return c.fatal(record.AlertUnexpectedMessage)
 			}
-			if err := c.receiveKeyUpdate(requested); err != nil {
-				return err
-			}
+			return c.receiveKeyUpdate(requested)
 		default:
-			return c.fatal(record.AlertUnexpectedMessage)
+			// postHandshakeLimit let through no other type.
+			return c.fatal(record.AlertInternalError)
 		}
 	}
 	return nil
+}
+
+// errRenegotiation is postHandshakeLimit's verdict on a TLS 1.2 message
+// that starts a renegotiation.
+var errRenegotiation = errors.New("ktls: renegotiation is not supported")
+
+// postHandshakeLimit says which handshake messages c takes once the
+// kernel decrypts, and how long they may be.
+func (c *Conn) postHandshakeLimit() func(typ uint8, n int) error {
+	if c.suite.Version == tls.VersionTLS13 {
+		return record.PostHandshakeTLS13(c.isClient)
+	}
+	isClient := c.isClient
+	return func(typ uint8, n int) error {
+		// TLS 1.2 has nothing after the handshake but renegotiation, which
+		// gets no_renegotiation (RFC 5246, Section 7.2.2): a HelloRequest
+		// to a client, a ClientHello to a server, or a HelloRequest to a
+		// server, which crypto/tls refuses so too. Anything else is
+		// unexpected_message. Either way, at the header.
+		if typ == record.MsgHelloRequest || !isClient && typ == record.MsgClientHello {
+			return errRenegotiation
+		}
+		return &record.Error{Alert: record.AlertUnexpectedMessage, Reason: fmt.Sprintf("unexpected handshake message of type %d after a TLS 1.2 handshake", typ)}
+	}
 }
 
 func (c *Conn) refuseRenegotiation() error {

@@ -15,8 +15,8 @@ type deferredRX struct {
 	suite  *keyschedule.Suite
 	secret *keyschedule.ApplicationSecret
 	prot   *record.Protector
-	hs     []byte // an incomplete handshake message
-	err    error  // set when the records could not be followed
+	hs     record.HandshakeReader
+	err    error // set when the records could not be followed
 }
 
 func newDeferredRX(s *keyschedule.Suite, secret *keyschedule.ApplicationSecret, seq uint64) (*deferredRX, error) {
@@ -47,14 +47,21 @@ func (d *deferredRX) see(rec []byte) {
 	if typ != record.TypeHandshake {
 		return
 	}
-	d.hs = append(d.hs, msg...)
-	msgs, rest, err := record.ParseHandshake(d.hs)
-	if err != nil {
-		d.err = err
-		return
+	if d.hs.Limit == nil {
+		// crypto/tls, which reads these records too, acts on them;
+		// this only follows its keys.
+		d.hs.Limit = record.PostHandshakeTLS13(true)
 	}
-	d.hs = append(d.hs[:0], rest...)
-	for _, m := range msgs {
+	for len(msg) > 0 {
+		m, rest, ok, err := d.hs.Next(msg)
+		if err != nil {
+			d.err = err
+			return
+		}
+		if !ok {
+			return
+		}
+		msg = rest
 		if m.Type != record.MsgKeyUpdate {
 			continue
 		}
@@ -93,7 +100,7 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 	switch {
 	case d.err != nil:
 		reason = fmt.Errorf("ktls: could not follow the peer's records before RX handoff: %w", d.err)
-	case len(d.hs) > 0:
+	case d.hs.Pending():
 		reason = fmt.Errorf("ktls: a handshake message spans the RX handoff")
 	default:
 		c.rxSecret = d.secret
@@ -102,8 +109,11 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 		keys.Zero()
 	}
 	if reason != nil {
-		// crypto/tls keeps reading, at full speed.
+		// crypto/tls keeps reading, at full speed, and follows the peer's
+		// keys itself: ours are of no more use.
 		c.hc.ReadPassthrough()
+		d.secret.Zero()
+		c.rxSecret = nil
 	}
 	c.handshakeMu.Lock()
 	c.offload.RX, c.offload.RXReason = reason == nil, reason

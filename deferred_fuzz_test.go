@@ -69,8 +69,8 @@ func FuzzDeferredRX(f *testing.F) {
 				}
 			case d.err != nil:
 				t.Fatalf("an authentic record failed: %v", d.err)
-			case len(d.hs) != pending:
-				t.Fatalf("the follower holds %d bytes of an unfinished message, want %d", len(d.hs), pending)
+			case d.hs.Buffered() != pending:
+				t.Fatalf("the follower holds %d bytes of an unfinished message, want %d", d.hs.Buffered(), pending)
 			}
 		}
 		sealed := func(typ uint8, msg []byte, pad int) {

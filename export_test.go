@@ -13,3 +13,10 @@ func (c *Conn) SendAlert(level, desc uint8) error {
 // SetKeyUpdateLimit lowers the number of records after which the write key
 // is updated, so tests can reach it.
 func SetKeyUpdateLimit(o *Options, records uint64) { o.keyUpdateLimit = records }
+
+// RXSecretHeld reports whether c still holds a receive traffic secret.
+func (c *Conn) RXSecretHeld() bool {
+	c.handshakeMu.Lock()
+	defer c.handshakeMu.Unlock()
+	return c.rxSecret != nil
+}

@@ -123,21 +123,21 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 // offloadRX installs the receive key in the kernel, or says why not.
 func (c *Conn) offloadRX(keys *handoffKeys) error {
 	if !c.opts.rx() {
-		c.hc.ReadPassthrough()
+		c.rxStaysOnTLS(keys)
 		return ErrDisabled
 	}
 	if err := kernel.CipherFeature(kernelVersion(c.suite), kernelCipher(c.suite), kernel.RX).Check(); err != nil {
-		c.hc.ReadPassthrough()
+		c.rxStaysOnTLS(keys)
 		return err
 	}
 	if c.suite.Version == tls.VersionTLS13 && c.isClient && c.config != nil && c.config.ClientSessionCache != nil {
 		// The server's NewSessionTicket messages follow its Finished.
 		// Only crypto/tls can turn them into sessions for the cache, so it
 		// reads until the first application data, and the kernel takes
-		// over from there.
+		// over from there: the follower keeps the secret until then.
 		d, err := newDeferredRX(c.suite, c.rxSecret, keys.rxSeq)
 		if err != nil {
-			c.hc.ReadPassthrough()
+			c.rxStaysOnTLS(keys)
 			return err
 		}
 		c.deferred = d
@@ -146,11 +146,23 @@ func (c *Conn) offloadRX(keys *handoffKeys) error {
 	}
 	noPadReason, err := c.installRX(keys.rx, keys.rxSeq)
 	if err != nil {
-		c.hc.ReadPassthrough()
+		c.rxStaysOnTLS(keys)
 		return err
 	}
 	c.offload.RXNoPad, c.offload.RXNoPadReason = noPadReason == nil && c.suite.Version == tls.VersionTLS13, noPadReason
 	return nil
+}
+
+// rxStaysOnTLS leaves the receive direction to crypto/tls, for good. It
+// has keys of its own and follows the peer's KeyUpdates itself, so ours
+// would only wait in memory to be stolen: they are zeroed and dropped.
+func (c *Conn) rxStaysOnTLS(keys *handoffKeys) {
+	c.hc.ReadPassthrough()
+	keys.rx.Zero()
+	if c.rxSecret != nil {
+		c.rxSecret.Zero()
+		c.rxSecret = nil
+	}
 }
 
 // installRX installs the receive key; from then on the kernel decrypts,

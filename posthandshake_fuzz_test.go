@@ -203,7 +203,8 @@ type phOutcome struct {
 // reads them, with ktls's choices where they differ (a TLS 1.2 server
 // answers a ClientHello, as a HelloRequest, with no_renegotiation, as
 // RFC 5246 asks; post-handshake messages don't count as useless records,
-// so a peer may update its keys as often as it likes).
+// so a peer may update its keys as often as it likes; a message is judged
+// at its header, type and length, where crypto/tls buffers it first).
 type phModel struct {
 	tls13, isClient bool
 	useless         int
@@ -268,56 +269,51 @@ func (m *phModel) next(typ uint8, p []byte) phOutcome {
 
 func (m *phModel) handshake(p []byte) phOutcome {
 	m.hs = append(m.hs, p...)
-	// First the framing of everything buffered: a length over 64 KiB is
-	// a decode_error before any message is acted on.
-	type msg struct {
-		typ  uint8
-		body []byte
-	}
-	var msgs []msg
-	b := m.hs
-	for len(b) >= 4 {
-		n := int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+	for len(m.hs) >= 4 {
+		typ, n := m.hs[0], int(m.hs[1])<<16|int(m.hs[2])<<8|int(m.hs[3])
+		// Each message is judged at its header, before its body is
+		// buffered: a length over 64 KiB, then its type.
 		if n > 1<<16 {
 			return m.local(record.AlertDecodeError)
 		}
-		if len(b) < 4+n {
-			break
-		}
-		msgs = append(msgs, msg{b[0], b[4 : 4+n]})
-		b = b[4+n:]
-	}
-	rest := len(b)
-	m.hs = append([]byte(nil), b...)
-	for i, mm := range msgs {
 		if !m.tls13 {
 			// TLS 1.2: the only handshake messages after the handshake
 			// start a renegotiation, which is refused; a client takes a
 			// HelloRequest, a server a ClientHello (or a HelloRequest, as
 			// crypto/tls does).
-			if mm.typ == record.MsgHelloRequest || (!m.isClient && mm.typ == 1) {
+			if typ == record.MsgHelloRequest || (!m.isClient && typ == 1) {
 				return m.local(record.AlertNoRenegotiation)
 			}
 			return m.local(record.AlertUnexpectedMessage)
 		}
 		switch {
-		case mm.typ == record.MsgNewSessionTicket && m.isClient:
-			// Dropped.
-		case mm.typ == record.MsgKeyUpdate:
-			switch {
-			case len(mm.body) != 1:
+		case typ == record.MsgKeyUpdate:
+			if n != 1 {
 				return m.local(record.AlertDecodeError)
-			case mm.body[0] > 1:
-				return m.local(record.AlertIllegalParameter)
-			case i != len(msgs)-1 || rest > 0:
-				// It must end its record (RFC 8446, Section 5.1).
-				return m.local(record.AlertUnexpectedMessage)
 			}
-			return phOutcome{kind: phKeyUpdate, sent: []byte{record.AlertLevelFatal, record.AlertInternalError}}
+		case typ == record.MsgNewSessionTicket && m.isClient:
 		default:
 			return m.local(record.AlertUnexpectedMessage)
 		}
+		if len(m.hs) < 4+n {
+			break
+		}
+		body := m.hs[4 : 4+n]
+		m.hs = m.hs[4+n:]
+		if typ == record.MsgKeyUpdate {
+			switch {
+			case body[0] > 1:
+				return m.local(record.AlertIllegalParameter)
+			case len(m.hs) > 0:
+				// It must end its record (RFC 8446, Section 5.1): what is
+				// left came in the same record.
+				return m.local(record.AlertUnexpectedMessage)
+			}
+			return phOutcome{kind: phKeyUpdate, sent: []byte{record.AlertLevelFatal, record.AlertInternalError}}
+		}
+		// A ticket, dropped.
 	}
+	m.hs = bytes.Clone(m.hs)
 	return phOutcome{}
 }
 
@@ -375,6 +371,10 @@ func postHandshakeSeeds() []phSeed {
 		{"key_update_value_2", v13server, rec(record.TypeHandshake, record.MsgKeyUpdate, 0, 0, 1, 2)},
 		{"key_update_long", v13server, rec(record.TypeHandshake, record.MsgKeyUpdate, 0, 0, 2, 0, 0)},
 		{"handshake_over_64KiB", v13client, rec(record.TypeHandshake, record.MsgNewSessionTicket, 1, 0, 1)},
+		{"ticket_header_split", v13client, recs(rec(record.TypeHandshake, record.MsgNewSessionTicket, 0), rec(record.TypeHandshake, 0, 2, 'a'), rec(record.TypeHandshake, 'b'), data)},
+		{"certificate_request_refused_at_header", v13client, rec(record.TypeHandshake, 13, 0, 1, 0, 0)},
+		{"key_update_split_across_records", v13server, recs(rec(record.TypeHandshake, record.MsgKeyUpdate, 0, 0), rec(record.TypeHandshake, 1, 1))},
+		{"tls12_client_hello_refused_at_header", v12server, rec(record.TypeHandshake, 1, 0, 0x40)},
 		{"zero_length_handshake", v13client, rec(record.TypeHandshake)},
 		{"tls12_client_hello_to_server", v12server, rec(record.TypeHandshake, 1, 0, 0, 2, 3, 3)},
 		{"tls12_hello_request_to_client", v12client, rec(record.TypeHandshake, record.MsgHelloRequest, 0, 0, 0)},

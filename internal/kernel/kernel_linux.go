@@ -17,17 +17,30 @@ func AttachULP(fd int) error {
 }
 
 // SetCryptoInfo wraps setsockopt(fd, SOL_TLS, TLS_TX or TLS_RX, info). The
-// marshalled copy of the keys is zeroed before it returns; info is left to
-// the caller. From Linux 6.14, calling it again on a TLS 1.3 socket with
-// the same version and cipher installs the next key (KeyUpdate).
+// struct is built in a buffer of its own, handed to the kernel as it is (no
+// string conversion, whose copy on the heap would outlive the call and
+// could never be zeroed), and zeroed before SetCryptoInfo returns; info is
+// left to the caller. From Linux 6.14, calling it again on a TLS 1.3 socket
+// with the same version and cipher installs the next key (KeyUpdate).
 func SetCryptoInfo(fd int, dir Direction, info *CryptoInfo) error {
-	b, err := info.Marshal()
+	var buf [MaxCryptoInfoLen]byte
+	defer clear(buf[:])
+	n, err := info.MarshalTo(buf[:])
 	if err != nil {
 		return err
 	}
-	defer clear(b)
-	err = unix.SetsockoptString(fd, solTLS, int(dir), string(b))
-	return os.NewSyscallError("setsockopt TLS_"+dir.String(), err)
+	return os.NewSyscallError("setsockopt TLS_"+dir.String(), setsockopt(fd, solTLS, int(dir), buf[:n]))
+}
+
+// setsockopt is setsockopt(2) on a byte buffer, passed as it is. A variable,
+// so tests can see what SetCryptoInfo hands the kernel.
+var setsockopt = func(fd, level, opt int, b []byte) error {
+	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
+		uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // SetTXZerocopyRO wraps setsockopt(fd, SOL_TLS, TLS_TX_ZEROCOPY_RO, 1):
@@ -77,14 +90,14 @@ func RecvRecord(fd int, p, oob []byte, flags int) (n int, recordType uint8, err 
 		// End of stream (n == 0), or data before any record.
 		return n, 0, nil
 	}
-	hdr, data, _, err := unix.ParseOneSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return 0, 0, os.NewSyscallError("recvmsg", err)
-	}
-	if hdr.Level != solTLS || hdr.Type != cmsgGetRecordType || len(data) < 1 {
+	typ, ok, err := parseRecordType(oob[:oobn])
+	switch {
+	case err != nil:
+		return 0, 0, os.NewSyscallError("recvmsg", fmt.Errorf("%w: %w", unix.EINVAL, err))
+	case !ok:
 		return 0, 0, os.NewSyscallError("recvmsg", unix.EBADMSG)
 	}
-	return n, data[0], nil
+	return n, typ, nil
 }
 
 // SendRecord wraps sendmsg(2) with a TLS_SET_RECORD_TYPE control message,

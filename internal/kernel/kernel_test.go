@@ -261,7 +261,7 @@ func TestParseStats(t *testing.T) {
 	}
 }
 
-// TestCryptoInfoLayout checks Marshal against struct
+// TestCryptoInfoLayout checks MarshalTo against struct
 // tls12_crypto_info_aes_gcm_128 and _chacha20_poly1305 from
 // include/uapi/linux/tls.h.
 func TestCryptoInfoLayout(t *testing.T) {
@@ -290,18 +290,26 @@ func TestCryptoInfoLayout(t *testing.T) {
 			[]byte{0, 0, 0, 0, 0, 0, 0, 1}),
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.info.Marshal()
+			buf := bytes.Repeat([]byte{0xaa}, kernel.MaxCryptoInfoLen+1)
+			n, err := tc.info.MarshalTo(buf)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, tc.want) {
-				t.Errorf("Marshal =\n%x\nwant\n%x", got, tc.want)
+			if got := buf[:n]; !bytes.Equal(got, tc.want) {
+				t.Errorf("MarshalTo =\n%x\nwant\n%x", got, tc.want)
+			}
+			if !bytes.Equal(buf[n:], bytes.Repeat([]byte{0xaa}, len(buf)-n)) {
+				t.Errorf("MarshalTo wrote past its %d bytes: %x", n, buf[n:])
 			}
 		})
 	}
 	bad := kernel.CryptoInfo{Version: kernel.VersionTLS13, Cipher: kernel.CipherAESGCM256, Key: key16}
-	if _, err := bad.Marshal(); err == nil {
-		t.Error("Marshal accepted a 16-byte key for AES-256-GCM")
+	if _, err := bad.MarshalTo(make([]byte, kernel.MaxCryptoInfoLen)); err == nil {
+		t.Error("MarshalTo accepted a 16-byte key for AES-256-GCM")
+	}
+	short := kernel.CryptoInfo{Version: kernel.VersionTLS13, Cipher: kernel.CipherAESGCM128, IV: make([]byte, 8), Key: key16, Salt: make([]byte, 4)}
+	if _, err := short.MarshalTo(make([]byte, 39)); err == nil {
+		t.Error("MarshalTo accepted a 39-byte buffer for a 40-byte struct")
 	}
 }
 

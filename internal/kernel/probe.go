@@ -1,10 +1,12 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // A Feature is a kernel capability that ktls can use, found by probing the
@@ -17,16 +19,37 @@ type Feature struct {
 	MinKernel string
 
 	probe func() error
-	once  sync.Once
-	err   error
+	mu    sync.Mutex               // serializes probes
+	known atomic.Pointer[definite] // set once the kernel has answered
 }
 
-// Check probes once per process and returns nil when the feature works, an
-// error matching ErrNotSupported when the kernel lacks it, or another error
-// when the probe itself could not run.
+// definite is a probe's answer from the kernel itself: nil, or an error
+// matching ErrNotSupported.
+type definite struct{ err error }
+
+// Check probes the kernel and returns nil when the feature works, an error
+// matching ErrNotSupported when the kernel lacks it, or another error when
+// the probe itself could not run (EMFILE, ENOMEM, EPERM on the socket...).
+//
+// Only the kernel's answer is cached, for the life of the process, as
+// cilium/ebpf's feature probes do: an inconclusive probe says nothing about
+// the kernel, and caching it would turn a moment of file descriptor
+// exhaustion into "unsupported" until restart. The next Check probes again.
 func (f *Feature) Check() error {
-	f.once.Do(func() { f.err = f.probe() })
-	return f.err
+	if d := f.known.Load(); d != nil {
+		return d.err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d := f.known.Load(); d != nil {
+		return d.err
+	}
+	err := f.probe()
+	if err != nil && !errors.Is(err, ErrNotSupported) {
+		return fmt.Errorf("kernel: could not probe for %s: %w", f.Name, err)
+	}
+	f.known.Store(&definite{err})
+	return err
 }
 
 func (f *Feature) unsupported(reason string) error {

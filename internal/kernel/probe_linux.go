@@ -103,11 +103,22 @@ func installError(f *Feature, err error) error {
 	return err
 }
 
+// prerequisiteError classifies a failure to install the key a probe needs
+// before it can try its feature: where the kernel refused the key, the
+// feature can't be used here either, which is an answer to cache; where
+// the call could not be made, the probe is inconclusive.
+func prerequisiteError(f *Feature, err error) error {
+	if u := installError(f, err); errors.Is(u, ErrNotSupported) {
+		return f.unsupported("the TLS 1.3 AES-128-GCM key it needs was refused: " + err.Error())
+	}
+	return err
+}
+
 func probeTXZerocopyRO() error {
 	f := FeatureTXZerocopyRO
 	return withTLSSocket(f, func(fd int) error {
 		if err := SetCryptoInfo(fd, TX, probeInfo(VersionTLS13, CipherAESGCM128)); err != nil {
-			return err
+			return prerequisiteError(f, err)
 		}
 		return installError(f, SetTXZerocopyRO(fd))
 	})
@@ -117,7 +128,7 @@ func probeRXExpectNoPad() error {
 	f := FeatureRXExpectNoPad
 	return withTLSSocket(f, func(fd int) error {
 		if err := SetCryptoInfo(fd, RX, probeInfo(VersionTLS13, CipherAESGCM128)); err != nil {
-			return err
+			return prerequisiteError(f, err)
 		}
 		return installError(f, SetRXExpectNoPad(fd))
 	})
@@ -128,7 +139,7 @@ func probeRekey() error {
 	return withTLSSocket(f, func(fd int) error {
 		info := probeInfo(VersionTLS13, CipherAESGCM128)
 		if err := SetCryptoInfo(fd, TX, info); err != nil {
-			return err
+			return prerequisiteError(f, err)
 		}
 		err := SetCryptoInfo(fd, TX, info)
 		if errors.Is(err, unix.EBUSY) {

@@ -111,33 +111,44 @@ type CryptoInfo struct {
 	RecSeq  [8]byte
 }
 
-// Marshal returns the struct the kernel expects. The caller owns the bytes
-// and should zero them once the kernel has them.
-func (c *CryptoInfo) Marshal() ([]byte, error) {
+// MaxCryptoInfoLen is the size of the largest tls12_crypto_info_* struct
+// (AES-256-GCM and ChaCha20-Poly1305).
+const MaxCryptoInfoLen = 4 + 12 + 32 + 4 + 8
+
+// MarshalTo writes the struct the kernel expects into b, which must hold
+// MaxCryptoInfoLen bytes, and returns its length. It writes nowhere else:
+// the caller owns the only copy of the keys it makes, and zeroes it once
+// the kernel has them.
+func (c *CryptoInfo) MarshalTo(b []byte) (int, error) {
 	sz, ok := cipherSizes[c.Cipher]
 	if !ok {
-		return nil, fmt.Errorf("kernel: unknown cipher %v", c.Cipher)
+		return 0, fmt.Errorf("kernel: unknown cipher %v", c.Cipher)
 	}
 	if len(c.IV) != sz.iv || len(c.Key) != sz.key || len(c.Salt) != sz.salt {
-		return nil, fmt.Errorf("kernel: %v takes a %d-byte IV, %d-byte key and %d-byte salt, not %d, %d and %d",
+		return 0, fmt.Errorf("kernel: %v takes a %d-byte IV, %d-byte key and %d-byte salt, not %d, %d and %d",
 			c.Cipher, sz.iv, sz.key, sz.salt, len(c.IV), len(c.Key), len(c.Salt))
 	}
-	b := make([]byte, 4, 4+sz.iv+sz.key+sz.salt+sz.recSeq)
+	n := 4 + sz.iv + sz.key + sz.salt + sz.recSeq
+	if len(b) < n {
+		return 0, fmt.Errorf("kernel: a %d-byte buffer for a %d-byte %v crypto info", len(b), n, c.Cipher)
+	}
 	binary.NativeEndian.PutUint16(b[0:], c.Version)
 	binary.NativeEndian.PutUint16(b[2:], uint16(c.Cipher))
-	b = append(b, c.IV...)
-	b = append(b, c.Key...)
-	b = append(b, c.Salt...)
-	b = append(b, c.RecSeq[:]...)
-	return b, nil
+	i := 4
+	i += copy(b[i:], c.IV)
+	i += copy(b[i:], c.Key)
+	i += copy(b[i:], c.Salt)
+	i += copy(b[i:], c.RecSeq[:])
+	return i, nil
 }
 
-// Zero overwrites the key material.
+// Zero overwrites the key material and clears every field, so that what
+// is left can't be installed by mistake.
 func (c *CryptoInfo) Zero() {
 	clear(c.IV)
 	clear(c.Key)
 	clear(c.Salt)
-	clear(c.RecSeq[:])
+	*c = CryptoInfo{}
 }
 
 // SeqBytes encodes a record sequence number as the kernel stores it.
