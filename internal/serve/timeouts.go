@@ -1,0 +1,101 @@
+package serve
+
+import (
+	"io"
+	"net/http"
+	"time"
+)
+
+// writeStep bounds what one write deadline covers when a body goes out
+// with ReadFrom (sendfile): a client must take this much within the write
+// timeout (256 KiB in 60 s is about 4 KiB/s), however large the file.
+const writeStep = 256 << 10
+
+// bounded bounds what a client can make a request's handler wait for.
+//
+// net/http's WriteTimeout bounds a whole response, which would cut a
+// large file to a slow client that still reads. Here every write instead
+// gets a deadline of its own, moved forward on progress, as nginx's
+// send_timeout: a client that stops reading is dropped after
+// writeTimeout, and one that reads slowly is not.
+//
+// A request body is read (by net/http, which discards what the handler
+// left, to keep the connection) under a deadline of readTimeout from the
+// start of the handler: a file server reads no bodies, and a client
+// trickling one can't hold the connection. Requests without a body get
+// no read deadline here: net/http's background read would take its
+// expiry for the client hanging up.
+func bounded(h http.Handler, readTimeout, writeTimeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		if readTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
+			rc.SetReadDeadline(time.Now().Add(readTimeout))
+		}
+		if writeTimeout > 0 {
+			w = &progressWriter{ResponseWriter: w, rc: rc, timeout: writeTimeout}
+			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// progressWriter moves the connection's write deadline forward before
+// each write, and splits a ReadFrom into steps of writeStep bytes, each
+// under its own deadline, still as ReadFrom so that sendfile stays.
+type progressWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *progressWriter) arm() { w.rc.SetWriteDeadline(time.Now().Add(w.timeout)) }
+
+func (w *progressWriter) Write(b []byte) (int, error) {
+	w.arm()
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *progressWriter) WriteHeader(code int) {
+	w.arm()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *progressWriter) ReadFrom(r io.Reader) (int64, error) {
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(writerOnly{w}, r)
+	}
+	// One level of io.LimitedReader around an *os.File is what sendfile
+	// recognises, so a limit the caller set (http.ServeContent's, for a
+	// range) is folded into each step's instead of wrapped by it.
+	src, remain := r, int64(-1)
+	if lr, ok := r.(*io.LimitedReader); ok {
+		src, remain = lr.R, lr.N
+	}
+	var total int64
+	for remain != 0 {
+		n := int64(writeStep)
+		if remain > 0 {
+			n = min(n, remain)
+		}
+		step := &io.LimitedReader{R: src, N: n}
+		w.arm()
+		m, err := rf.ReadFrom(step)
+		total += m
+		if remain > 0 {
+			remain -= m
+		}
+		if lr, ok := r.(*io.LimitedReader); ok {
+			lr.N -= m
+		}
+		if err != nil || step.N > 0 {
+			return total, err // an error, or the end of src
+		}
+	}
+	return total, nil
+}
+
+func (w *progressWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// writerOnly hides ReadFrom, so io.Copy doesn't come back to it.
+type writerOnly struct{ io.Writer }
