@@ -354,4 +354,3 @@ func TestServeRangesAndConditionals(t *testing.T) {
 		t.Errorf("GET / = %d %q, want a listing", code, body)
 	}
 }
-

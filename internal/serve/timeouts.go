@@ -25,17 +25,29 @@ const writeStep = 256 << 10
 // trickling one can't hold the connection. Requests without a body get
 // no read deadline here: net/http's background read would take its
 // expiry for the client hanging up.
+//
+// After the handler, net/http reads what is left of the body before it
+// flushes the response, so the last write deadline leaves room for that
+// read first: without it, a body that takes longer than the write
+// timeout would cost the client its response.
 func bounded(h http.Handler, readTimeout, writeTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
-		if readTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
+		hasBody := r.Body != nil && r.Body != http.NoBody
+		if readTimeout > 0 && hasBody {
 			rc.SetReadDeadline(time.Now().Add(readTimeout))
 		}
-		if writeTimeout > 0 {
-			w = &progressWriter{ResponseWriter: w, rc: rc, timeout: writeTimeout}
-			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if writeTimeout <= 0 {
+			h.ServeHTTP(w, r)
+			return
 		}
-		h.ServeHTTP(w, r)
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		h.ServeHTTP(&progressWriter{ResponseWriter: w, rc: rc, timeout: writeTimeout}, r)
+		last := writeTimeout
+		if hasBody {
+			last += readTimeout
+		}
+		rc.SetWriteDeadline(time.Now().Add(last))
 	})
 }
 
