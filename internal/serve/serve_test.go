@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ktlsgo/ktls/internal/kerneltest"
 	"github.com/ktlsgo/ktls/internal/serve"
 	"github.com/ktlsgo/ktls/internal/testcert"
 )
@@ -200,7 +201,11 @@ func TestServeSlowReader(t *testing.T) {
 	dir := t.TempDir()
 	data := randBytes(2 << 20)
 	writeFile(t, filepath.Join(dir, "f.bin"), data)
-	s := start(t, serve.Config{Dir: dir, WriteTimeout: 300 * time.Millisecond})
+	timeout := 300 * time.Millisecond
+	if _, ok := kerneltest.InLab(); ok {
+		timeout = 500 * time.Millisecond // the emulated client reads slower
+	}
+	s := start(t, serve.Config{Dir: dir, WriteTimeout: timeout})
 	for _, h2 := range []bool{false, true} {
 		tr := &http.Transport{TLSClientConfig: testcert.Get(testcert.ECDSA).ClientConfig(), ForceAttemptHTTP2: h2}
 		resp, err := (&http.Client{Transport: tr}).Get("https://" + s.addr + "/f.bin")
@@ -210,7 +215,7 @@ func TestServeSlowReader(t *testing.T) {
 		var got []byte
 		buf := make([]byte, 64<<10)
 		for {
-			time.Sleep(50 * time.Millisecond) // 2 MiB in more than 1.5 s
+			time.Sleep(50 * time.Millisecond) // 2 MiB in more than 1.6 s
 			n, err := io.ReadFull(resp.Body, buf)
 			got = append(got, buf[:n]...)
 			if err == io.EOF || err == io.ErrUnexpectedEOF {

@@ -42,7 +42,7 @@ func bounded(h http.Handler, readTimeout, writeTimeout time.Duration) http.Handl
 			return
 		}
 		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		h.ServeHTTP(&progressWriter{ResponseWriter: w, rc: rc, timeout: writeTimeout}, r)
+		h.ServeHTTP(&progressWriter{ResponseWriter: w, rc: rc, timeout: writeTimeout, sendfile: r.ProtoMajor == 1}, r)
 		last := writeTimeout
 		if hasBody {
 			last += readTimeout
@@ -51,13 +51,16 @@ func bounded(h http.Handler, readTimeout, writeTimeout time.Duration) http.Handl
 	})
 }
 
-// progressWriter moves the connection's write deadline forward before
-// each write, and splits a ReadFrom into steps of writeStep bytes, each
-// under its own deadline, still as ReadFrom so that sendfile stays.
+// progressWriter moves the write deadline forward before each write.
+// On HTTP/1.1 it splits a ReadFrom into steps of writeStep bytes, each
+// under its own deadline, still as ReadFrom so that sendfile stays; on
+// HTTP/2, which has no sendfile, a ReadFrom is a copy through Write, so
+// each buffer's write has its own deadline (the stream's).
 type progressWriter struct {
 	http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
+	rc       *http.ResponseController
+	timeout  time.Duration
+	sendfile bool // HTTP/1.1: net/http hands ReadFrom to the connection
 }
 
 func (w *progressWriter) arm() { w.rc.SetWriteDeadline(time.Now().Add(w.timeout)) }
@@ -74,7 +77,7 @@ func (w *progressWriter) WriteHeader(code int) {
 
 func (w *progressWriter) ReadFrom(r io.Reader) (int64, error) {
 	rf, ok := w.ResponseWriter.(io.ReaderFrom)
-	if !ok {
+	if !ok || !w.sendfile {
 		return io.Copy(writerOnly{w}, r)
 	}
 	// One level of io.LimitedReader around an *os.File is what sendfile
