@@ -1,7 +1,8 @@
 // Package proxy is the ktls proxy command: a TLS terminator whose
 // connections run on kernel TLS. Plaintext moves between the client and
 // the backend with splice, both ways, without passing through user space;
-// half-closes pass through, and idle connections are closed.
+// half-closes pass through, and idle connections, and those to a peer
+// that stops reading, are closed.
 package proxy
 
 import (
@@ -29,7 +30,8 @@ type Config struct {
 	CertFile string // PEM; with KeyFile, else self-signed
 	KeyFile  string
 	// IdleTimeout closes a connection on which nothing moved, either
-	// way, for this long. Zero means 5 minutes.
+	// way, for this long, with no write waiting (WriteTimeout bounds
+	// those). Zero means 5 minutes.
 	IdleTimeout time.Duration
 	// WriteTimeout closes a connection, both ways, when a write to
 	// either peer makes no progress for this long: a peer that stops
