@@ -24,7 +24,9 @@ connects each to the backend over plain TCP. Bytes move both ways with
 splice: decrypted by the kernel, straight into the backend's socket, and from
 it straight into the kernel to be encrypted. A half-close passes through
 (close_notify to FIN, and FIN to close_notify), connections idle both ways
-for --idle are closed, and each connection is logged.
+for --idle are closed, and so are both sides of a connection when either
+peer takes nothing it is sent for --write-timeout (a client that stops
+reading). Each connection is logged.
 
 The first line it prints is "proxying tls://ADDR to BACKEND (kernel TLS: ...)".`,
 		Args: cobra.NoArgs,
@@ -45,6 +47,8 @@ The first line it prints is "proxying tls://ADDR to BACKEND (kernel TLS: ...)".`
 	f.StringVar(&cfg.CertFile, "cert", "", "certificate chain, PEM (default: self-signed)")
 	f.StringVar(&cfg.KeyFile, "key", "", "private key, PEM")
 	f.DurationVar(&cfg.IdleTimeout, "idle", 5*time.Minute, "close connections idle both ways for this long")
+	f.DurationVar(&cfg.WriteTimeout, "write-timeout", time.Minute, "close a connection when a write to either peer makes no progress for this long")
+	f.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 10*time.Second, "bound on the TLS handshake")
 	f.BoolVar(&json, "log-json", false, "log as JSON")
 	off.register(cmd)
 	return cmd

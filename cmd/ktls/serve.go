@@ -26,6 +26,17 @@ requests, content types. HTTP/1.1 bodies go out with sendfile through the
 kernel's TLS layer. Without --cert and --key it makes a self-signed
 certificate and prints its SHA-256 fingerprint.
 
+Nothing outside --dir is served: paths resolve inside it (os.Root), so ".."
+and symlinks that lead out are not found. Paths with an element that starts
+with "." (.git, .env) are not found either, unless --dotfiles. A private key
+inside --dir is not served, and a warning says to move it out.
+
+A client is bounded in each phase: the TLS handshake and each request header
+by --read-header-timeout, a request body by --read-timeout, a kept-alive
+connection by --idle-timeout, and a client that takes nothing it is sent by
+--write-timeout, which bounds each write's progress, not a whole response (a
+large file still reaches a slow client that reads).
+
 The first line it prints is "serving https://ADDR (kernel TLS: ...)", with
 what the kernel will do, or why it won't. It logs each request to stderr and
 shuts down gracefully on SIGINT or SIGTERM.`,
@@ -47,7 +58,12 @@ shuts down gracefully on SIGINT or SIGTERM.`,
 	f.StringVar(&cfg.CertFile, "cert", "", "certificate chain, PEM (default: self-signed)")
 	f.StringVar(&cfg.KeyFile, "key", "", "private key, PEM")
 	f.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on this address (/metrics)")
+	f.BoolVar(&cfg.Dotfiles, "dotfiles", false, `serve paths with an element that starts with "." (.git, .env)`)
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	f.DurationVar(&cfg.WriteTimeout, "write-timeout", time.Minute, "drop a client that takes nothing it is sent for this long")
+	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "bound on the TLS handshake and on reading each request header")
+	f.DurationVar(&cfg.ReadTimeout, "read-timeout", time.Minute, "bound on reading a request body")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 2*time.Minute, "close a kept-alive connection with no request for this long")
 	f.BoolVar(&json, "log-json", false, "log as JSON")
 	off.register(cmd)
 	return cmd

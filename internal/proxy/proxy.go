@@ -1,7 +1,8 @@
 // Package proxy is the ktls proxy command: a TLS terminator whose
 // connections run on kernel TLS. Plaintext moves between the client and
 // the backend with splice, both ways, without passing through user space;
-// half-closes pass through, and idle connections are closed.
+// half-closes pass through, and idle connections, and those to a peer
+// that stops reading, are closed.
 package proxy
 
 import (
@@ -15,6 +16,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ktlsgo/ktls"
@@ -28,8 +30,14 @@ type Config struct {
 	CertFile string // PEM; with KeyFile, else self-signed
 	KeyFile  string
 	// IdleTimeout closes a connection on which nothing moved, either
-	// way, for this long. Zero means 5 minutes.
+	// way, for this long, with no write waiting (WriteTimeout bounds
+	// those). Zero means 5 minutes.
 	IdleTimeout time.Duration
+	// WriteTimeout closes a connection, both ways, when a write to
+	// either peer makes no progress for this long: a peer that stops
+	// reading can't hold it. Zero means 60 seconds, as nginx's
+	// send_timeout.
+	WriteTimeout time.Duration
 	// HandshakeTimeout bounds the TLS handshake; zero means 10 seconds.
 	HandshakeTimeout time.Duration
 	Options          *ktls.Options
@@ -47,6 +55,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if _, _, err := net.SplitHostPort(cfg.Backend); err != nil {
 		return fmt.Errorf("--backend: %w", err)
 	}
+	for _, t := range []struct {
+		flag string
+		d    time.Duration
+	}{{"--idle", cfg.IdleTimeout}, {"--write-timeout", cfg.WriteTimeout}, {"--handshake-timeout", cfg.HandshakeTimeout}} {
+		if t.d < 0 {
+			return fmt.Errorf("%s: %v is negative", t.flag, t.d)
+		}
+	}
 	cert, err := serve.Certificate(cfg.CertFile, cfg.KeyFile)
 	if err != nil {
 		return err
@@ -56,6 +72,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = time.Minute
 	}
 	ln, err := ktls.ListenWithOptions("tcp", cfg.Listen, &tls.Config{Certificates: []tls.Certificate{cert}}, cfg.Options)
 	if err != nil {
@@ -145,33 +164,32 @@ func (p *proxy) handle(c *ktls.Conn) {
 	p.track(b, true)
 	defer p.track(b, false)
 	defer b.Close()
-	backend := b.(*net.TCPConn)
 
-	var lastActive atomic.Int64
-	lastActive.Store(time.Now().UnixNano())
+	pr := &pair{client: c, backend: b.(*net.TCPConn), idle: p.cfg.IdleTimeout, write: p.cfg.WriteTimeout}
+	pr.touch()
 	var up, down int64
 	var upErr, downErr error
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		// Client to backend: the kernel decrypts, splice carries it.
-		up, upErr = p.copyIdle(c, &lastActive, func() (int64, error) { return c.WriteTo(backend) })
-		backend.CloseWrite()
+		up, upErr = pr.up()
 		if upErr != nil {
-			// The client is gone or broken: the other way can stop too.
-			backend.Close()
+			// The client is gone, broken, idle or not taking what it is
+			// sent: the pair ends, both ways.
+			pr.abort()
+			return
 		}
+		pr.backend.CloseWrite()
 	}()
 	go func() {
 		defer wg.Done()
-		// Backend to client: splice into the socket the kernel encrypts.
-		down, downErr = p.copyIdle(backend, &lastActive, func() (int64, error) { return c.ReadFrom(backend) })
-		if downErr == nil {
-			c.CloseWrite()
-		} else {
-			c.Close()
+		down, downErr = pr.down()
+		if downErr != nil {
+			pr.abort()
+			return
 		}
+		c.CloseWrite()
 	}()
 	wg.Wait()
 	o := c.Offload()
@@ -180,27 +198,200 @@ func (p *proxy) handle(c *ktls.Conn) {
 		"up_err", errString(upErr), "down_err", errString(downErr))
 }
 
-// copyIdle runs copy, a copy that returns at src's read deadline, again
-// and again while data moves either way; it stops when the copy ends, or
-// when nothing moved either way for the idle timeout.
-func (p *proxy) copyIdle(src net.Conn, lastActive *atomic.Int64, copy func() (int64, error)) (int64, error) {
-	idle := p.cfg.IdleTimeout
+// A pair is a client and its backend connection. Plaintext moves both
+// ways in bounded steps, so that no peer holds the pair for longer than
+// the timeouts: a write that makes no progress for write ends it (a peer
+// that stopped reading), and so does idle with nothing moved and nothing
+// waiting to be written either way. A clean end one way (close_notify,
+// FIN) is passed on as a half-close; any other end of either direction
+// closes both connections, which also ends the other direction wherever
+// it is blocked.
+type pair struct {
+	client  *ktls.Conn
+	backend *net.TCPConn
+	idle    time.Duration
+	write   time.Duration
+
+	last    atomic.Int64 // time.Now().UnixNano() when bytes last moved
+	writing atomic.Int32 // writes in progress, which the write timeout bounds
+	closer  sync.Once
+}
+
+func (pr *pair) touch() { pr.last.Store(time.Now().UnixNano()) }
+
+// idleFor is how long nothing has moved either way, or 0 while a write
+// is in progress: the write timeout bounds that, and a slow reader that
+// takes a step longer than idle to drain is not idle.
+func (pr *pair) idleFor() time.Duration {
+	if pr.writing.Load() > 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, pr.last.Load()))
+}
+
+func (pr *pair) beginWrite() { pr.writing.Add(1) }
+
+func (pr *pair) endWrite(n int64) {
+	if n > 0 {
+		pr.touch()
+	}
+	pr.writing.Add(-1)
+}
+
+// abort ends the pair at once. The client's TCP connection closes
+// first, without a close_notify: the client must not take a cut stream
+// for a complete one, and a close_notify to a client that doesn't read
+// would wait for its own deadline.
+func (pr *pair) abort() {
+	pr.closer.Do(func() {
+		pr.client.NetConn().Close()
+		pr.backend.Close()
+	})
+}
+
+// up copies the client's plaintext to the backend until close_notify.
+// The copy is the client's WriteTo, which splices from the kernel's TLS
+// layer into the backend's socket; it returns at the client's read
+// deadline, which measures idleness. The backend goes in as a
+// progressWriter, so each write into it, spliced or not, runs under a
+// write deadline of its own.
+func (pr *pair) up() (int64, error) {
+	dst := &progressWriter{c: pr.backend, timeout: pr.write, pr: pr}
 	var total int64
 	for {
-		src.SetReadDeadline(time.Now().Add(idle))
-		n, err := copy()
+		pr.client.SetReadDeadline(time.Now().Add(pr.idle))
+		n, err := pr.client.WriteTo(dst)
 		total += n
-		now := time.Now()
-		if n > 0 {
-			lastActive.Store(now.UnixNano())
-		}
-		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		switch {
+		case err == nil:
+			return total, nil
+		case dst.stalled.Load():
+			return total, fmt.Errorf("ktls: the backend took nothing for %v", pr.write)
+		case !errors.Is(err, os.ErrDeadlineExceeded):
 			return total, err
 		}
-		if since := now.Sub(time.Unix(0, lastActive.Load())); since >= idle {
-			return total, fmt.Errorf("idle for %v", since.Round(time.Second))
+		if d := pr.idleFor(); d >= pr.idle {
+			return total, fmt.Errorf("ktls: idle for %v", d.Round(time.Millisecond))
 		}
 	}
+}
+
+// downStep bounds what one step of down writes to the client under one
+// write deadline: a client must take this much within the write timeout
+// (256 KiB in 60 s is about 4 KiB/s), however large the whole response.
+const downStep = 256 << 10
+
+// down copies the backend's bytes to the client until the backend's FIN.
+// Each step first waits, up to the idle deadline, for the backend to have
+// bytes, then hands the client's ReadFrom (splice into the kernel's TLS
+// layer) no more than are already there, under a fresh write deadline.
+// So a deadline during a step is the client not reading, never the
+// backend being quiet. The two must be told apart: an expired write
+// deadline can drop what a splice had already taken from the backend, so
+// after one the pair must end, while a quiet backend is only idle.
+func (pr *pair) down() (int64, error) {
+	var total int64
+	for {
+		ready, exact, err := waitData(pr.backend, time.Now().Add(pr.idle))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if d := pr.idleFor(); d >= pr.idle {
+				return total, fmt.Errorf("ktls: idle for %v", d.Round(time.Millisecond))
+			}
+			continue
+		}
+		if err != nil {
+			return total, err
+		}
+		if ready == 0 {
+			return total, nil // the backend's FIN
+		}
+		start := time.Now()
+		wd := start.Add(pr.write)
+		if exact {
+			// The bytes are there: reads don't wait, and no read deadline
+			// may end the step while its write waits.
+			pr.backend.SetReadDeadline(time.Time{})
+		} else {
+			// Without a count of what is ready, the step may also wait
+			// for the backend, up to the idle deadline; the write
+			// deadline comes after it, so that a deadline before wd is
+			// the read's.
+			pr.backend.SetReadDeadline(start.Add(pr.idle))
+			wd = start.Add(pr.idle + pr.write)
+		}
+		pr.client.SetWriteDeadline(wd)
+		lr := &io.LimitedReader{R: pr.backend, N: int64(min(ready, downStep))}
+		pr.beginWrite()
+		n, err := pr.client.ReadFrom(lr)
+		pr.endWrite(n)
+		total += n
+		switch {
+		case err == nil && lr.N > 0:
+			return total, nil // the backend's FIN within the step
+		case err == nil:
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			return total, err
+		case exact || !time.Now().Before(wd):
+			return total, fmt.Errorf("ktls: the client took nothing for %v", pr.write)
+		case pr.idleFor() >= pr.idle:
+			return total, fmt.Errorf("ktls: idle for %v", pr.idleFor().Round(time.Millisecond))
+		}
+	}
+}
+
+// progressWriter is the backend as up writes to it: every write, whether
+// a Write or a splice through the raw connection, first moves the write
+// deadline to now plus the timeout, so it bounds each write's progress
+// and not the whole stream. It keeps the shape that ktls's WriteTo
+// splices into (a syscall.Conn with CloseWrite), and hides the TCP
+// connection's ReadFrom, which would write without coming through here.
+type progressWriter struct {
+	c       *net.TCPConn
+	timeout time.Duration
+	pr      *pair
+	stalled atomic.Bool // a write timed out: the pair must end
+}
+
+func (w *progressWriter) arm() {
+	w.pr.beginWrite()
+	w.c.SetWriteDeadline(time.Now().Add(w.timeout))
+}
+
+func (w *progressWriter) done(n int, err error) {
+	w.pr.endWrite(int64(n))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		w.stalled.Store(true)
+	}
+}
+
+func (w *progressWriter) Write(b []byte) (int, error) {
+	w.arm()
+	n, err := w.c.Write(b)
+	w.done(n, err)
+	return n, err
+}
+
+func (w *progressWriter) CloseWrite() error { return w.c.CloseWrite() }
+
+func (w *progressWriter) SyscallConn() (syscall.RawConn, error) {
+	rc, err := w.c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return progressRawConn{rc, w}, nil
+}
+
+type progressRawConn struct {
+	syscall.RawConn
+	w *progressWriter
+}
+
+// Write is one splice of a chunk into the backend (ktls's drainTo).
+func (rc progressRawConn) Write(f func(fd uintptr) bool) error {
+	rc.w.arm()
+	err := rc.RawConn.Write(f)
+	rc.w.done(1, err)
+	return err
 }
 
 func errString(err error) string {

@@ -29,9 +29,26 @@ type Config struct {
 	CertFile string // PEM certificate chain; with KeyFile, else self-signed
 	KeyFile  string
 	Metrics  string // address for /metrics, or empty
+	// Dotfiles serves paths with an element that starts with "."
+	// (.git, .env); by default they are not found.
+	Dotfiles bool
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
-	Options         *ktls.Options
+	// WriteTimeout drops a client that takes nothing it is sent for this
+	// long: it bounds each write's progress, not a whole response, so a
+	// large file still reaches a slow client that reads. Zero means 60
+	// seconds, as nginx's send_timeout.
+	WriteTimeout time.Duration
+	// ReadHeaderTimeout bounds the TLS handshake and the reading of each
+	// request's header; zero means 10 seconds.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds the reading of a request body; zero means 60
+	// seconds.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a kept-alive connection with no request for this
+	// long; zero means 2 minutes.
+	IdleTimeout time.Duration
+	Options     *ktls.Options
 
 	Stdout io.Writer    // the first line, "serving https://..."
 	Log    *slog.Logger // the access log and events
@@ -39,6 +56,24 @@ type Config struct {
 
 // Run serves until ctx ends, then shuts down gracefully.
 func Run(ctx context.Context, cfg Config) error {
+	for _, t := range []struct {
+		flag string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"--write-timeout", &cfg.WriteTimeout, time.Minute},
+		{"--read-header-timeout", &cfg.ReadHeaderTimeout, 10 * time.Second},
+		{"--read-timeout", &cfg.ReadTimeout, time.Minute},
+		{"--idle-timeout", &cfg.IdleTimeout, 2 * time.Minute},
+		{"--shutdown-timeout", &cfg.ShutdownTimeout, 10 * time.Second},
+	} {
+		if *t.d < 0 {
+			return fmt.Errorf("%s: %v is negative", t.flag, *t.d)
+		}
+		if *t.d == 0 {
+			*t.d = t.def
+		}
+	}
 	st, err := os.Stat(cfg.Dir)
 	if err != nil {
 		return fmt.Errorf("directory to serve: %w", err)
@@ -50,6 +85,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	root, err := os.OpenRoot(cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("directory to serve: %w", err)
+	}
+	defer root.Close()
+	files := &rootFS{root: root, dotfiles: cfg.Dotfiles, hidden: map[string]bool{}}
+	for _, k := range keysInDir(cfg.Dir, cfg.CertFile, cfg.KeyFile) {
+		cfg.Log.Warn("the private key lies inside the directory served; it is not served, but move it out", "file", k.file, "dir", cfg.Dir)
+		files.hidden[k.rel] = true
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
@@ -58,11 +103,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	m := newMetrics()
 	srv := &http.Server{
-		Handler:           accessLog(cfg.Log, m, http.FileServer(http.Dir(cfg.Dir))),
+		Handler:           accessLog(cfg.Log, m, bounded(http.FileServer(files), cfg.ReadTimeout, cfg.WriteTimeout)),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		// HTTP/2 multiplexes streams on one connection, so its writer is
+		// bounded there too: no byte written for WriteTimeout closes it.
+		HTTP2:    &http.HTTP2Config{WriteByteTimeout: cfg.WriteTimeout},
+		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if kc, ok := c.(*ktls.Conn); ok {
 				m.connection(kc.Offload())
@@ -99,11 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-ctx.Done():
 	}
 	cfg.Log.Info("shutting down")
-	timeout := cfg.ShutdownTimeout
-	if timeout == 0 {
-		timeout = 10 * time.Second
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := ks.Shutdown(sctx); err != nil {
 		ks.Close()
@@ -113,6 +157,35 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+type keyInDir struct {
+	file string // as the flag names it
+	rel  string // inside the directory, slash-separated
+}
+
+// keysInDir returns the files among --key and --cert that hold a private
+// key and lie inside dir.
+func keysInDir(dir, certFile, keyFile string) []keyInDir {
+	var out []keyInDir
+	for _, f := range []string{keyFile, certFile} {
+		if f == "" || (f == certFile && f == keyFile && len(out) > 0) {
+			continue
+		}
+		rel, ok := insideDir(dir, f)
+		if !ok {
+			continue
+		}
+		if f == certFile && f != keyFile {
+			// A certificate file may carry its key too.
+			b, err := os.ReadFile(f)
+			if err != nil || !strings.Contains(string(b), "PRIVATE KEY-----") {
+				continue
+			}
+		}
+		out = append(out, keyInDir{file: f, rel: rel})
+	}
+	return out
 }
 
 // Certificate loads the certificate and key the flags name, or makes a

@@ -1,0 +1,131 @@
+package serve
+
+import (
+	"errors"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// rootFS is the http.FileSystem that serve serves: the files under an
+// os.Root, so that no path reaches outside the directory, whether by
+// "..", an absolute symlink or a relative one that climbs out. Unless
+// dotfiles is set, a path with any element that starts with "." (.git,
+// .env, .htpasswd) is not found, and directory listings leave such
+// entries out. hidden names files that are never served (the private
+// key, when it lies inside the directory).
+//
+// Open returns the *os.File itself for a regular file, so that
+// http.ServeContent still hands it to the connection's ReadFrom, which
+// sends it with sendfile; an io/fs wrapper (http.FS(root.FS())) would
+// hide the file and copy every body through user space.
+type rootFS struct {
+	root     *os.Root
+	dotfiles bool
+	hidden   map[string]bool // slash-separated paths relative to the root
+}
+
+func (r *rootFS) Open(name string) (http.File, error) {
+	name = strings.TrimPrefix(path.Clean("/"+name), "/")
+	if name == "" {
+		name = "."
+	}
+	if (!r.dotfiles && hasDotElem(name)) || r.hidden[name] {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	f, err := r.root.Open(filepath.FromSlash(name))
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, err
+		}
+		// A path that escapes the root is, to the client, not there;
+		// net/http would answer anything but these two with a 500.
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	if r.dotfiles && len(r.hidden) == 0 {
+		return f, nil
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.IsDir() {
+		return f, nil
+	}
+	return &dir{File: f, fs: r, name: name}, nil
+}
+
+// hasDotElem reports whether any element of a clean slash-separated
+// relative path starts with ".".
+func hasDotElem(name string) bool {
+	if name == "." {
+		return false
+	}
+	for _, e := range strings.Split(name, "/") {
+		if strings.HasPrefix(e, ".") {
+			return true
+		}
+	}
+	return false
+}
+
+// dir is a directory of a rootFS: its listings leave out what Open
+// would not serve.
+type dir struct {
+	*os.File
+	fs   *rootFS
+	name string
+}
+
+func (d *dir) shown(entry string) bool {
+	if !d.fs.dotfiles && strings.HasPrefix(entry, ".") {
+		return false
+	}
+	return !d.fs.hidden[path.Join(d.name, entry)]
+}
+
+func (d *dir) Readdir(n int) ([]fs.FileInfo, error) {
+	all, err := d.File.Readdir(n)
+	var out []fs.FileInfo
+	for _, fi := range all {
+		if d.shown(fi.Name()) {
+			out = append(out, fi)
+		}
+	}
+	return out, err
+}
+
+func (d *dir) ReadDir(n int) ([]fs.DirEntry, error) {
+	all, err := d.File.ReadDir(n)
+	var out []fs.DirEntry
+	for _, e := range all {
+		if d.shown(e.Name()) {
+			out = append(out, e)
+		}
+	}
+	return out, err
+}
+
+// insideDir returns file's path relative to dir, slash-separated, when
+// file lies inside dir, after symlinks on both.
+func insideDir(dir, file string) (string, bool) {
+	d, err1 := filepath.EvalSymlinks(dir)
+	f, err2 := filepath.EvalSymlinks(file)
+	if err1 != nil || err2 != nil {
+		return "", false
+	}
+	d, err1 = filepath.Abs(d)
+	f, err2 = filepath.Abs(f)
+	if err1 != nil || err2 != nil {
+		return "", false
+	}
+	rel, err := filepath.Rel(d, f)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
+}
