@@ -33,10 +33,15 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 
 // WriteTo copies the plaintext the Conn reads to w until the peer's
 // close_notify, as io.Copy from the Conn does, and returns nil then. Once
-// the kernel decrypts, a TCP or Unix socket, a pipe, or a *Conn whose
-// kernel encrypts gets the data with splice(2), never passing through
-// user space. An alert or a record that fails authentication ends the
-// copy with its error, after everything before it was written.
+// the kernel decrypts, a TCP or Unix socket, a pipe, a file, or a *Conn
+// whose kernel encrypts gets the data with splice(2), never passing
+// through user space; a file splice can't write (opened with O_APPEND or
+// O_DIRECT) is written from user space instead. An alert or a record
+// that fails authentication ends the copy with its error, after
+// everything before it was written.
+//
+// No byte read from the connection is lost when w fails: what w didn't
+// take is kept, and the next Read or WriteTo returns it first.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
