@@ -70,10 +70,20 @@ type Conn struct {
 	// Waiting for c.out in the reader could deadlock two ends whose
 	// writers each wait for the other's reader.
 	updateTX atomic.Bool
-	// activeCall counts Writes in flight and has bit 0 set once Close has
-	// been called, as in crypto/tls: a Close during a Write only closes the
-	// socket, to unblock it.
+	// activeCall counts writes in flight (Write, ReadFrom, UpdateKeys,
+	// CloseWrite, and a relay from another Conn's WriteTo into this one)
+	// and has bit 0 set once Close has been called, as in crypto/tls: a
+	// Close during a write only closes the socket, to unblock it, and never
+	// waits for c.out.
 	activeCall atomic.Int32
+	// writeFailed is the fatal alert the read side sent, or would have
+	// sent had a writer not held c.out. A fatal error ends both directions
+	// (RFC 8446, Section 6.2), but the reader can't wait for c.out: a
+	// writer may hold it for as long as the peer doesn't read. So the
+	// reader records the error here, without the lock, and shuts the
+	// socket for writing to end a blocked call; writers check it between
+	// chunks and report it in place of the error the shutdown gave them.
+	writeFailed atomic.Pointer[error]
 }
 
 // handshakeConn is what crypto/tls runs over: the record-boundary reader,
@@ -262,10 +272,29 @@ func (c *Conn) beginWrite() error {
 
 func (c *Conn) endWrite() { c.activeCall.Add(-2) }
 
+// writeFailure returns the error that ended the writing side from the
+// read side (see writeFailed), or nil.
+func (c *Conn) writeFailure() error {
+	if p := c.writeFailed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// failWrites records err as the end of the writing side, unless an error
+// is there already, and returns the one that stays.
+func (c *Conn) failWrites(err error) error {
+	c.writeFailed.CompareAndSwap(nil, &err)
+	return c.writeFailure()
+}
+
 // lockOut locks the writing side of an offloaded connection, or says why
 // nothing more can be written.
 func (c *Conn) lockOut() error {
 	c.out.Lock()
+	if err := c.writeFailure(); err != nil && c.out.err == nil {
+		c.out.err = err
+	}
 	switch {
 	case c.out.err != nil:
 		err := c.out.err
@@ -290,6 +319,10 @@ func (c *Conn) UpdateKeys(requestPeer bool) error {
 	if !c.kernelTX {
 		return fmt.Errorf("ktls: UpdateKeys needs TX offload: %w", ErrNotSupported)
 	}
+	if err := c.beginWrite(); err != nil {
+		return err
+	}
+	defer c.endWrite()
 	if err := c.lockOut(); err != nil {
 		return err
 	}
@@ -297,9 +330,13 @@ func (c *Conn) UpdateKeys(requestPeer bool) error {
 	return c.updateTXLocked(requestPeer)
 }
 
-// Close sends a close_notify alert, unless a Write is in flight, and
+// Close sends a close_notify alert, unless a write is in flight, and
 // closes the connection. A Read or Write blocked on the connection
-// returns.
+// returns. Close never waits for a write, nor for another Conn's WriteTo
+// relaying into this one: as in crypto/tls, a Close during one only closes
+// the socket, which makes it fail; a relay that is waiting for its source
+// fails when the next data comes, and keeps that data for the source's
+// next Read.
 func (c *Conn) Close() error {
 	var x int32
 	for {
@@ -315,9 +352,13 @@ func (c *Conn) Close() error {
 		return c.tc.Close()
 	}
 	if x != 0 {
-		// A Write is in flight: this Close is to unblock it.
+		// A write is in flight: this Close is to unblock it.
 		return c.raw.Close()
 	}
+	// No write can start now, but the read side may hold c.out to send an
+	// alert or a KeyUpdate to a peer that doesn't read: the deadline
+	// bounds that wait, as it bounds the close_notify.
+	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 	alertErr := c.closeNotify()
 	if err := c.raw.Close(); err != nil {
 		return err
@@ -327,10 +368,15 @@ func (c *Conn) Close() error {
 
 // CloseWrite sends a close_notify alert and shuts down the writing side
 // of the TCP connection. The peer reads io.EOF; this side can still read.
+// It waits for a write in flight, as crypto/tls does.
 func (c *Conn) CloseWrite() error {
 	if !c.handshakeDone.Load() {
 		return errEarlyCloseWrite
 	}
+	if err := c.beginWrite(); err != nil {
+		return err
+	}
+	defer c.endWrite()
 	var err error
 	if c.kernelTX {
 		err = c.closeNotify()
@@ -346,9 +392,11 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// closeNotify sends close_notify through the kernel, bounded by a 5 s
-// write deadline as crypto/tls does, so Close never hangs on a peer that
-// doesn't read.
+// closeNotifyTimeout bounds the close_notify, as in crypto/tls, so Close
+// never hangs on a peer that doesn't read.
+const closeNotifyTimeout = 5 * time.Second
+
+// closeNotify sends close_notify through the kernel.
 func (c *Conn) closeNotify() error {
 	c.out.Lock()
 	defer c.out.Unlock()
@@ -356,7 +404,11 @@ func (c *Conn) closeNotify() error {
 		return nil
 	}
 	c.out.closing = true
-	c.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if c.writeFailure() != nil {
+		// A fatal alert went first, or the socket is shut for writing.
+		return nil
+	}
+	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 	err := c.sendAlertLocked(record.AlertLevelWarning, record.AlertCloseNotify)
 	c.raw.SetWriteDeadline(time.Time{})
 	return err

@@ -41,7 +41,8 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 // everything before it was written.
 //
 // No byte read from the connection is lost when w fails: what w didn't
-// take is kept, and the next Read or WriteTo returns it first.
+// take is kept, and the next Read or WriteTo returns it first. A *Conn
+// that is closed during the copy makes it fail when the next data comes.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err

@@ -24,6 +24,9 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 	lr, limited := r.(*io.LimitedReader)
 	var written int64
 	for {
+		if err := c.writeFailure(); err != nil {
+			return written, err
+		}
 		if err := c.pendingUpdateLocked(); err != nil {
 			return written, err
 		}
@@ -124,9 +127,8 @@ func (c *Conn) readFromKernelStep(r io.Reader) (int64, error) {
 	} else {
 		n, err = io.Copy(writerOnly{kernelWriter{c}}, r)
 	}
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		c.out.err = c.opError("write", err)
-		err = c.out.err
+	if err != nil {
+		err = c.writeErrorLocked(c.opError("write", err))
 	}
 	return n, err
 }
@@ -245,14 +247,14 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 	defer p.close()
 	// Into another *Conn, the relay writes as that Conn's writer
 	// (spliceTarget holds its lock), so it does what a writer does: a
-	// KeyUpdate the peer asked for goes before the next chunk, and the
-	// records count towards the key's limit. Splice also goes down the
-	// same kernel path as ReadFrom's sendfile, which can lose a reset
-	// (see checkSent), so it gets the same check every readFromStep
-	// bytes and before the copy is reported done. That check has not
-	// been seen to fire here: in 84 relays to a peer that reset
-	// (TestRelayToResetPeer), splice itself failed with EPIPE or
-	// ECONNRESET every time.
+	// KeyUpdate the peer asked for goes before the next chunk, a fatal
+	// error from its read side stops it, and the records count towards
+	// the key's limit. Splice also goes down the same kernel path as
+	// ReadFrom's sendfile, which can lose a reset (see checkSent), so it
+	// gets the same check every readFromStep bytes and before the copy is
+	// reported done. That check has not been seen to fire here: in 84
+	// relays to a peer that reset (TestRelayToResetPeer), splice itself
+	// failed with EPIPE or ECONNRESET every time.
 	d, _ := w.(*Conn)
 	if d != nil {
 		w = kernelWriter{d}
@@ -288,7 +290,11 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 		// have left the socket. Whatever fails, they go to w or stay
 		// for the next Read (rescuePipe), never to the pipe's close.
 		if d != nil {
-			if err := d.pendingUpdateLocked(); err != nil {
+			err := d.writeFailure()
+			if err == nil {
+				err = d.pendingUpdateLocked()
+			}
+			if err != nil {
 				// d can't be written any more: writing the data after
 				// all would break its key schedule or its alert.
 				_, rerr := c.rescuePipe(p, n, w, false)
@@ -420,15 +426,19 @@ func spliceTarget(w io.Writer) (syscall.RawConn, func(), bool) {
 	switch d := w.(type) {
 	case *Conn:
 		// Another connection whose kernel encrypts: splice its socket.
+		// The relay is a write in flight there, so d's Close doesn't wait
+		// for it, and it holds d's write lock throughout.
 		if !d.handshakeDone.Load() || !d.kernelTX {
 			return nil, nil, false
 		}
-		d.out.Lock()
-		if d.out.err != nil || d.out.closing {
-			d.out.Unlock()
+		if d.beginWrite() != nil {
 			return nil, nil, false
 		}
-		return d.rawConn(), d.out.Unlock, true
+		if d.lockOut() != nil {
+			d.endWrite()
+			return nil, nil, false
+		}
+		return d.rawConn(), func() { d.out.Unlock(); d.endWrite() }, true
 	case *os.File:
 		rc, err := d.SyscallConn()
 		if err != nil || !spliceWritable(rc) {
