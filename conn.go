@@ -207,7 +207,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	c.in.Lock()
-	defer c.in.Unlock()
+	defer c.unlockIn()
 	if len(c.in.pending) > 0 {
 		n := copy(b, c.in.pending)
 		c.in.pending = c.in.pending[n:]
@@ -270,7 +270,19 @@ func (c *Conn) beginWrite() error {
 	}
 }
 
-func (c *Conn) endWrite() { c.activeCall.Add(-2) }
+// endWrite ends a write that beginWrite counted. The last one to end
+// after a Close wipes the write secret, which Close left to it.
+func (c *Conn) endWrite() {
+	if c.activeCall.Add(-2) != 1 {
+		return
+	}
+	c.out.Lock()
+	if c.out.err == nil {
+		c.out.err = net.ErrClosed
+	}
+	c.zeroTXLocked()
+	c.out.Unlock()
+}
 
 // writeFailure returns the error that ended the writing side from the
 // read side (see writeFailed), or nil.
@@ -336,7 +348,8 @@ func (c *Conn) UpdateKeys(requestPeer bool) error {
 // relaying into this one: as in crypto/tls, a Close during one only closes
 // the socket, which makes it fail; a relay that is waiting for its source
 // fails when the next data comes, and keeps that data for the source's
-// next Read.
+// next Read. Close then wipes the TLS 1.3 traffic secrets, or leaves that
+// to the Read or write still using them, as it ends.
 func (c *Conn) Close() error {
 	var x int32
 	for {
@@ -349,18 +362,25 @@ func (c *Conn) Close() error {
 		}
 	}
 	if !c.handshakeDone.Load() || !c.kernelTX {
+		// The handoff wiped the secrets of a connection the kernel didn't
+		// take.
 		return c.tc.Close()
 	}
 	if x != 0 {
-		// A write is in flight: this Close is to unblock it.
-		return c.raw.Close()
+		// A write is in flight: this Close is to unblock it. The last
+		// write to end wipes the write secret (endWrite).
+		err := c.raw.Close()
+		c.zeroRX()
+		return err
 	}
 	// No write can start now, but the read side may hold c.out to send an
 	// alert or a KeyUpdate to a peer that doesn't read: the deadline
 	// bounds that wait, as it bounds the close_notify.
 	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 	alertErr := c.closeNotify()
-	if err := c.raw.Close(); err != nil {
+	err := c.raw.Close()
+	c.zeroRX()
+	if err != nil {
 		return err
 	}
 	return alertErr
@@ -396,7 +416,8 @@ func (c *Conn) CloseWrite() error {
 // never hangs on a peer that doesn't read.
 const closeNotifyTimeout = 5 * time.Second
 
-// closeNotify sends close_notify through the kernel.
+// closeNotify sends close_notify through the kernel. Nothing is written
+// after it, not even a KeyUpdate, so the write secret is wiped.
 func (c *Conn) closeNotify() error {
 	c.out.Lock()
 	defer c.out.Unlock()
@@ -404,6 +425,7 @@ func (c *Conn) closeNotify() error {
 		return nil
 	}
 	c.out.closing = true
+	defer c.zeroTXLocked()
 	if c.writeFailure() != nil {
 		// A fatal alert went first, or the socket is shut for writing.
 		return nil
@@ -412,6 +434,55 @@ func (c *Conn) closeNotify() error {
 	err := c.sendAlertLocked(record.AlertLevelWarning, record.AlertCloseNotify)
 	c.raw.SetWriteDeadline(time.Time{})
 	return err
+}
+
+// zeroTXLocked wipes the TLS 1.3 write secret, which only a KeyUpdate
+// needs, once nothing more can be written. c.out is locked.
+func (c *Conn) zeroTXLocked() {
+	if c.txSecret != nil {
+		c.txSecret.Zero()
+		c.txSecret = nil
+	}
+}
+
+// unlockIn unlocks the reading side. After a Close, whose zeroRX found it
+// locked, the read that held it wipes the read secrets. Unlocking first
+// and trying the lock again can't miss: either Close's TryLock came after
+// this Unlock and did it, or it failed while this read held the lock,
+// after Close had set bit 0, which is then seen here.
+func (c *Conn) unlockIn() {
+	c.in.Unlock()
+	if c.activeCall.Load()&1 != 0 {
+		c.zeroRX()
+	}
+}
+
+// zeroRX wipes the read side's TLS 1.3 secrets after Close, unless a read
+// holds c.in; that read does it as it ends (unlockIn). Waiting for it
+// could mean waiting for a relay blocked on another connection.
+func (c *Conn) zeroRX() {
+	if !c.in.TryLock() {
+		return
+	}
+	defer c.in.Unlock()
+	if c.in.err == nil {
+		// Reads after Close fail before they could need a secret.
+		c.in.err = net.ErrClosed
+	}
+	for _, s := range []**keyschedule.ApplicationSecret{&c.rxSecret, &c.translateSecret} {
+		if *s != nil {
+			(*s).Zero()
+			*s = nil
+		}
+	}
+	if d := c.deferred; d != nil && d.secret != nil {
+		// The same secret as c.rxSecret, until a KeyUpdate.
+		d.secret.Zero()
+		d.secret = nil
+		if d.err == nil {
+			d.err = net.ErrClosed
+		}
+	}
 }
 
 // rawConn is the socket under the connection; the handoff checked it has

@@ -531,6 +531,9 @@ func (c *Conn) updateTXLocked(requestPeer bool) error {
 	if err := kernel.FeatureRekey.Check(); err != nil {
 		return fmt.Errorf("%w (%v)", ErrKeyUpdateNotSupported, err)
 	}
+	if c.txSecret == nil {
+		return net.ErrClosed // wiped: nothing more is written (zeroTXLocked)
+	}
 	next := c.txSecret.Next()
 	keys := next.Keys()
 	info := cryptoInfo(c.suite, keys, 0)

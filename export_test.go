@@ -1,5 +1,7 @@
 package ktls
 
+import "github.com/ktlsgo/ktls/internal/keyschedule"
+
 // SendAlert sends an alert record through the kernel, without the
 // consequences a real one has here: tests use it to make a peer that sends
 // alerts in mid-stream.
@@ -13,3 +15,25 @@ func (c *Conn) SendAlert(level, desc uint8) error {
 // SetKeyUpdateLimit lowers the number of records after which the write key
 // is updated, so tests can reach it.
 func SetKeyUpdateLimit(o *Options, records uint64) { o.keyUpdateLimit = records }
+
+// TrafficSecrets returns the TLS 1.3 traffic secrets c holds, by role, so
+// tests can check that Close wipes them.
+func (c *Conn) TrafficSecrets() map[string]*keyschedule.ApplicationSecret {
+	m := map[string]*keyschedule.ApplicationSecret{}
+	add := func(name string, s *keyschedule.ApplicationSecret) {
+		if s != nil {
+			m[name] = s
+		}
+	}
+	c.out.Lock()
+	add("tx", c.txSecret)
+	c.out.Unlock()
+	c.in.Lock()
+	add("rx", c.rxSecret)
+	add("translate", c.translateSecret)
+	if c.deferred != nil {
+		add("deferred rx", c.deferred.secret)
+	}
+	c.in.Unlock()
+	return m
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"testing"
 	"time"
 
@@ -152,4 +153,75 @@ func TestFatalAlertStopsWriters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCloseZeroesSecrets: Close wipes the TLS 1.3 traffic secrets kept for
+// KeyUpdate and for following crypto/tls, when idle, and when a Read or a
+// Write is in flight (they wipe theirs as they end).
+func TestCloseZeroesSecrets(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	ccfg, scfg := suiteCases[0].configs()
+	// A session cache keeps the client's RX deferred, with its own copy
+	// of the secret, and a translator for crypto/tls's writes.
+	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	kc, ks := c.(*ktls.Conn), s.(*ktls.Conn)
+
+	type held struct {
+		name  string
+		bytes []byte // the secret's own backing array
+	}
+	secrets := func(who string, k *ktls.Conn, want ...string) []held {
+		t.Helper()
+		var hs []held
+		m := k.TrafficSecrets()
+		for _, name := range want {
+			sec, ok := m[name]
+			if !ok {
+				t.Fatalf("%s holds no %s secret before Close (it holds %v)", who, name, m)
+			}
+			b := reflect.ValueOf(sec).Elem().FieldByName("secret").Bytes()
+			if len(b) == 0 || bytes.Count(b, []byte{0}) == len(b) {
+				t.Fatalf("%s's %s secret is empty before Close", who, name)
+			}
+			hs = append(hs, held{who + " " + name, b})
+		}
+		return hs
+	}
+	client := secrets("client", kc, "tx", "deferred rx", "translate")
+	server := secrets("server", ks, "tx", "rx")
+	wantZero := func(hs []held) {
+		t.Helper()
+		for _, h := range hs {
+			if bytes.Count(h.bytes, []byte{0}) != len(h.bytes) {
+				t.Errorf("the %s secret is not zeroed after Close", h.name)
+			}
+		}
+	}
+
+	// The server Closes during a Read, and a Write that the client
+	// doesn't read.
+	deadline := time.Now().Add(time.Minute)
+	ks.SetDeadline(deadline)
+	kc.SetDeadline(deadline)
+	read, wrote := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := ks.Read(make([]byte, 10)); read <- err }()
+	go func() { _, err := ks.Write(make([]byte, 64<<20)); wrote <- err }()
+	time.Sleep(500 * time.Millisecond) // let them get there; the test holds either way
+	closed := make(chan error, 1)
+	go func() { closed <- ks.Close() }()
+	for _, ch := range []chan error{closed, read, wrote} {
+		select {
+		case <-ch:
+		case <-time.After(promptly):
+			t.Fatalf("Close, or the Read or Write it should end, did not return within %v", promptly)
+		}
+	}
+	wantZero(server)
+
+	// The client Closes idle, with its RX still deferred.
+	if err := kc.Close(); err != nil {
+		t.Logf("client Close: %v", err)
+	}
+	wantZero(client)
 }

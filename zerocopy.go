@@ -52,7 +52,7 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 		c.in.Unlock()
 		return io.Copy(w, readerOnly{c})
 	}
-	defer c.in.Unlock()
+	defer c.unlockIn()
 	var n int64
 	if len(c.in.pending) > 0 {
 		m, err := w.Write(c.in.pending)
