@@ -50,7 +50,7 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	c.in.Lock()
 	if !c.kernelRX.Load() {
 		c.in.Unlock()
-		return io.Copy(w, readerOnly{c})
+		return c.copyRead(w)
 	}
 	defer c.unlockIn()
 	var n int64
@@ -72,7 +72,35 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	return n + m, err
 }
 
-// writerOnly and readerOnly hide ReadFrom and WriteTo, so io.Copy doesn't
-// come back to them.
+// copyRead is WriteTo while crypto/tls reads: io.Copy, except that what
+// w doesn't take is kept for the next Read, where io.Copy would drop it.
+func (c *Conn) copyRead(w io.Writer) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var written int64
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr == nil && m < n {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				c.in.Lock()
+				// Before what Read keeps itself, which came after.
+				c.in.pending = append(buf[m:n:n], c.in.pending...)
+				c.unlockIn()
+				return written, werr
+			}
+		}
+		if err == io.EOF {
+			return written, nil
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+}
+
+// writerOnly hides ReadFrom, so io.Copy doesn't come back to it.
 type writerOnly struct{ io.Writer }
-type readerOnly struct{ io.Reader }

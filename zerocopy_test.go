@@ -750,3 +750,36 @@ func TestWriteToDrainFailure(t *testing.T) {
 		wantWholeStream(t, s, sent, nil)
 	})
 }
+
+// failingWriter takes limit bytes, then fails.
+type failingWriter struct {
+	buf   bytes.Buffer
+	limit int
+}
+
+var errDestinationFull = errors.New("destination full")
+
+func (w *failingWriter) Write(b []byte) (int, error) {
+	n := min(len(b), w.limit-w.buf.Len())
+	w.buf.Write(b[:n])
+	if n < len(b) {
+		return n, errDestinationFull
+	}
+	return n, nil
+}
+
+// TestWriteToFailingWriter: WriteTo into a writer splice can't reach,
+// which fails part way through a buffer: what it didn't take comes from
+// the next Read. On the kernel path and on crypto/tls alike.
+func TestWriteToFailingWriter(t *testing.T) {
+	ccfg, scfg := suiteCases[0].configs()
+	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	s.SetDeadline(time.Now().Add(time.Minute))
+	sent := relayStream(t, c, 1<<20, 0, func() {})
+	w := &failingWriter{limit: 300001}
+	n, err := s.(*ktls.Conn).WriteTo(w)
+	if !errors.Is(err, errDestinationFull) || n != int64(w.limit) {
+		t.Errorf("WriteTo = %d, %v; want %d, %v", n, err, w.limit, errDestinationFull)
+	}
+	wantWholeStream(t, s, sent, w.buf.Bytes())
+}
