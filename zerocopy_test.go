@@ -446,7 +446,9 @@ func TestSpliceAlerts(t *testing.T) {
 			defer a.Close()
 			defer b.Close()
 			var want bytes.Buffer
+			sent := make(chan struct{}) // want is complete
 			go func() {
+				defer close(sent)
 				for i := range 20 {
 					chunk := bytes.Repeat([]byte{byte(i)}, 100<<10+i)
 					want.Write(chunk)
@@ -466,6 +468,7 @@ func TestSpliceAlerts(t *testing.T) {
 			n, err := io.Copy(a, s)
 			a.(*net.TCPConn).CloseWrite()
 			data := <-got
+			<-sent
 			if int64(len(data)) != n || !bytes.Equal(data, want.Bytes()) {
 				t.Fatalf("spliced %d bytes, want %d intact", len(data), want.Len())
 			}
