@@ -70,10 +70,20 @@ type Conn struct {
 	// Waiting for c.out in the reader could deadlock two ends whose
 	// writers each wait for the other's reader.
 	updateTX atomic.Bool
-	// activeCall counts Writes in flight and has bit 0 set once Close has
-	// been called, as in crypto/tls: a Close during a Write only closes the
-	// socket, to unblock it.
+	// activeCall counts writes in flight (Write, ReadFrom, UpdateKeys,
+	// CloseWrite, and a relay from another Conn's WriteTo into this one)
+	// and has bit 0 set once Close has been called, as in crypto/tls: a
+	// Close during a write only closes the socket, to unblock it, and never
+	// waits for c.out.
 	activeCall atomic.Int32
+	// writeFailed is the fatal alert the read side sent, or would have
+	// sent had a writer not held c.out. A fatal error ends both directions
+	// (RFC 8446, Section 6.2), but the reader can't wait for c.out: a
+	// writer may hold it for as long as the peer doesn't read. So the
+	// reader records the error here, without the lock, and shuts the
+	// socket for writing to end a blocked call; writers check it between
+	// chunks and report it in place of the error the shutdown gave them.
+	writeFailed atomic.Pointer[error]
 }
 
 // handshakeConn is what crypto/tls runs over: the record-boundary reader,
@@ -206,7 +216,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	c.in.Lock()
-	defer c.in.Unlock()
+	defer c.unlockIn()
 	if len(c.in.pending) > 0 {
 		n := copy(b, c.in.pending)
 		c.in.pending = c.in.pending[n:]
@@ -269,12 +279,43 @@ func (c *Conn) beginWrite() error {
 	}
 }
 
-func (c *Conn) endWrite() { c.activeCall.Add(-2) }
+// endWrite ends a write that beginWrite counted. The last one to end
+// after a Close wipes the write secret, which Close left to it.
+func (c *Conn) endWrite() {
+	if c.activeCall.Add(-2) != 1 {
+		return
+	}
+	c.out.Lock()
+	if c.out.err == nil {
+		c.out.err = net.ErrClosed
+	}
+	c.zeroTXLocked()
+	c.out.Unlock()
+}
+
+// writeFailure returns the error that ended the writing side from the
+// read side (see writeFailed), or nil.
+func (c *Conn) writeFailure() error {
+	if p := c.writeFailed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// failWrites records err as the end of the writing side, unless an error
+// is there already, and returns the one that stays.
+func (c *Conn) failWrites(err error) error {
+	c.writeFailed.CompareAndSwap(nil, &err)
+	return c.writeFailure()
+}
 
 // lockOut locks the writing side of an offloaded connection, or says why
 // nothing more can be written.
 func (c *Conn) lockOut() error {
 	c.out.Lock()
+	if err := c.writeFailure(); err != nil && c.out.err == nil {
+		c.out.err = err
+	}
 	switch {
 	case c.out.err != nil:
 		err := c.out.err
@@ -299,6 +340,10 @@ func (c *Conn) UpdateKeys(requestPeer bool) error {
 	if !c.kernelTX {
 		return fmt.Errorf("ktls: UpdateKeys needs TX offload: %w", ErrNotSupported)
 	}
+	if err := c.beginWrite(); err != nil {
+		return err
+	}
+	defer c.endWrite()
 	if err := c.lockOut(); err != nil {
 		return err
 	}
@@ -306,9 +351,14 @@ func (c *Conn) UpdateKeys(requestPeer bool) error {
 	return c.updateTXLocked(requestPeer)
 }
 
-// Close sends a close_notify alert, unless a Write is in flight, and
+// Close sends a close_notify alert, unless a write is in flight, and
 // closes the connection. A Read or Write blocked on the connection
-// returns.
+// returns. Close never waits for a write, nor for another Conn's WriteTo
+// relaying into this one: as in crypto/tls, a Close during one only closes
+// the socket, which makes it fail; a relay that is waiting for its source
+// fails when the next data comes, and keeps that data for the source's
+// next Read. Close then wipes the TLS 1.3 traffic secrets, or leaves that
+// to the Read or write still using them, as it ends.
 func (c *Conn) Close() error {
 	var x int32
 	for {
@@ -321,14 +371,25 @@ func (c *Conn) Close() error {
 		}
 	}
 	if !c.handshakeDone.Load() || !c.kernelTX {
+		// The handoff wiped the secrets of a connection the kernel didn't
+		// take.
 		return c.tc.Close()
 	}
 	if x != 0 {
-		// A Write is in flight: this Close is to unblock it.
-		return c.raw.Close()
+		// A write is in flight: this Close is to unblock it. The last
+		// write to end wipes the write secret (endWrite).
+		err := c.raw.Close()
+		c.zeroRX()
+		return err
 	}
+	// No write can start now, but the read side may hold c.out to send an
+	// alert or a KeyUpdate to a peer that doesn't read: the deadline
+	// bounds that wait, as it bounds the close_notify.
+	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 	alertErr := c.closeNotify()
-	if err := c.raw.Close(); err != nil {
+	err := c.raw.Close()
+	c.zeroRX()
+	if err != nil {
 		return err
 	}
 	return alertErr
@@ -336,10 +397,15 @@ func (c *Conn) Close() error {
 
 // CloseWrite sends a close_notify alert and shuts down the writing side
 // of the TCP connection. The peer reads io.EOF; this side can still read.
+// It waits for a write in flight, as crypto/tls does.
 func (c *Conn) CloseWrite() error {
 	if !c.handshakeDone.Load() {
 		return errEarlyCloseWrite
 	}
+	if err := c.beginWrite(); err != nil {
+		return err
+	}
+	defer c.endWrite()
 	var err error
 	if c.kernelTX {
 		err = c.closeNotify()
@@ -355,9 +421,12 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// closeNotify sends close_notify through the kernel, bounded by a 5 s
-// write deadline as crypto/tls does, so Close never hangs on a peer that
-// doesn't read.
+// closeNotifyTimeout bounds the close_notify, as in crypto/tls, so Close
+// never hangs on a peer that doesn't read.
+const closeNotifyTimeout = 5 * time.Second
+
+// closeNotify sends close_notify through the kernel. Nothing is written
+// after it, not even a KeyUpdate, so the write secret is wiped.
 func (c *Conn) closeNotify() error {
 	c.out.Lock()
 	defer c.out.Unlock()
@@ -365,10 +434,64 @@ func (c *Conn) closeNotify() error {
 		return nil
 	}
 	c.out.closing = true
-	c.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	defer c.zeroTXLocked()
+	if c.writeFailure() != nil {
+		// A fatal alert went first, or the socket is shut for writing.
+		return nil
+	}
+	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 	err := c.sendAlertLocked(record.AlertLevelWarning, record.AlertCloseNotify)
 	c.raw.SetWriteDeadline(time.Time{})
 	return err
+}
+
+// zeroTXLocked wipes the TLS 1.3 write secret, which only a KeyUpdate
+// needs, once nothing more can be written. c.out is locked.
+func (c *Conn) zeroTXLocked() {
+	if c.txSecret != nil {
+		c.txSecret.Zero()
+		c.txSecret = nil
+	}
+}
+
+// unlockIn unlocks the reading side. After a Close, whose zeroRX found it
+// locked, the read that held it wipes the read secrets. Unlocking first
+// and trying the lock again can't miss: either Close's TryLock came after
+// this Unlock and did it, or it failed while this read held the lock,
+// after Close had set bit 0, which is then seen here.
+func (c *Conn) unlockIn() {
+	c.in.Unlock()
+	if c.activeCall.Load()&1 != 0 {
+		c.zeroRX()
+	}
+}
+
+// zeroRX wipes the read side's TLS 1.3 secrets after Close, unless a read
+// holds c.in; that read does it as it ends (unlockIn). Waiting for it
+// could mean waiting for a relay blocked on another connection.
+func (c *Conn) zeroRX() {
+	if !c.in.TryLock() {
+		return
+	}
+	defer c.in.Unlock()
+	if c.in.err == nil {
+		// Reads after Close fail before they could need a secret.
+		c.in.err = net.ErrClosed
+	}
+	for _, s := range []**keyschedule.ApplicationSecret{&c.rxSecret, &c.translateSecret} {
+		if *s != nil {
+			(*s).Zero()
+			*s = nil
+		}
+	}
+	if d := c.deferred; d != nil && d.secret != nil {
+		// The same secret as c.rxSecret, until a KeyUpdate.
+		d.secret.Zero()
+		d.secret = nil
+		if d.err == nil {
+			d.err = net.ErrClosed
+		}
+	}
 }
 
 // rawConn is the socket under the connection; the handoff checked it has

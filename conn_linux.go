@@ -278,17 +278,60 @@ func (c *Conn) fatalErr(err error) error {
 }
 
 // sendAlertBestEffort sends an alert from the read side. It doesn't wait
-// for a Write in flight: the connection is failing, and a peer that
-// doesn't read must not block the reader's error.
+// for a write in flight: the connection is failing, and a peer that
+// doesn't read must not block the reader's error. A fatal alert ends the
+// writing side too, whether or not it could be sent: writers in flight
+// stop at their next chunk, or at once if the peer doesn't read (see
+// writeFailed), and later ones fail with the alert's error.
 func (c *Conn) sendAlertBestEffort(level, alert uint8) {
+	if level == record.AlertLevelFatal {
+		c.failWrites(localAlert(alert))
+	}
 	if !c.out.TryLock() {
+		if level == record.AlertLevelFatal {
+			// The writer holding c.out may be blocked on a full socket.
+			// Shutting the socket for writing makes its call fail, and
+			// it reports the alert's error. The alert itself can't go
+			// out in the middle of the writer's data; the peer sees the
+			// stream end without close_notify, which is an error to it.
+			c.shutdownWrite()
+		}
 		return
 	}
 	defer c.out.Unlock()
-	if c.out.err != nil || c.out.closing {
+	// c.out.err may be the alert's own error, set by a writer that saw it
+	// (writeErrorLocked) before the alert was sent.
+	if c.out.closing || c.out.err != nil && c.out.err != c.writeFailure() {
 		return
 	}
 	c.sendAlertLocked(level, alert)
+}
+
+// shutdownWrite shuts the socket for writing, so that a write blocked on
+// it returns.
+func (c *Conn) shutdownWrite() {
+	c.rawConn().Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
+}
+
+// writeErrorLocked makes the error of a write on the socket sticky,
+// except a timeout, after which the stream is still whole. When the read
+// side has failed, its error is the one reported: the failure a writer
+// sees (EPIPE after shutdownWrite, or EBADMSG) is only its consequence.
+// c.out is locked.
+func (c *Conn) writeErrorLocked(err error) error {
+	if errors.Is(err, unix.EBADMSG) {
+		// The kernel refuses to send while a received record that failed
+		// authentication is pending (see sendRecord): the read side is
+		// failing with bad_record_mac, and may not know it yet.
+		c.failWrites(localAlert(record.AlertBadRecordMAC))
+	}
+	if f := c.writeFailure(); f != nil {
+		err = f
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	c.out.err = err
+	return err
 }
 
 // sendAlertLocked sends an alert through the kernel. After a fatal one,
@@ -401,6 +444,9 @@ func (c *Conn) writeKernel(b []byte) (int, error) {
 	}
 	var written int
 	for written < len(b) {
+		if err := c.writeFailure(); err != nil {
+			return written, err
+		}
 		if err := c.pendingUpdateLocked(); err != nil {
 			return written, err
 		}
@@ -442,11 +488,7 @@ func (c *Conn) writeKernelChunk(b []byte) (int, error) {
 		err = werr
 	}
 	if err != nil {
-		err = c.opError("write", err)
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			c.out.err = err
-		}
-		return written, err
+		return written, c.writeErrorLocked(c.opError("write", err))
 	}
 	return written, nil
 }
@@ -508,6 +550,9 @@ func (c *Conn) updateTXLocked(requestPeer bool) error {
 	}
 	if err := kernel.FeatureRekey.Check(); err != nil {
 		return fmt.Errorf("%w (%v)", ErrKeyUpdateNotSupported, err)
+	}
+	if c.txSecret == nil {
+		return net.ErrClosed // wiped: nothing more is written (zeroTXLocked)
 	}
 	next := c.txSecret.Next()
 	keys := next.Keys()

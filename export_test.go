@@ -1,5 +1,7 @@
 package ktls
 
+import "github.com/ktlsgo/ktls/internal/keyschedule"
+
 // SendAlert sends an alert record through the kernel, without the
 // consequences a real one has here: tests use it to make a peer that sends
 // alerts in mid-stream.
@@ -19,4 +21,26 @@ func (c *Conn) RXSecretHeld() bool {
 	c.handshakeMu.Lock()
 	defer c.handshakeMu.Unlock()
 	return c.rxSecret != nil
+}
+
+// TrafficSecrets returns the TLS 1.3 traffic secrets c holds, by role, so
+// tests can check that Close wipes them.
+func (c *Conn) TrafficSecrets() map[string]*keyschedule.ApplicationSecret {
+	m := map[string]*keyschedule.ApplicationSecret{}
+	add := func(name string, s *keyschedule.ApplicationSecret) {
+		if s != nil {
+			m[name] = s
+		}
+	}
+	c.out.Lock()
+	add("tx", c.txSecret)
+	c.out.Unlock()
+	c.in.Lock()
+	add("rx", c.rxSecret)
+	add("translate", c.translateSecret)
+	if c.deferred != nil {
+		add("deferred rx", c.deferred.secret)
+	}
+	c.in.Unlock()
+	return m
 }

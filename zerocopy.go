@@ -33,10 +33,16 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 
 // WriteTo copies the plaintext the Conn reads to w until the peer's
 // close_notify, as io.Copy from the Conn does, and returns nil then. Once
-// the kernel decrypts, a TCP or Unix socket, a pipe, or a *Conn whose
-// kernel encrypts gets the data with splice(2), never passing through
-// user space. An alert or a record that fails authentication ends the
-// copy with its error, after everything before it was written.
+// the kernel decrypts, a TCP or Unix socket, a pipe, a file, or a *Conn
+// whose kernel encrypts gets the data with splice(2), never passing
+// through user space; a file splice can't write (opened with O_APPEND or
+// O_DIRECT) is written from user space instead. An alert or a record
+// that fails authentication ends the copy with its error, after
+// everything before it was written.
+//
+// No byte read from the connection is lost when w fails: what w didn't
+// take is kept, and the next Read or WriteTo returns it first. A *Conn
+// that is closed during the copy makes it fail when the next data comes.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
@@ -44,9 +50,9 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	c.in.Lock()
 	if !c.kernelRX.Load() {
 		c.in.Unlock()
-		return io.Copy(w, readerOnly{c})
+		return c.copyRead(w)
 	}
-	defer c.in.Unlock()
+	defer c.unlockIn()
 	var n int64
 	if len(c.in.pending) > 0 {
 		m, err := w.Write(c.in.pending)
@@ -66,7 +72,35 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	return n + m, err
 }
 
-// writerOnly and readerOnly hide ReadFrom and WriteTo, so io.Copy doesn't
-// come back to them.
+// copyRead is WriteTo while crypto/tls reads: io.Copy, except that what
+// w doesn't take is kept for the next Read, where io.Copy would drop it.
+func (c *Conn) copyRead(w io.Writer) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var written int64
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr == nil && m < n {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				c.in.Lock()
+				// Before what Read keeps itself, which came after.
+				c.in.pending = append(buf[m:n:n], c.in.pending...)
+				c.unlockIn()
+				return written, werr
+			}
+		}
+		if err == io.EOF {
+			return written, nil
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+}
+
+// writerOnly hides ReadFrom, so io.Copy doesn't come back to it.
 type writerOnly struct{ io.Writer }
-type readerOnly struct{ io.Reader }

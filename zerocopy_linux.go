@@ -24,6 +24,9 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 	lr, limited := r.(*io.LimitedReader)
 	var written int64
 	for {
+		if err := c.writeFailure(); err != nil {
+			return written, err
+		}
 		if err := c.pendingUpdateLocked(); err != nil {
 			return written, err
 		}
@@ -124,9 +127,8 @@ func (c *Conn) readFromKernelStep(r io.Reader) (int64, error) {
 	} else {
 		n, err = io.Copy(writerOnly{kernelWriter{c}}, r)
 	}
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		c.out.err = c.opError("write", err)
-		err = c.out.err
+	if err != nil {
+		err = c.writeErrorLocked(c.opError("write", err))
 	}
 	return n, err
 }
@@ -245,14 +247,14 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 	defer p.close()
 	// Into another *Conn, the relay writes as that Conn's writer
 	// (spliceTarget holds its lock), so it does what a writer does: a
-	// KeyUpdate the peer asked for goes before the next chunk, and the
-	// records count towards the key's limit. Splice also goes down the
-	// same kernel path as ReadFrom's sendfile, which can lose a reset
-	// (see checkSent), so it gets the same check every readFromStep
-	// bytes and before the copy is reported done. That check has not
-	// been seen to fire here: in 84 relays to a peer that reset
-	// (TestRelayToResetPeer), splice itself failed with EPIPE or
-	// ECONNRESET every time.
+	// KeyUpdate the peer asked for goes before the next chunk, a fatal
+	// error from its read side stops it, and the records count towards
+	// the key's limit. Splice also goes down the same kernel path as
+	// ReadFrom's sendfile, which can lose a reset (see checkSent), so it
+	// gets the same check every readFromStep bytes and before the copy is
+	// reported done. That check has not been seen to fire here: in 84
+	// relays to a peer that reset (TestRelayToResetPeer), splice itself
+	// failed with EPIPE or ECONNRESET every time.
 	d, _ := w.(*Conn)
 	if d != nil {
 		w = kernelWriter{d}
@@ -284,14 +286,42 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			return written, c.in.err
 		}
 		c.in.sys.useless = 0
+		// From here the n bytes in the pipe exist nowhere else: they
+		// have left the socket. Whatever fails, they go to w or stay
+		// for the next Read (rescuePipe), never to the pipe's close.
 		if d != nil {
-			if err := d.pendingUpdateLocked(); err != nil {
-				return written, err
+			err := d.writeFailure()
+			if err == nil {
+				err = d.pendingUpdateLocked()
+			}
+			if err != nil {
+				// d can't be written any more: writing the data after
+				// all would break its key schedule or its alert.
+				_, rerr := c.rescuePipe(p, n, w, false)
+				if rerr == nil {
+					rerr = err
+				}
+				return written, rerr
 			}
 		}
 		m, err := p.drainTo(dst, n)
 		written += m
 		if err != nil {
+			// Splice into dst failed: dst may not take splice at all (a
+			// file system without it), or it failed. Either way user
+			// space is the only way left to dst.
+			m, werr := c.rescuePipe(p, n-m, w, true)
+			written += m
+			if werr != nil {
+				return written, werr
+			}
+			// dst took through write(2) what splice could not give it:
+			// go on that way.
+			m, err = c.copyKernel(w)
+			written += m
+			if err == nil && d != nil && unchecked > 0 {
+				err = d.checkSent()
+			}
 			return written, err
 		}
 		if d == nil {
@@ -309,7 +339,38 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 	}
 }
 
-// copyKernel is writeToKernel for a writer splice can't reach.
+// rescuePipe takes the left bytes in the pipe back into user space after
+// a splice into the destination failed, offers them to w once if write
+// is set, and keeps what w didn't take for the next Read. It returns
+// what w took, and w's error. c.in is locked, and c.in.pending is empty.
+func (c *Conn) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (int64, error) {
+	if left <= 0 {
+		return 0, nil
+	}
+	buf := make([]byte, left)
+	if err := p.readFull(buf); err != nil {
+		// Not seen to happen: the bytes are in the pipe. Should it, the
+		// stream has a hole in it, and reading on must fail rather than
+		// skip it.
+		c.in.err = fmt.Errorf("ktls: %d decrypted bytes could not be taken back from the splice pipe: %w", left, err)
+		return 0, c.in.err
+	}
+	if !write {
+		c.in.pending = buf
+		return 0, nil
+	}
+	m, err := w.Write(buf)
+	if err == nil && m < len(buf) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		c.in.pending = buf[m:]
+	}
+	return int64(m), err
+}
+
+// copyKernel is writeToKernel for a writer splice can't reach. What w
+// doesn't take stays for the next Read.
 func (c *Conn) copyKernel(w io.Writer) (int64, error) {
 	buf := make([]byte, 64<<10)
 	var written int64
@@ -318,7 +379,11 @@ func (c *Conn) copyKernel(w io.Writer) (int64, error) {
 		if n > 0 {
 			m, werr := w.Write(buf[:n])
 			written += int64(m)
+			if werr == nil && m < n {
+				werr = io.ErrShortWrite
+			}
 			if werr != nil {
+				c.in.pending = buf[m:n]
 				return written, werr
 			}
 		}
@@ -344,6 +409,12 @@ func (c *Conn) controlRecord(w io.Writer) (int64, error) {
 	}
 	if typ == record.TypeApplicationData {
 		m, err := w.Write(buf[:n])
+		if err == nil && m < n {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			c.in.pending = buf[m:n] // for the next Read
+		}
 		return int64(m), err
 	}
 	return 0, c.controlRecordLocked(typ, buf[:n])
@@ -355,18 +426,22 @@ func spliceTarget(w io.Writer) (syscall.RawConn, func(), bool) {
 	switch d := w.(type) {
 	case *Conn:
 		// Another connection whose kernel encrypts: splice its socket.
+		// The relay is a write in flight there, so d's Close doesn't wait
+		// for it, and it holds d's write lock throughout.
 		if !d.handshakeDone.Load() || !d.kernelTX {
 			return nil, nil, false
 		}
-		d.out.Lock()
-		if d.out.err != nil || d.out.closing {
-			d.out.Unlock()
+		if d.beginWrite() != nil {
 			return nil, nil, false
 		}
-		return d.rawConn(), d.out.Unlock, true
+		if d.lockOut() != nil {
+			d.endWrite()
+			return nil, nil, false
+		}
+		return d.rawConn(), func() { d.out.Unlock(); d.endWrite() }, true
 	case *os.File:
 		rc, err := d.SyscallConn()
-		if err != nil {
+		if err != nil || !spliceWritable(rc) {
 			return nil, nil, false
 		}
 		return rc, func() {}, true
@@ -381,6 +456,24 @@ func spliceTarget(w io.Writer) (syscall.RawConn, func(), bool) {
 		}
 	}
 	return nil, nil, false
+}
+
+// spliceWritable reports whether splice(2) can write to the file: it
+// refuses files opened with O_APPEND (EINVAL), and O_DIRECT ones need
+// aligned writes. It fails only after the data has left the socket, so
+// such files are found here and written from user space.
+func spliceWritable(rc syscall.RawConn) bool {
+	var (
+		flags int
+		ferr  error
+	)
+	if err := rc.Control(func(fd uintptr) { flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil || ferr != nil {
+		return false
+	}
+	if flags&unix.O_ACCMODE == unix.O_RDONLY || flags&(unix.O_APPEND|unix.O_DIRECT|unix.O_PATH) != 0 {
+		return false
+	}
+	return true
 }
 
 // splicePipe is the pipe that splice moves data through between two
@@ -426,6 +519,23 @@ func (c *Conn) spliceToPipe(p *splicePipe) (int64, error) {
 		return 0, os.NewSyscallError("splice", serr)
 	}
 	return n, nil
+}
+
+// readFull reads len(b) bytes that are in the pipe.
+func (p *splicePipe) readFull(b []byte) error {
+	for got := 0; got < len(b); {
+		n, err := unix.Read(p.r, b[got:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return os.NewSyscallError("read", err)
+		case n == 0:
+			return io.ErrUnexpectedEOF
+		}
+		got += n
+	}
+	return nil
 }
 
 // drainTo moves n bytes from the pipe to dst.

@@ -16,8 +16,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
@@ -447,7 +450,9 @@ func TestSpliceAlerts(t *testing.T) {
 			defer a.Close()
 			defer b.Close()
 			var want bytes.Buffer
+			sent := make(chan struct{}) // want is complete
 			go func() {
+				defer close(sent)
 				for i := range 20 {
 					chunk := bytes.Repeat([]byte{byte(i)}, 100<<10+i)
 					want.Write(chunk)
@@ -467,6 +472,7 @@ func TestSpliceAlerts(t *testing.T) {
 			n, err := io.Copy(a, s)
 			a.(*net.TCPConn).CloseWrite()
 			data := <-got
+			<-sent
 			if int64(len(data)) != n || !bytes.Equal(data, want.Bytes()) {
 				t.Fatalf("spliced %d bytes, want %d intact", len(data), want.Len())
 			}
@@ -571,4 +577,216 @@ func benchSend(b *testing.B, mode string) {
 	}
 	b.StopTimer()
 	b.ReportMetric(0, "allocs/op")
+}
+
+// randomBytes returns n pseudo-random bytes, the same for a seed.
+func randomBytes(n int, seed byte) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{seed}).Read(b)
+	return b
+}
+
+// relayStream sends n pseudo-random bytes from c in two parts, calling
+// between() once the first is sent, then ends with close_notify. It
+// returns the whole stream.
+func relayStream(t *testing.T, c net.Conn, first, second int, between func()) <-chan []byte {
+	t.Helper()
+	sent := make(chan []byte, 1)
+	go func() {
+		data := randomBytes(first+second, 3)
+		defer func() { sent <- data }()
+		if _, err := c.Write(data[:first]); err != nil {
+			t.Errorf("sending: %v", err)
+			return
+		}
+		between()
+		if _, err := c.Write(data[first:]); err != nil {
+			t.Errorf("sending: %v", err)
+			return
+		}
+		c.(*ktls.Conn).CloseWrite()
+	}()
+	return sent
+}
+
+// wantWholeStream checks that what w received, then what Read returns
+// after WriteTo, is the stream sent, by SHA-256.
+func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, delivered []byte) {
+	t.Helper()
+	rest, err := readAll(s)
+	if err != io.EOF {
+		t.Errorf("Read after WriteTo: %v, want io.EOF after the rest", err)
+	}
+	want := <-sent
+	got := append(delivered, rest...)
+	if sha256.Sum256(got) != sha256.Sum256(want) {
+		t.Fatalf("%d bytes reached the destination and %d came from Read after it, want the %d sent, intact: decrypted data was lost", len(delivered), len(rest), len(want))
+	}
+	t.Logf("%d bytes through WriteTo, %d from Read after it", len(delivered), len(rest))
+}
+
+// TestWriteToAppendFile: splice(2) can't write a file opened with O_APPEND
+// (EINVAL), and it would find out only after the data left the socket.
+// WriteTo writes such a file from user space, and every byte gets there.
+func TestWriteToAppendFile(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	ccfg, scfg := suiteCases[0].configs()
+	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	if o := s.(*ktls.Conn).Offload(); !o.RX {
+		t.Fatalf("Offload() = %v, want RX", o)
+	}
+	s.SetDeadline(time.Now().Add(time.Minute))
+	name := filepath.Join(t.TempDir(), "append")
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sent := relayStream(t, c, 1<<20, 2<<20+12345, func() {})
+	n, err := s.(*ktls.Conn).WriteTo(f)
+	if err != nil {
+		t.Errorf("WriteTo an O_APPEND file: %v", err)
+	}
+	got, _ := os.ReadFile(name)
+	if int64(len(got)) != n {
+		t.Errorf("WriteTo reported %d bytes, the file has %d", n, len(got))
+	}
+	wantWholeStream(t, s, sent, got)
+}
+
+// TestWriteToDrainFailure: the destination fails after splice took data
+// from the socket into WriteTo's pipe. What is in the pipe then goes to
+// the destination through user space, or stays for the next Read; none
+// of it is dropped with the pipe.
+func TestWriteToDrainFailure(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	ccfg, scfg := suiteCases[0].configs()
+
+	// splice stops working mid-copy (O_APPEND set on the open file);
+	// write(2) still does.
+	t.Run("splice-refused-mid-copy", func(t *testing.T) {
+		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+		s.SetDeadline(time.Now().Add(time.Minute))
+		name := filepath.Join(t.TempDir(), "out")
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		sent := relayStream(t, c, 2<<20, 2<<20+777, func() {
+			for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+				if st, err := f.Stat(); err == nil && st.Size() >= 1<<20 {
+					break
+				}
+				if time.Since(start) > 30*time.Second {
+					t.Error("WriteTo wrote no 1 MiB into the file in 30 s")
+					break
+				}
+			}
+			rc, _ := f.SyscallConn()
+			rc.Control(func(fd uintptr) {
+				fl, _ := unix.FcntlInt(fd, unix.F_GETFL, 0)
+				unix.FcntlInt(fd, unix.F_SETFL, fl|unix.O_APPEND)
+			})
+		})
+		n, err := s.(*ktls.Conn).WriteTo(f)
+		if err != nil {
+			t.Errorf("WriteTo: %v", err)
+		}
+		got, _ := os.ReadFile(name)
+		if int64(len(got)) != n {
+			t.Errorf("WriteTo reported %d bytes, the file has %d", n, len(got))
+		}
+		wantWholeStream(t, s, sent, got)
+	})
+
+	// The destination socket is shut for writing mid-copy: EPIPE from
+	// splice, then from write(2).
+	t.Run("socket-shut-mid-copy", func(t *testing.T) {
+		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+		s.SetDeadline(time.Now().Add(time.Minute))
+		a, b := tcpPairPlain()
+		defer a.Close()
+		defer b.Close()
+		var (
+			received = make(chan []byte, 1)
+			oneMiB   = make(chan struct{})
+		)
+		go func() {
+			var buf bytes.Buffer
+			io.CopyN(&buf, b, 1<<20)
+			close(oneMiB)
+			io.Copy(&buf, b)
+			received <- buf.Bytes()
+		}()
+		sent := relayStream(t, c, 2<<20, 2<<20+777, func() {
+			select {
+			case <-oneMiB:
+			case <-time.After(30 * time.Second):
+				t.Error("WriteTo delivered no 1 MiB in 30 s")
+			}
+			a.(*net.TCPConn).CloseWrite()
+		})
+		n, err := s.(*ktls.Conn).WriteTo(a)
+		if err == nil {
+			t.Error("WriteTo into a socket shut for writing succeeded")
+		}
+		t.Logf("WriteTo: %d, %v", n, err)
+		got := <-received
+		if int64(len(got)) != n {
+			t.Errorf("WriteTo reported %d bytes, the destination got %d", n, len(got))
+		}
+		wantWholeStream(t, s, sent, got)
+	})
+
+	// splice refuses /dev/full (no splice_write: EINVAL), and write(2)
+	// fails with ENOSPC: all of it stays for Read.
+	t.Run("dev-full", func(t *testing.T) {
+		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+		s.SetDeadline(time.Now().Add(time.Minute))
+		f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		sent := relayStream(t, c, 1<<20, 0, func() {})
+		n, err := s.(*ktls.Conn).WriteTo(f)
+		if !errors.Is(err, syscall.ENOSPC) || n != 0 {
+			t.Errorf("WriteTo /dev/full = %d, %v; want 0, ENOSPC", n, err)
+		}
+		wantWholeStream(t, s, sent, nil)
+	})
+}
+
+// failingWriter takes limit bytes, then fails.
+type failingWriter struct {
+	buf   bytes.Buffer
+	limit int
+}
+
+var errDestinationFull = errors.New("destination full")
+
+func (w *failingWriter) Write(b []byte) (int, error) {
+	n := min(len(b), w.limit-w.buf.Len())
+	w.buf.Write(b[:n])
+	if n < len(b) {
+		return n, errDestinationFull
+	}
+	return n, nil
+}
+
+// TestWriteToFailingWriter: WriteTo into a writer splice can't reach,
+// which fails part way through a buffer: what it didn't take comes from
+// the next Read. On the kernel path and on crypto/tls alike.
+func TestWriteToFailingWriter(t *testing.T) {
+	ccfg, scfg := suiteCases[0].configs()
+	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	s.SetDeadline(time.Now().Add(time.Minute))
+	sent := relayStream(t, c, 1<<20, 0, func() {})
+	w := &failingWriter{limit: 300001}
+	n, err := s.(*ktls.Conn).WriteTo(w)
+	if !errors.Is(err, errDestinationFull) || n != int64(w.limit) {
+		t.Errorf("WriteTo = %d, %v; want %d, %v", n, err, w.limit, errDestinationFull)
+	}
+	wantWholeStream(t, s, sent, w.buf.Bytes())
 }
