@@ -1,0 +1,193 @@
+package handoff_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ktlsgo/ktls/internal/handoff"
+	"github.com/ktlsgo/ktls/internal/keylog"
+	"github.com/ktlsgo/ktls/internal/keyschedule"
+	rec "github.com/ktlsgo/ktls/internal/record"
+	"github.com/ktlsgo/ktls/internal/testcert"
+)
+
+// side is one end of a handshake run over a handoff.Conn.
+type side struct {
+	raw  net.Conn
+	hc   *handoff.Conn
+	tc   *tls.Conn
+	keys *keylog.Secrets
+}
+
+// handshakeOver runs a handshake between ccfg and scfg, each end over a
+// handoff.Conn with its own key log.
+func handshakeOver(t *testing.T, ccfg, scfg *tls.Config) (client, server side) {
+	t.Helper()
+	craw, sraw := pair(t)
+	client = side{raw: craw, hc: handoff.NewConn(craw, true), keys: keylog.NewSecrets(nil)}
+	server = side{raw: sraw, hc: handoff.NewConn(sraw, false), keys: keylog.NewSecrets(nil)}
+	ccfg, scfg = ccfg.Clone(), scfg.Clone()
+	ccfg.KeyLogWriter, scfg.KeyLogWriter = client.keys, server.keys
+	client.tc, server.tc = tls.Client(client.hc, ccfg), tls.Server(server.hc, scfg)
+	errc := make(chan error, 1)
+	go func() { errc <- server.tc.Handshake() }()
+	cerr := client.tc.Handshake()
+	if serr := <-errc; cerr != nil || serr != nil {
+		t.Fatalf("handshake: client: %v, server: %v", cerr, serr)
+	}
+	return client, server
+}
+
+// appKeys returns the application keys each way, from the key logs, and
+// each direction's TLS 1.3 handshake keys.
+func appKeys(t *testing.T, s *keyschedule.Suite, client, server side) (c, sv, chs, shs keyschedule.TrafficKeys) {
+	t.Helper()
+	if s.Version == tls.VersionTLS12 {
+		master, _ := client.keys.MasterSecret()
+		cr, _ := client.hc.ClientRandom()
+		sr, _ := client.hc.ServerRandom()
+		c, sv, err := keyschedule.KeyBlock(s, master, cr[:], sr[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, sv, chs, shs
+	}
+	get := func(f func() ([]byte, bool)) keyschedule.TrafficKeys {
+		secret, ok := f()
+		if !ok {
+			t.Fatal("a TLS 1.3 secret is missing from the key log")
+		}
+		k, err := keyschedule.HandshakeKeys(s, secret) // the same derivation
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	return get(client.keys.ClientTrafficSecret), get(client.keys.ServerTrafficSecret),
+		get(client.keys.ClientHandshakeTrafficSecret), get(client.keys.ServerHandshakeTrafficSecret)
+}
+
+// count returns the next sequence numbers of one end, written and read, as
+// the handoff computes them.
+func count(s *keyschedule.Suite, e side, own, peer, ownHS, peerHS keyschedule.TrafficKeys) (tx, rx uint64, err error) {
+	w, r := e.hc.Written(), e.hc.ReadRecords()
+	for _, rs := range []handoff.Records{w, r} {
+		n := 0
+		for _, r := range rs.Tail {
+			n += len(r.Bytes)
+		}
+		if n > 128<<10+rec.HeaderLen+1<<16 {
+			return 0, 0, fmt.Errorf("%d bytes of records kept", n)
+		}
+	}
+	if s.Version == tls.VersionTLS12 {
+		if tx, err = w.Sequence12(s, own); err == nil {
+			rx, err = r.Sequence12(s, peer)
+		}
+		return tx, rx, err
+	}
+	if tx, err = w.Sequence13(s, ownHS, own); err == nil {
+		rx, err = r.Sequence13(s, peerHS, peer)
+	}
+	return tx, rx, err
+}
+
+// sendAt writes one application_data record sealed under keys at seq
+// straight to the socket, as the kernel would, and checks that the peer's
+// crypto/tls reads it: a wrong sequence number fails there with
+// bad_record_mac.
+func sendAt(t *testing.T, s *keyschedule.Suite, from, to side, keys keyschedule.TrafficKeys, seq uint64) {
+	t.Helper()
+	p, err := rec.NewProtector(s, keys, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("after the handoff")
+	if _, err := from.raw.Write(p.Seal(rec.TypeApplicationData, msg)); err != nil {
+		t.Fatal(err)
+	}
+	to.tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(to.tc, got); err != nil || string(got) != string(msg) {
+		t.Fatalf("the peer read %q, %v; want %q", got, err, msg)
+	}
+}
+
+// maxTicketedClientCert is the largest padding of a client certificate
+// with which a Go server can still issue a session ticket: the ticket holds
+// the certificate and is at most 64 KiB. With a larger one the handshake
+// fails in crypto/tls, so a client that offers resumption can't have one.
+// A ticket this large is several records under the server's application
+// key, sent before its handshake returns.
+const maxTicketedClientCert = 64_000
+
+// TestSequenceLargeFlights: the sequence numbers a handoff continues from
+// are exact whatever the size of the flights, up to the largest
+// Certificate message crypto/tls accepts, in TLS 1.2 and 1.3, with and
+// without client certificates, with a client that offers resumption, so
+// that a TLS 1.3 server has sent a session ticket under its application
+// key. Each count is checked by a record sealed at it, which the peer's
+// crypto/tls must read. Flights past 256 KiB are where ktls once lost count
+// and reused a nonce (issue 13).
+func TestSequenceLargeFlights(t *testing.T) {
+	// -1 is no client certificate.
+	clientCerts := []int{-1, 0, maxTicketedClientCert, testcert.MaxPadding}
+	paddings := []int{0, 16_000, 120_000, 140_000, 250_000, testcert.MaxPadding}
+	if testing.Short() {
+		paddings = []int{0, testcert.MaxPadding}
+	}
+	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		for _, padding := range paddings {
+			for _, clientCert := range clientCerts {
+				name := fmt.Sprintf("%s/server-%d/client-%d", tls.VersionName(version), padding, clientCert)
+				t.Run(name, func(t *testing.T) {
+					sb := testcert.Large(padding)
+					scfg := &tls.Config{Certificates: []tls.Certificate{sb.Cert}}
+					ccfg := &tls.Config{RootCAs: sb.Pool, ServerName: "localhost", MaxVersion: version}
+					if clientCert <= maxTicketedClientCert {
+						ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+					}
+					if clientCert >= 0 {
+						cb := testcert.Large(clientCert)
+						ccfg.Certificates = []tls.Certificate{cb.Cert}
+						scfg.ClientAuth, scfg.ClientCAs = tls.RequireAndVerifyClientCert, cb.Pool
+					}
+					client, server := handshakeOver(t, ccfg, scfg)
+					cs := client.tc.ConnectionState()
+					s, ok := keyschedule.Lookup(cs.Version, cs.CipherSuite)
+					if !ok {
+						t.Fatalf("%s: no suite", tls.CipherSuiteName(cs.CipherSuite))
+					}
+					ck, sk, chs, shs := appKeys(t, s, client, server)
+					ctx, crx, err := count(s, client, ck, sk, chs, shs)
+					if err != nil {
+						t.Fatalf("client: %v", err)
+					}
+					stx, srx, err := count(s, server, sk, ck, shs, chs)
+					if err != nil {
+						t.Fatalf("server: %v", err)
+					}
+					want := [4]uint64{1, 1, 1, 1} // each side's Finished
+					if version == tls.VersionTLS13 {
+						want = [4]uint64{0, 0, 0, 0}
+						if ccfg.ClientSessionCache != nil {
+							// The server's session ticket: one record, or
+							// several with a large client certificate in
+							// it. sendAt checks the exact number.
+							want[2] = max(stx, 1)
+						}
+					}
+					if got := [4]uint64{ctx, crx, stx, srx}; got != want {
+						t.Fatalf("client TX, RX, server TX, RX = %v, want %v", got, want)
+					}
+					sendAt(t, s, server, client, sk, stx)
+					sendAt(t, s, client, server, ck, ctx)
+				})
+			}
+		}
+	}
+}
