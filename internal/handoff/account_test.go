@@ -1,10 +1,12 @@
 package handoff_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,6 +190,75 @@ func TestSequenceLargeFlights(t *testing.T) {
 					sendAt(t, s, client, server, ck, ctx)
 				})
 			}
+		}
+	}
+}
+
+// TestSequenceRefused: where the records kept can't prove a count, or a
+// record fits no key, Sequence12 and Sequence13 say so instead of
+// counting, and the handoff refuses offload with that reason.
+func TestSequenceRefused(t *testing.T) {
+	s13, _ := keyschedule.Lookup(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
+	s12, _ := keyschedule.Lookup(tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+	keys := func(s *keyschedule.Suite, b byte) keyschedule.TrafficKeys {
+		return keyschedule.TrafficKeys{Key: bytes.Repeat([]byte{b}, s.KeyLen), IV: bytes.Repeat([]byte{b + 1}, s.FixedIVLen)}
+	}
+	hs, app, other := keys(s13, 1), keys(s13, 3), keys(s13, 5)
+	seal := func(s *keyschedule.Suite, k keyschedule.TrafficKeys, typ byte, sizes ...int) []byte {
+		p, err := rec.NewProtector(s, k, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []byte
+		for _, n := range sizes {
+			out = append(out, p.Seal(typ, make([]byte, n))...)
+		}
+		return out
+	}
+	written := func(parts ...[]byte) handoff.Records {
+		hc := handoff.NewConn(sink{}, false)
+		hc.Write(record(22, 40))
+		hc.Write(record(20, 1))
+		for _, p := range parts {
+			hc.Write(p)
+		}
+		return hc.Written()
+	}
+	full := make([]int, 9)
+	for i := range full {
+		full[i] = 16384
+	}
+	for _, c := range []struct {
+		name string
+		rs   handoff.Records
+		want string
+	}{
+		{"more under the application key than is kept", written(seal(s13, hs, 22, 100, 50), seal(s13, app, 22, full...)), "cannot account"},
+		{"a record under a third key", written(seal(s13, hs, 22, 100), seal(s13, other, 22, 10), seal(s13, app, 22, 10)), "neither"},
+		{"no protected record", written(), "no protected record"},
+		{"a plaintext record after protected ones", written(seal(s13, hs, 22, 100), record(22, 10)), "came after protected records"},
+	} {
+		if n, err := c.rs.Sequence13(s13, hs, app); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("TLS 1.3, %s: %d, %v; want an error saying %q", c.name, n, err, c.want)
+		}
+	}
+	// Nothing kept but the application key's records cannot give 0 when
+	// they stand where the handshake key's should.
+	if n, err := written(seal(s13, app, 22, 10)).Sequence13(s13, hs, app); err == nil {
+		t.Errorf("TLS 1.3, no record under the handshake key: counted %d", n)
+	}
+	k12 := keys(s12, 7)
+	for _, c := range []struct {
+		name string
+		rs   handoff.Records
+		want string
+	}{
+		{"a record under another key", written(seal(s12, keys(s12, 9), 22, 30)), "does not open"},
+		{"a record that is not the next", written(seal(s12, k12, 22, 30, 30)[30+5+8+16:]), "does not open"},
+		{"nothing after the ChangeCipherSpec", written(), "no record came after"},
+	} {
+		if n, err := c.rs.Sequence12(s12, k12); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("TLS 1.2, %s: %d, %v; want an error saying %q", c.name, n, err, c.want)
 		}
 	}
 }
