@@ -9,8 +9,9 @@
 // beyond what crypto/tls consumed has left the socket. While doing so it
 // watches the records in both directions, which is how the caller learns
 // what crypto/tls does not expose: the TLS 1.2 server random, how many
-// records each side has protected since the keys changed, and the
-// ciphertext of the records crypto/tls wrote.
+// records went each way, and the newest of those that may be protected,
+// from which Records.Sequence12 and Sequence13 prove how many were under
+// each key.
 //
 // When offload is off, the Conn switches to passthrough and gets out of
 // the way: reads and writes go straight to the socket.
