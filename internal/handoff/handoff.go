@@ -231,17 +231,16 @@ type assembler struct {
 func (a *assembler) feed(b []byte, fn func(record []byte) error) error {
 	for {
 		if len(a.partial) > 0 {
+			// Complete the header first, then, once it says how long
+			// the record is, the record.
 			take := min(recordEnd(a.partial)-len(a.partial), len(b))
 			a.partial = append(a.partial, b[:take]...)
 			b = b[take:]
 			if len(a.partial) < recordEnd(a.partial) {
-				// b is used up: a whole header makes recordEnd the end
-				// of the record, so the loop only stops short of it
-				// when b ran out.
 				if len(b) == 0 {
 					return nil
 				}
-				continue
+				continue // the header just became whole
 			}
 			if err := fn(a.partial); err != nil {
 				a.partial = append(a.partial, b...)
@@ -316,7 +315,7 @@ func (d *direction) see(rec []byte) {
 	d.tailLen += len(rec)
 }
 
-// records returns what d saw, and stops keeping records.
+// snapshot returns what d saw, and stops keeping records.
 func (d *direction) snapshot() Records {
 	r := Records{Total: d.records, SinceCCS: d.afterCCS, AppData: d.appData, Tail: d.tail}
 	if !d.sawCCS {
