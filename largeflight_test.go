@@ -38,6 +38,7 @@ func TestLargeFlight(t *testing.T) {
 		ktlsClient     bool
 		server, client int // certificate paddings; client -1: none
 		clientCache    bool
+		caList         bool // the largest list of client CAs
 	}
 	const max = testcert.MaxPadding
 	v13, v12 := uint16(tls.VersionTLS13), uint16(tls.VersionTLS12)
@@ -48,6 +49,9 @@ func TestLargeFlight(t *testing.T) {
 		{version: v13, server: 0, client: ticketedClientCert, clientCache: true},
 		{version: v13, server: max, client: -1, clientCache: true},
 		{version: v13, server: max, client: ticketedClientCert, clientCache: true},
+		// The largest flight a Go server sends: add the largest
+		// CertificateRequest.
+		{version: v13, server: max, client: ticketedClientCert, clientCache: true, caList: true},
 		// A ktls client with the largest certificate, a Go server.
 		{version: v13, ktlsClient: true, server: 0, client: max},
 		// Two ktls ends, large flights both ways.
@@ -66,6 +70,9 @@ func TestLargeFlight(t *testing.T) {
 			}
 		}
 		name := fmt.Sprintf("%s/%s/server-cert-%d/client-cert-%d", tls.VersionName(c.version), roles, c.server, c.client)
+		if c.caList {
+			name += "/large-CA-list"
+		}
 		t.Run(name, func(t *testing.T) {
 			sb := testcert.Large(c.server)
 			scfg := &tls.Config{Certificates: []tls.Certificate{sb.Cert}}
@@ -77,7 +84,10 @@ func TestLargeFlight(t *testing.T) {
 			if c.client >= 0 {
 				cb := testcert.Large(c.client)
 				ccfg.Certificates = []tls.Certificate{cb.Cert}
-				scfg.ClientAuth, scfg.ClientCAs = tls.RequireAndVerifyClientCert, cb.Pool
+				scfg.ClientAuth, scfg.ClientCAs = tls.RequireAndVerifyClientCert, cb.Pool.Clone()
+				if c.caList {
+					scfg.ClientCAs.AddCert(testcert.LargeSubject(testcert.MaxSubject))
+				}
 			}
 			ktlsServer := roles != "ktls-client"
 			cl, sv := connect(t, endpoint{ktls: c.ktlsClient, config: ccfg}, endpoint{ktls: ktlsServer, config: scfg})

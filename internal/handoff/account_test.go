@@ -36,8 +36,17 @@ func handshakeOver(t *testing.T, ccfg, scfg *tls.Config) (client, server side) {
 	ccfg.KeyLogWriter, scfg.KeyLogWriter = client.keys, server.keys
 	client.tc, server.tc = tls.Client(client.hc, ccfg), tls.Server(server.hc, scfg)
 	errc := make(chan error, 1)
-	go func() { errc <- server.tc.Handshake() }()
+	go func() {
+		err := server.tc.Handshake()
+		if err != nil {
+			sraw.Close() // so the client does not wait for the server
+		}
+		errc <- err
+	}()
 	cerr := client.tc.Handshake()
+	if cerr != nil {
+		craw.Close()
+	}
 	if serr := <-errc; cerr != nil || serr != nil {
 		t.Fatalf("handshake: client: %v, server: %v", cerr, serr)
 	}
@@ -145,50 +154,62 @@ func TestSequenceLargeFlights(t *testing.T) {
 	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		for _, padding := range paddings {
 			for _, clientCert := range clientCerts {
-				name := fmt.Sprintf("%s/server-%d/client-%d", tls.VersionName(version), padding, clientCert)
-				t.Run(name, func(t *testing.T) {
-					sb := testcert.Large(padding)
-					scfg := &tls.Config{Certificates: []tls.Certificate{sb.Cert}}
-					ccfg := &tls.Config{RootCAs: sb.Pool, ServerName: "localhost", MaxVersion: version}
-					if clientCert <= maxTicketedClientCert {
-						ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+				for _, caList := range []bool{false, true} {
+					if caList && clientCert < 0 {
+						continue
 					}
-					if clientCert >= 0 {
-						cb := testcert.Large(clientCert)
-						ccfg.Certificates = []tls.Certificate{cb.Cert}
-						scfg.ClientAuth, scfg.ClientCAs = tls.RequireAndVerifyClientCert, cb.Pool
+					name := fmt.Sprintf("%s/server-%d/client-%d", tls.VersionName(version), padding, clientCert)
+					if caList {
+						// The largest CertificateRequest a Go client takes.
+						name += "/large-CA-list"
 					}
-					client, server := handshakeOver(t, ccfg, scfg)
-					cs := client.tc.ConnectionState()
-					s, ok := keyschedule.Lookup(cs.Version, cs.CipherSuite)
-					if !ok {
-						t.Fatalf("%s: no suite", tls.CipherSuiteName(cs.CipherSuite))
-					}
-					ck, sk, chs, shs := appKeys(t, s, client, server)
-					ctx, crx, err := count(s, client, ck, sk, chs, shs)
-					if err != nil {
-						t.Fatalf("client: %v", err)
-					}
-					stx, srx, err := count(s, server, sk, ck, shs, chs)
-					if err != nil {
-						t.Fatalf("server: %v", err)
-					}
-					want := [4]uint64{1, 1, 1, 1} // each side's Finished
-					if version == tls.VersionTLS13 {
-						want = [4]uint64{0, 0, 0, 0}
-						if ccfg.ClientSessionCache != nil {
-							// The server's session ticket: one record, or
-							// several with a large client certificate in
-							// it. sendAt checks the exact number.
-							want[2] = max(stx, 1)
+					t.Run(name, func(t *testing.T) {
+						sb := testcert.Large(padding)
+						scfg := &tls.Config{Certificates: []tls.Certificate{sb.Cert}}
+						ccfg := &tls.Config{RootCAs: sb.Pool, ServerName: "localhost", MaxVersion: version}
+						if clientCert <= maxTicketedClientCert {
+							ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 						}
-					}
-					if got := [4]uint64{ctx, crx, stx, srx}; got != want {
-						t.Fatalf("client TX, RX, server TX, RX = %v, want %v", got, want)
-					}
-					sendAt(t, s, server, client, sk, stx)
-					sendAt(t, s, client, server, ck, ctx)
-				})
+						if clientCert >= 0 {
+							cb := testcert.Large(clientCert)
+							ccfg.Certificates = []tls.Certificate{cb.Cert}
+							scfg.ClientAuth, scfg.ClientCAs = tls.RequireAndVerifyClientCert, cb.Pool.Clone()
+							if caList {
+								scfg.ClientCAs.AddCert(testcert.LargeSubject(testcert.MaxSubject))
+							}
+						}
+						client, server := handshakeOver(t, ccfg, scfg)
+						cs := client.tc.ConnectionState()
+						s, ok := keyschedule.Lookup(cs.Version, cs.CipherSuite)
+						if !ok {
+							t.Fatalf("%s: no suite", tls.CipherSuiteName(cs.CipherSuite))
+						}
+						ck, sk, chs, shs := appKeys(t, s, client, server)
+						ctx, crx, err := count(s, client, ck, sk, chs, shs)
+						if err != nil {
+							t.Fatalf("client: %v", err)
+						}
+						stx, srx, err := count(s, server, sk, ck, shs, chs)
+						if err != nil {
+							t.Fatalf("server: %v", err)
+						}
+						want := [4]uint64{1, 1, 1, 1} // each side's Finished
+						if version == tls.VersionTLS13 {
+							want = [4]uint64{0, 0, 0, 0}
+							if ccfg.ClientSessionCache != nil {
+								// The server's session ticket: one record, or
+								// several with a large client certificate in
+								// it. sendAt checks the exact number.
+								want[2] = max(stx, 1)
+							}
+						}
+						if got := [4]uint64{ctx, crx, stx, srx}; got != want {
+							t.Fatalf("client TX, RX, server TX, RX = %v, want %v", got, want)
+						}
+						sendAt(t, s, server, client, sk, stx)
+						sendAt(t, s, client, server, ck, ctx)
+					})
+				}
 			}
 		}
 	}

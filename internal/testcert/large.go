@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -77,4 +78,47 @@ func generateLarge(padding int) (*Bundle, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return &Bundle{Cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, Pool: pool}, nil
+}
+
+// MaxSubject is about the largest subject size LargeSubject takes whose
+// certificate a server can list, with one small one, among the client CAs
+// of its CertificateRequest: the list has a 2-byte length, and crypto/tls
+// fails the handshake when it overflows (at 66,000 here).
+const MaxSubject = 65_400
+
+var subjects = map[int]*x509.Certificate{}
+
+// LargeSubject returns a self-signed certificate whose subject holds n
+// bytes: added to a server's ClientCAs, it makes the CertificateRequest,
+// which lists their subjects, about that much larger. Each size is made
+// once per process.
+func LargeSubject(n int) *x509.Certificate {
+	mu.Lock()
+	defer mu.Unlock()
+	if c, ok := subjects[n]; ok {
+		return c
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic("testcert: " + err.Error())
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(4),
+		Subject:      pkix.Name{Organization: []string{strings.Repeat("o", n)}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		IsCA:         true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		panic("testcert: " + err.Error())
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic("testcert: " + err.Error())
+	}
+	subjects[n] = c
+	return c
 }
