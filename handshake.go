@@ -206,8 +206,7 @@ func (c *Conn) deriveKeys() (*handoffKeys, error) {
 	// keys, which the count needs: the TLS 1.3 handshake traffic keys of
 	// each direction. TLS 1.2 has one key change only.
 	var hsTX, hsRX keyschedule.TrafficKeys
-	defer hsTX.Zero()
-	defer hsRX.Zero()
+	defer func() { hsTX.Zero(); hsRX.Zero() }() // as set below, not now
 	switch c.suite.Version {
 	case tls.VersionTLS12:
 		master, ok1 := c.hc.masterSecret()
