@@ -206,13 +206,19 @@ func (c *Conn) setOption(f *kernel.Feature, set func(fd int) error) error {
 }
 
 // deriveKeys computes both directions' keys from the captured secrets, and
-// the sequence numbers from what crypto/tls read and wrote.
+// the sequence numbers from what crypto/tls read and wrote. Each sequence
+// number is proven, not assumed: see countRecords.
 func (c *Conn) deriveKeys() (*handoffKeys, error) {
 	sec := c.hc.secrets
 	if sec == nil {
 		return nil, errors.New("ktls: the handshake's secrets were not captured")
 	}
 	keys := &handoffKeys{}
+	// The keys of the records crypto/tls protected before the application
+	// keys, which the count needs: the TLS 1.3 handshake traffic keys of
+	// each direction. TLS 1.2 has one key change only.
+	var hsTX, hsRX keyschedule.TrafficKeys
+	defer func() { hsTX.Zero(); hsRX.Zero() }() // as set below, not now
 	switch c.suite.Version {
 	case tls.VersionTLS12:
 		master, ok1 := c.hc.masterSecret()
@@ -230,15 +236,16 @@ func (c *Conn) deriveKeys() (*handoffKeys, error) {
 		if !c.isClient {
 			keys.tx, keys.rx = server, client
 		}
-		// Each side's Finished was the first record under these keys.
-		read, written := c.hc.RecordsSinceCCS()
-		keys.rxSeq, keys.txSeq = uint64(read), uint64(written)
 	case tls.VersionTLS13:
 		clientSecret, ok1 := sec.ClientTrafficSecret()
 		serverSecret, ok2 := sec.ServerTrafficSecret()
+		clientHS, ok3 := sec.ClientHandshakeTrafficSecret()
+		serverHS, ok4 := sec.ServerHandshakeTrafficSecret()
 		defer clear(clientSecret)
 		defer clear(serverSecret)
-		if !ok1 || !ok2 {
+		defer clear(clientHS)
+		defer clear(serverHS)
+		if !ok1 || !ok2 || !ok3 || !ok4 {
 			return nil, errors.New("ktls: the TLS 1.3 traffic secrets were not captured")
 		}
 		client, err := keyschedule.NewApplicationSecret(c.suite, clientSecret)
@@ -250,65 +257,74 @@ func (c *Conn) deriveKeys() (*handoffKeys, error) {
 			return nil, err
 		}
 		c.txSecret, c.rxSecret = client, server
-		own := clientSecret
+		own, ownHS, peerHS := clientSecret, clientHS, serverHS
 		if !c.isClient {
 			c.txSecret, c.rxSecret = server, client
-			own = serverSecret
+			own, ownHS, peerHS = serverSecret, serverHS, clientHS
 		}
 		// crypto/tls's own write key, which it keeps using while it reads.
 		if c.translateSecret, err = keyschedule.NewApplicationSecret(c.suite, own); err != nil {
 			return nil, err
 		}
 		keys.tx, keys.rx = c.txSecret.Keys(), c.rxSecret.Keys()
-		// Nothing has been read under the peer's application key yet:
-		// the handshake ends at the peer's Finished.
-		keys.rxSeq = 0
+		if hsTX, err = keyschedule.HandshakeKeys(c.suite, ownHS); err != nil {
+			keys.zero()
+			return nil, err
+		}
+		if hsRX, err = keyschedule.HandshakeKeys(c.suite, peerHS); err != nil {
+			keys.zero()
+			return nil, err
+		}
 	}
 	sec.Zero()
 	clear(c.hc.resumedMaster)
 	c.hc.resumedMaster = nil
-	seq, err := c.countWritten(keys.tx)
-	if err != nil {
+	var err error
+	if keys.txSeq, keys.rxSeq, err = c.countRecords(keys, hsTX, hsRX); err != nil {
 		keys.zero()
 		return nil, err
-	}
-	if c.suite.Version == tls.VersionTLS13 {
-		keys.txSeq = seq
-	} else if seq != keys.txSeq {
-		keys.zero()
-		return nil, fmt.Errorf("ktls: internal error: %d records after ChangeCipherSpec, %d under the derived key", keys.txSeq, seq)
 	}
 	return keys, nil
 }
 
-// countWritten returns how many of the records crypto/tls wrote are under
-// the application write key. It is the sequence number the kernel must
-// continue from: a TLS 1.3 server has already sent its session tickets
-// under that key when the handshake returns. Opening the records also
-// proves the derived key is the one crypto/tls used, before it goes to the
-// kernel.
-func (c *Conn) countWritten(tx keyschedule.TrafficKeys) (uint64, error) {
-	p, err := record.NewProtector(c.suite, tx, 0)
-	if err != nil {
-		return 0, err
-	}
-	written := c.hc.Written()
-	first := -1
-	for i, rec := range written {
-		if _, _, err := p.Open(rec); err == nil {
-			first = i
-			break
+// countRecords returns the sequence numbers the kernel must continue from:
+// how many records crypto/tls wrote, and read, under the application keys.
+// A TLS 1.3 server has already sent its session ticket under its key when
+// the handshake returns, so its count is not 0; in TLS 1.2 each side's
+// Finished was the first record under the new keys.
+//
+// Every record crypto/tls wrote after its ChangeCipherSpec, or with outer
+// type application_data, is accounted for, by opening it or by a proof from
+// one that opens (handoff.Records.Sequence12, Sequence13), as one under the
+// handshake keys (hsTX, TLS 1.3) or under keys.tx: a record missed would
+// make the kernel reuse a nonce. Of the records read, the same proof shows
+// that none was under the peer's TLS 1.3 application key, as the handshake
+// ends at the peer's Finished; the kernel starts at 0 there, and a record
+// read under that key would be lost to it. Opening the records also proves
+// that the derived keys are those crypto/tls used, before they go to the
+// kernel. Where a count can't be proven, offload is refused with the
+// reason: nothing is guessed.
+func (c *Conn) countRecords(keys *handoffKeys, hsTX, hsRX keyschedule.TrafficKeys) (txSeq, rxSeq uint64, err error) {
+	written, read := c.hc.Written(), c.hc.ReadRecords()
+	if c.suite.Version == tls.VersionTLS12 {
+		if txSeq, err = written.Sequence12(c.suite, keys.tx); err != nil {
+			return 0, 0, fmt.Errorf("%w (of the records crypto/tls wrote)", err)
 		}
-	}
-	if first < 0 {
-		return 0, nil
-	}
-	for _, rec := range written[first+1:] {
-		if _, _, err := p.Open(rec); err != nil {
-			return 0, errors.New("ktls: internal error: a record crypto/tls wrote after the key change does not open under the derived key")
+		if rxSeq, err = read.Sequence12(c.suite, keys.rx); err != nil {
+			return 0, 0, fmt.Errorf("%w (of the records crypto/tls read)", err)
 		}
+		return txSeq, rxSeq, nil
 	}
-	return p.Seq(), nil
+	if txSeq, err = written.Sequence13(c.suite, hsTX, keys.tx); err != nil {
+		return 0, 0, fmt.Errorf("%w (of the records crypto/tls wrote)", err)
+	}
+	if rxSeq, err = read.Sequence13(c.suite, hsRX, keys.rx); err != nil {
+		return 0, 0, fmt.Errorf("%w (of the records crypto/tls read)", err)
+	}
+	if rxSeq != 0 {
+		return 0, 0, fmt.Errorf("ktls: crypto/tls read %d records under the peer's application key during the handshake", rxSeq)
+	}
+	return txSeq, rxSeq, nil
 }
 
 // translateRecord is where records crypto/tls writes after the kernel took

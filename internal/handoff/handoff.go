@@ -9,8 +9,9 @@
 // beyond what crypto/tls consumed has left the socket. While doing so it
 // watches the records in both directions, which is how the caller learns
 // what crypto/tls does not expose: the TLS 1.2 server random, how many
-// records each side has protected since the keys changed, and the
-// ciphertext of the records crypto/tls wrote.
+// records went each way, and the newest of those that may be protected,
+// from which Records.Sequence12 and Sequence13 prove how many were under
+// each key.
 //
 // When offload is off, the Conn switches to passthrough and gets out of
 // the way: reads and writes go straight to the socket.
@@ -34,9 +35,24 @@ const (
 	modeHandedOff                // the kernel has this direction; crypto/tls must not touch it
 )
 
-// retainLimit bounds the ciphertext kept for the caller's trial decryption.
-// A handshake writes a few kilobytes; only the last records matter.
-const retainLimit = 256 << 10
+// tailLimit bounds the bytes of the newest possibly protected records a
+// Conn keeps of what crypto/tls wrote, for the caller to open them.
+//
+// A handshake's flight can be far larger (a TLS 1.3 server's Certificate
+// alone may reach 256 KiB, its CertificateRequest 64 KiB), so keeping
+// everything would let the flight size decide the memory, and keeping the
+// oldest, as this package once did, loses exactly the records that matter:
+// the last ones under the handshake keys and every one under the
+// application keys. So a Conn counts every record and keeps only the
+// newest, and the caller proves from the oldest record kept that all the
+// ones before it were under the handshake keys (see Records.Sequence13).
+// What it must keep is the records under the application keys that
+// crypto/tls wrote before the handshake returned (a TLS 1.3 server's
+// session ticket: one NewSessionTicket, at most 64 KiB, so at most five
+// records) plus one record under the handshake keys: 128 KiB holds seven
+// records of the largest size crypto/tls writes. Where it would not, the
+// proof fails and offload is refused; nothing is guessed.
+const tailLimit = 128 << 10
 
 // ErrHandedOff is returned to crypto/tls when it reads after the kernel has
 // taken over the receive direction.
@@ -60,9 +76,7 @@ type Conn struct {
 
 	// Write side.
 	wmu       sync.Mutex
-	wpartial  []byte // a record split across writes
-	retained  [][]byte
-	retainLen int
+	wpartial  assembler // a record split across writes
 	translate func(record []byte) error
 
 	smu sync.Mutex // guards the directions' stats
@@ -75,7 +89,15 @@ type direction struct {
 	records  int
 	sawCCS   bool
 	afterCCS int    // records after the first ChangeCipherSpec
+	appData  int    // records of outer type application_data
 	hello    []byte // the start of the handshake stream, for the ServerHello
+	// The newest records that may be protected, and their bytes. keep is
+	// how many bytes may be kept; 0 keeps only the newest record, and
+	// stopped keeps none.
+	tail    []Record
+	tailLen int
+	keep    int
+	stopped bool
 }
 
 // helloPrefix is how much of a hello message holds the random: type (1),
@@ -84,7 +106,10 @@ const helloPrefix = 38
 
 // NewConn wraps c, the TCP connection of a client or a server.
 func NewConn(c net.Conn, isClient bool) *Conn {
-	return &Conn{Conn: c, isClient: isClient}
+	// Of the records read, the newest one suffices: what the caller must
+	// prove of them is that the last one before the handoff was under the
+	// handshake keys, which implies the same of all before it.
+	return &Conn{Conn: c, isClient: isClient, out: direction{keep: tailLimit}}
 }
 
 // Read gives crypto/tls at most the rest of one record.
@@ -167,13 +192,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(b)
 	c.wmu.Lock()
-	c.wpartial = append(c.wpartial, b[:n]...)
-	c.wpartial = c.eachRecord(c.wpartial, func(rec []byte) error {
-		afterCCS := c.see(&c.out, rec, !c.isClient)
-		if (afterCCS || rec[0] == record.TypeApplicationData) && c.retainLen < retainLimit {
-			c.retained = append(c.retained, append([]byte(nil), rec...))
-			c.retainLen += len(rec)
-		}
+	// Only what reached the socket counts. A short write fails
+	// crypto/tls's connection, so nothing of this stream is sent again.
+	c.wpartial.feed(b[:n], func(rec []byte) error {
+		c.see(&c.out, rec, !c.isClient)
 		return nil
 	})
 	c.wmu.Unlock()
@@ -189,56 +211,118 @@ func (c *Conn) translateWrite(b []byte) (int, error) {
 	if c.translate == nil {
 		return 0, ErrHandedOff
 	}
-	c.wpartial = append(c.wpartial, b...)
-	var err error
-	c.wpartial = c.eachRecord(c.wpartial, func(rec []byte) error {
-		if err == nil {
-			err = c.translate(rec)
-		}
-		return err
-	})
-	if err != nil {
+	if err := c.wpartial.feed(b, c.translate); err != nil {
 		return 0, err
 	}
 	return len(b), nil
 }
 
-// eachRecord calls fn for every complete record at the start of buf and
-// returns what is left.
-func (c *Conn) eachRecord(buf []byte, fn func([]byte) error) []byte {
-	for len(buf) >= record.HeaderLen {
-		n := record.HeaderLen + int(binary.BigEndian.Uint16(buf[3:5]))
-		if len(buf) < n {
-			break
-		}
-		if fn(buf[:n]) != nil {
-			break
-		}
-		buf = buf[n:]
-	}
-	// Keep the remainder in a buffer of its own, so the caller's slice
-	// can be reused.
-	return append([]byte(nil), buf...)
+// An assembler cuts a byte stream written in pieces of any size into
+// records. It holds at most one incomplete record: a header of at most 5
+// bytes and a body of at most 64 KiB, whatever the writer does.
+type assembler struct {
+	partial []byte
 }
 
-// see records a record going one way, and reports whether it came after
-// a ChangeCipherSpec. serverToClient says whether this is the direction
-// ServerHello travels in, rather than ClientHello.
-func (c *Conn) see(d *direction, rec []byte, serverToClient bool) (afterCCS bool) {
+// feed calls fn for each record that b completes, in order, and keeps the
+// start of an incomplete one for the next call. fn must not keep the
+// slice it is given. If fn fails, feed stops and returns the error,
+// keeping the record fn refused and what follows it.
+func (a *assembler) feed(b []byte, fn func(record []byte) error) error {
+	for {
+		if len(a.partial) > 0 {
+			// Complete the header first, then, once it says how long
+			// the record is, the record.
+			take := min(recordEnd(a.partial)-len(a.partial), len(b))
+			a.partial = append(a.partial, b[:take]...)
+			b = b[take:]
+			if len(a.partial) < recordEnd(a.partial) {
+				if len(b) == 0 {
+					return nil
+				}
+				continue // the header just became whole
+			}
+			if err := fn(a.partial); err != nil {
+				a.partial = append(a.partial, b...)
+				return err
+			}
+			a.partial = a.partial[:0]
+			continue
+		}
+		if len(b) == 0 {
+			return nil
+		}
+		end := recordEnd(b)
+		if len(b) < end {
+			// Copy, so the caller's slice can be reused.
+			a.partial = append(a.partial[:0], b...)
+			return nil
+		}
+		if err := fn(b[:end]); err != nil {
+			a.partial = append(a.partial[:0], b...)
+			return err
+		}
+		b = b[end:]
+	}
+}
+
+// recordEnd returns the length of the record that b starts, or the header
+// length while b holds less than a header.
+func recordEnd(b []byte) int {
+	if len(b) < record.HeaderLen {
+		return record.HeaderLen
+	}
+	return record.HeaderLen + int(binary.BigEndian.Uint16(b[3:5]))
+}
+
+// see records a record going one way. serverToClient says whether this
+// is the direction ServerHello travels in, rather than ClientHello.
+func (c *Conn) see(d *direction, rec []byte, serverToClient bool) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	d.records++
+	d.see(rec)
+}
+
+func (d *direction) see(rec []byte) {
+	r := Record{SinceCCS: -1, AppData: d.appData}
 	switch {
 	case d.sawCCS:
+		r.SinceCCS = d.afterCCS
 		d.afterCCS++
-		return true
 	case rec[0] == record.TypeChangeCipherSpec:
 		d.sawCCS = true
 	case rec[0] == record.TypeHandshake && len(d.hello) < helloPrefix:
 		body := rec[record.HeaderLen:]
 		d.hello = append(d.hello, body[:min(len(body), helloPrefix-len(d.hello))]...)
 	}
-	return false
+	d.records++
+	if rec[0] == record.TypeApplicationData {
+		d.appData++
+	}
+	if d.stopped || (r.SinceCCS < 0 && rec[0] != record.TypeApplicationData) {
+		return
+	}
+	// Drop the oldest records until this one fits, keeping it even when
+	// it alone is over the limit.
+	drop := 0
+	for drop < len(d.tail) && d.tailLen+len(rec) > d.keep {
+		d.tailLen -= len(d.tail[drop].Bytes)
+		d.tail[drop] = Record{}
+		drop++
+	}
+	d.tail = append(d.tail[drop:], r)
+	d.tail[len(d.tail)-1].Bytes = append([]byte(nil), rec...)
+	d.tailLen += len(rec)
+}
+
+// snapshot returns what d saw, and stops keeping records.
+func (d *direction) snapshot() Records {
+	r := Records{Total: d.records, SinceCCS: d.afterCCS, AppData: d.appData, Tail: d.tail}
+	if !d.sawCCS {
+		r.SinceCCS = -1
+	}
+	d.tail, d.tailLen, d.stopped = nil, 0, true
+	return r
 }
 
 // ServerRandom returns the random of the ServerHello, once it has passed.
@@ -286,15 +370,23 @@ func (c *Conn) RecordsRead() int {
 	return c.in.records
 }
 
-// Written returns the records crypto/tls has written that may be under
-// new keys (those after its ChangeCipherSpec, and any of outer type
-// application_data), oldest first, and stops keeping them.
-func (c *Conn) Written() [][]byte {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	r := c.retained
-	c.retained, c.retainLen = nil, retainLimit
-	return r
+// Written returns what crypto/tls has written: the counts, and the newest
+// records that may be under new keys (those after its ChangeCipherSpec,
+// and any of outer type application_data). From then on, no more records
+// are kept, only counted.
+func (c *Conn) Written() Records {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.out.snapshot()
+}
+
+// ReadRecords returns what crypto/tls has been given to read, as Written
+// does; of the records that may be under new keys, only the newest is
+// kept.
+func (c *Conn) ReadRecords() Records {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.in.snapshot()
 }
 
 // Buffered reports whether part of a record has been read from the socket
@@ -315,7 +407,11 @@ func (c *Conn) SawEOF() bool { return c.eof.Load() }
 func (c *Conn) OnRead(fn func(record []byte)) { c.onRead = fn }
 
 // ReadPassthrough lets crypto/tls read the socket directly from now on.
-func (c *Conn) ReadPassthrough() { c.rmode.Store(modePassthrough); c.onRead = nil }
+func (c *Conn) ReadPassthrough() {
+	c.rmode.Store(modePassthrough)
+	c.onRead = nil
+	c.ReadRecords()
+}
 
 // WritePassthrough lets crypto/tls write the socket directly from now on.
 func (c *Conn) WritePassthrough() {
@@ -334,8 +430,8 @@ func (c *Conn) HandOffRead() { c.rmode.Store(modeHandedOff); c.onRead = nil }
 func (c *Conn) HandOffWrite(translate func(record []byte) error) {
 	c.wmu.Lock()
 	c.translate = translate
-	c.retained, c.retainLen = nil, retainLimit
 	c.wmu.Unlock()
+	c.Written()
 	c.wmode.Store(modeHandedOff)
 }
 

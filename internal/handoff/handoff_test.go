@@ -132,8 +132,8 @@ func TestSequenceNumbers(t *testing.T) {
 		t.Errorf("ServerRandom: client saw %x, server sent %x", cs, ss)
 	}
 	// The server's Finished, under the new keys, was kept for the caller.
-	if w := shc.Written(); len(w) != 1 || w[0][0] != 22 {
-		t.Errorf("server kept %d records after ChangeCipherSpec, want its Finished", len(w))
+	if w := shc.Written(); len(w.Tail) != 1 || w.Tail[0].Bytes[0] != 22 || w.SinceCCS != 1 {
+		t.Errorf("server kept %d of %d records after ChangeCipherSpec, want its Finished", len(w.Tail), w.SinceCCS)
 	}
 }
 

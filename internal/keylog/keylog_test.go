@@ -170,6 +170,8 @@ func TestSecrets(t *testing.T) {
 	check("MasterSecret", s.MasterSecret, master)
 	check("ClientTrafficSecret", s.ClientTrafficSecret, cts)
 	check("ServerTrafficSecret", s.ServerTrafficSecret, sts)
+	check("ClientHandshakeTrafficSecret", s.ClientHandshakeTrafficSecret, seq(32, 4))
+	check("ServerHandshakeTrafficSecret", s.ServerHandshakeTrafficSecret, seq(32, 5))
 	if r, ok := s.ClientRandom(); !ok || !bytes.Equal(r[:], random1) {
 		t.Errorf("ClientRandom = %x, %v", r, ok)
 	}
@@ -181,7 +183,10 @@ func TestSecrets(t *testing.T) {
 	check("ClientTrafficSecret after rewrite", s.ClientTrafficSecret, seq(32, 9))
 
 	s.Zero()
-	for name, f := range map[string]func() ([]byte, bool){"MasterSecret": s.MasterSecret, "ClientTrafficSecret": s.ClientTrafficSecret, "ServerTrafficSecret": s.ServerTrafficSecret} {
+	for name, f := range map[string]func() ([]byte, bool){
+		"MasterSecret": s.MasterSecret, "ClientTrafficSecret": s.ClientTrafficSecret, "ServerTrafficSecret": s.ServerTrafficSecret,
+		"ClientHandshakeTrafficSecret": s.ClientHandshakeTrafficSecret, "ServerHandshakeTrafficSecret": s.ServerHandshakeTrafficSecret,
+	} {
 		if b, ok := f(); ok || b != nil {
 			t.Errorf("%s after Zero = %x, %v", name, b, ok)
 		}

@@ -8,8 +8,10 @@ import (
 
 // Secrets collects, from the key log of one handshake, the secrets needed to
 // take over record protection after the handshake: the TLS 1.2 master secret
-// or the two TLS 1.3 application traffic secrets. Other labels, such as the
-// handshake traffic secrets, are checked and forwarded but not kept.
+// or the two TLS 1.3 application traffic secrets, plus the two TLS 1.3
+// handshake traffic secrets, with which the records crypto/tls wrote and
+// read during the handshake are accounted for. Other labels are checked and
+// forwarded but not kept.
 //
 // Secrets implements io.Writer so that it can be set as
 // tls.Config.KeyLogWriter. crypto/tls writes exactly one complete line per
@@ -25,6 +27,8 @@ type Secrets struct {
 	master        []byte
 	clientTraffic []byte
 	serverTraffic []byte
+	clientHS      []byte
+	serverHS      []byte
 }
 
 // NewSecrets returns an empty collector. If forward is not nil, every line
@@ -86,6 +90,10 @@ func (s *Secrets) slot(label string) *[]byte {
 		return &s.clientTraffic
 	case LabelServerTraffic0:
 		return &s.serverTraffic
+	case LabelClientHandshake:
+		return &s.clientHS
+	case LabelServerHandshake:
+		return &s.serverHS
 	}
 	return nil
 }
@@ -113,6 +121,16 @@ func (s *Secrets) ClientTrafficSecret() ([]byte, bool) { return s.get(&s.clientT
 // logged with label SERVER_TRAFFIC_SECRET_0.
 func (s *Secrets) ServerTrafficSecret() ([]byte, bool) { return s.get(&s.serverTraffic) }
 
+// ClientHandshakeTrafficSecret returns a copy of
+// client_handshake_traffic_secret, logged with label
+// CLIENT_HANDSHAKE_TRAFFIC_SECRET.
+func (s *Secrets) ClientHandshakeTrafficSecret() ([]byte, bool) { return s.get(&s.clientHS) }
+
+// ServerHandshakeTrafficSecret returns a copy of
+// server_handshake_traffic_secret, logged with label
+// SERVER_HANDSHAKE_TRAFFIC_SECRET.
+func (s *Secrets) ServerHandshakeTrafficSecret() ([]byte, bool) { return s.get(&s.serverHS) }
+
 // ClientRandom returns the ClientHello.random shared by the logged lines.
 // It is not secret, and Zero leaves it in place.
 func (s *Secrets) ClientRandom() ([32]byte, bool) {
@@ -127,7 +145,7 @@ func (s *Secrets) ClientRandom() ([32]byte, bool) {
 func (s *Secrets) Zero() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range []*[]byte{&s.master, &s.clientTraffic, &s.serverTraffic} {
+	for _, p := range []*[]byte{&s.master, &s.clientTraffic, &s.serverTraffic, &s.clientHS, &s.serverHS} {
 		clear(*p)
 		*p = nil
 	}

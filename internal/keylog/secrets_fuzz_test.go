@@ -60,7 +60,8 @@ func FuzzSecrets(f *testing.F) {
 			if perr == nil {
 				random, haveRandom = e.ClientRandom, true
 				switch e.Label {
-				case keylog.LabelClientRandom, keylog.LabelClientTraffic0, keylog.LabelServerTraffic0:
+				case keylog.LabelClientRandom, keylog.LabelClientTraffic0, keylog.LabelServerTraffic0,
+					keylog.LabelClientHandshake, keylog.LabelServerHandshake:
 					kept[e.Label] = e.Secret
 				}
 			}
@@ -72,9 +73,11 @@ func FuzzSecrets(f *testing.F) {
 			t.Fatalf("ClientRandom = %x, %v; want %x, %v", r, ok, random, haveRandom)
 		}
 		getters := map[string]func() ([]byte, bool){
-			keylog.LabelClientRandom:   s.MasterSecret,
-			keylog.LabelClientTraffic0: s.ClientTrafficSecret,
-			keylog.LabelServerTraffic0: s.ServerTrafficSecret,
+			keylog.LabelClientRandom:    s.MasterSecret,
+			keylog.LabelClientTraffic0:  s.ClientTrafficSecret,
+			keylog.LabelServerTraffic0:  s.ServerTrafficSecret,
+			keylog.LabelClientHandshake: s.ClientHandshakeTrafficSecret,
+			keylog.LabelServerHandshake: s.ServerHandshakeTrafficSecret,
 		}
 		for label, get := range getters {
 			got, ok := get()

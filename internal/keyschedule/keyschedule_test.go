@@ -398,3 +398,21 @@ func TestTrafficKeysZero(t *testing.T) {
 	}
 	keyschedule.TrafficKeys{}.Zero() // must not panic on nil slices
 }
+
+// TestHandshakeKeysRFC8448: the keys of both handshake traffic secrets of
+// RFC 8448, Section 3, and a secret of the wrong size refused.
+func TestHandshakeKeysRFC8448(t *testing.T) {
+	s, _ := keyschedule.Lookup(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
+	for _, tt := range []struct{ name, secret, key, iv string }{
+		{"server", rfc8448ServerHandshakeSecret, `3f ce 51 60 09 c2 17 27 d0 f2 e4 e8 6e e4 03 bc`, `5d 31 3e b2 67 12 76 ee 13 00 0b 30`},
+		{"client", rfc8448ClientHandshakeSecret, `db fa a6 93 d1 76 2c 5b 66 6a f5 d9 50 25 8d 01`, `5b d3 c7 1b 83 6e 0b 76 bb 73 26 5f`},
+	} {
+		k, err := keyschedule.HandshakeKeys(s, unhex(t, tt.secret))
+		if err != nil || !bytes.Equal(k.Key, unhex(t, tt.key)) || !bytes.Equal(k.IV, unhex(t, tt.iv)) {
+			t.Errorf("%s: HandshakeKeys = %x, %x, %v; want %s, %s", tt.name, k.Key, k.IV, err, tt.key, tt.iv)
+		}
+	}
+	if _, err := keyschedule.HandshakeKeys(s, make([]byte, 31)); err == nil {
+		t.Error("HandshakeKeys took a 31-byte secret for a SHA-256 suite")
+	}
+}

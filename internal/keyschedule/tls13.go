@@ -45,6 +45,20 @@ func ExpandLabel(h crypto.Hash, secret []byte, label string, context []byte, len
 	return out
 }
 
+// HandshakeKeys derives the record protection key and IV from a TLS 1.3
+// handshake traffic secret, client_handshake_traffic_secret or
+// server_handshake_traffic_secret, as logged under
+// CLIENT_HANDSHAKE_TRAFFIC_SECRET and SERVER_HANDSHAKE_TRAFFIC_SECRET. The
+// derivation is that of every traffic secret (RFC 8446, Section 7.3).
+func HandshakeKeys(s *Suite, secret []byte) (TrafficKeys, error) {
+	hs, err := NewApplicationSecret(s, secret)
+	if err != nil {
+		return TrafficKeys{}, err
+	}
+	defer hs.Zero()
+	return hs.Keys(), nil
+}
+
 // An ApplicationSecret is one generation of a TLS 1.3 application traffic
 // secret for one direction of a connection: client_application_traffic_secret_N
 // or server_application_traffic_secret_N (RFC 8446, Section 7.1).
