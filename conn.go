@@ -150,7 +150,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		return nil
 	}
 	if err := c.tc.HandshakeContext(ctx); err != nil {
-		return fromTLS(err)
+		return c.handshakeError(err)
 	}
 	c.handoff()
 	c.handshakeDone.Store(true)

@@ -86,3 +86,21 @@ func fromTLS(err error) error {
 	}
 	return err
 }
+
+// handshakeError is fromTLS for a handshake's error. A first record that
+// is not TLS at all (the start of a plain HTTP request, say) gives a
+// tls.RecordHeaderError whose Conn is the connection crypto/tls runs
+// over, here the handoff's watcher; the caller uses it to answer in
+// plain text and close, as net/http answers an HTTP request to an HTTPS
+// server with a 400. It gets the socket itself, as from a tls.Conn, with
+// what else the peer had sent read, as crypto/tls would have read it (see
+// discardQueued). The error stays a bare RecordHeaderError, which is what
+// net/http checks for.
+func (c *Conn) handshakeError(err error) error {
+	if re, ok := err.(tls.RecordHeaderError); ok && re.Conn != nil {
+		discardQueued(c.raw)
+		re.Conn = c.raw
+		return re
+	}
+	return fromTLS(err)
+}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -218,14 +219,20 @@ func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
 	if d := s.handshakeTimeout(); d > 0 {
 		c.SetDeadline(time.Now().Add(d))
 	}
-	err := c.Handshake()
-	c.SetDeadline(time.Time{})
-	if err != nil {
+	if err := c.Handshake(); err != nil {
 		s.trackConn(c, false)
+		reason := err.Error()
+		// As net/http: a client speaking plain HTTP (a user who typed
+		// http://) gets a 400 it can read, in plain text on the socket.
+		if re, ok := err.(tls.RecordHeaderError); ok && re.Conn != nil && recordHeaderLooksLikeHTTP(re.RecordHeader) {
+			io.WriteString(re.Conn, plainHTTPResponse)
+			reason = "client sent an HTTP request to an HTTPS server"
+		}
 		c.Close()
-		s.logf("http: TLS handshake error from %s: %v", c.RemoteAddr(), err)
+		s.logf("http: TLS handshake error from %s: %v", c.RemoteAddr(), reason)
 		return
 	}
+	c.SetDeadline(time.Time{})
 	if c.ConnectionState().NegotiatedProtocol != "h2" {
 		s.trackConn(c, false)
 		if !h1.push(c) {
@@ -246,6 +253,21 @@ func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
 		srv.ConnState(c, http.StateNew)
 	}
 	s.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: srv, Handler: srv.Handler})
+}
+
+// plainHTTPResponse is net/http's answer to an HTTP request on its
+// HTTPS port.
+const plainHTTPResponse = "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+// recordHeaderLooksLikeHTTP reports whether a record header that
+// crypto/tls refused is the start of an HTTP request, by net/http's own
+// test.
+func recordHeaderLooksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
 }
 
 func (s *Server) logf(format string, args ...any) {

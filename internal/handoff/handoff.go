@@ -70,7 +70,7 @@ type Conn struct {
 	// Read side, used by crypto/tls only, one call at a time.
 	rbuf   []byte // the current record
 	need   int    // its length while it is being read, else 0
-	ready  int    // its length once read whole, until it is served
+	ready  int    // how much of it crypto/tls may have: the header, then all
 	served int    // how much of it crypto/tls has had
 	onRead func(record []byte)
 
@@ -132,13 +132,20 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if err := c.fill(); err != nil {
 		return 0, err
 	}
-	n := copy(b, c.rbuf[:c.ready])
-	c.served = n
+	n := copy(b, c.rbuf[c.served:c.ready])
+	c.served += n
 	return n, nil
 }
 
 // fill reads exactly one record: its header, then as many bytes as the
-// header says. After an error, such as a deadline, the next call resumes.
+// header says. The header is served on its own, before the body is read,
+// as crypto/tls reads from a socket: it checks the header first and
+// refuses many at once (the first bytes of a plain HTTP request or of an
+// SSLv2 hello, a wrong version, a length over its limit), without waiting
+// for a body that may never come. Only crypto/tls knows which headers it
+// accepts at this point of the handshake, so every one goes to it; if it
+// reads on, fill reads the body. After an error, such as a deadline, the
+// next call resumes.
 func (c *Conn) fill() error {
 	if c.need == 0 {
 		c.rbuf = c.rbuf[:0]
@@ -163,6 +170,15 @@ func (c *Conn) fill() error {
 				return nil
 			}
 			c.need += length
+			if length > 0 {
+				// An error that came with the header comes again on the
+				// next read, if crypto/tls wants the body.
+				if err == io.EOF {
+					c.eof.Store(true)
+				}
+				c.ready = record.HeaderLen
+				return nil
+			}
 		}
 		if err != nil {
 			if err == io.EOF {
