@@ -19,6 +19,12 @@
 // Conn.Offload says what the kernel handles and, for each direction it
 // doesn't, why. A connection never fails because offload was refused.
 //
+// Session tickets and resumption are crypto/tls's, unchanged, whichever
+// config sets them. One consequence: a server that resumes a TLS 1.2
+// session from a ticket crypto/tls sealed itself can't see its master
+// secret, and that connection stays on crypto/tls (ErrResumedTLS12). A
+// server's own tls.Config.UnwrapSession lifts that.
+//
 // # What the kernel takes
 //
 // TLS 1.2 and 1.3, with AES-128-GCM, AES-256-GCM and ChaCha20-Poly1305,
