@@ -385,10 +385,16 @@ func TestTicketParity(t *testing.T) {
 						t.Fatalf("crypto/tls, connection %d: %v (%+v), scenario expects %v", i, got, ref[i], step.want)
 					}
 				}
-				for _, roles := range []struct {
+				roles := []struct {
 					name           string
 					client, server bool
-				}{{"ktls-server", false, true}, {"ktls-client", true, false}, {"ktls-both", true, true}} {
+				}{{"ktls-both", true, true}, {"ktls-server", false, true}, {"ktls-client", true, false}}
+				if inLab() {
+					// Handshakes are slow under emulation, and the host
+					// runs every pairing; the lab adds the offloaded ends.
+					roles = roles[:1]
+				}
+				for _, roles := range roles {
 					got := runTicketScenario(t, sc.setup, sc.steps, v, roles.client, roles.server)
 					for i := range sc.steps {
 						if got[i] != ref[i] {
