@@ -12,36 +12,40 @@ import (
 // on a clone of the user's config whose KeyLogWriter belongs to its
 // connection; every line still reaches the user's writer.
 //
-// Session tickets and resumption stay crypto/tls's own: ktls never seals,
-// opens or changes a session. Every field that governs them (the ticket
-// keys, SessionTicketsDisabled, WrapSession and UnwrapSession,
-// ClientSessionCache, VerifyConnection) reaches crypto/tls as the user set
-// it, on the config they set it on, so a session resumes under ktls
-// exactly where it would under crypto/tls, tenant by tenant.
+// Session tickets and resumption stay crypto/tls's own: ktls never
+// chooses ticket keys, nor changes a session. Every field that governs
+// them (the ticket keys, SessionTicketsDisabled, WrapSession and
+// UnwrapSession, ClientSessionCache, VerifyConnection) reaches crypto/tls
+// as the user set it, on the config they set it on, so a session resumes
+// under ktls exactly where it would under crypto/tls, tenant by tenant.
 //
 // That leaves one secret ktls can't always see. crypto/tls logs nothing
 // when it resumes a TLS 1.2 session: the master secret it reuses is inside
 // the session. ktls reads it from the session where the session passes
-// through the application's hands anyway, the client's ClientSessionCache
-// and a server's own UnwrapSession, and nowhere else: a server that lets
-// crypto/tls seal its tickets keeps a resumed TLS 1.2 connection on
-// crypto/tls (ErrResumedTLS12). Earlier versions of ktls kept the master
-// secret in the session's Extra instead; that carried it into every later
-// session made from the same cache entry or ticket, past the session's
-// own expiry, and is gone.
+// through a hook anyway: the client's ClientSessionCache, a server's own
+// UnwrapSession, and, for a server config with neither hook, crypto/tls's
+// own DecryptTicket set as the outer config's UnwrapSession (see
+// serverConfig). A config from GetConfigForClient without its own
+// UnwrapSession keeps a resumed TLS 1.2 connection on crypto/tls
+// (ErrResumedTLS12). Earlier versions of ktls kept the master secret in
+// the session's Extra instead; that carried it into every later session
+// made from the same cache entry or ticket, past the session's own expiry,
+// and is gone.
 
-// ErrResumedTLS12 is the offload reason of a TLS 1.2 connection that
-// resumed a session whose master secret ktls can't read: a server whose
-// session tickets crypto/tls seals with its own ticket keys (the config
-// sets no UnwrapSession). crypto/tls logs no secret when it resumes a TLS
-// 1.2 session, and ktls doesn't open crypto/tls's tickets itself, so that
-// ticket keys, and which config's keys apply, stay exactly crypto/tls's.
-// The connection works on crypto/tls. To offload such connections, set
-// tls.Config.WrapSession and UnwrapSession (Config.EncryptTicket and
-// DecryptTicket are the usual way to write them): ktls then reads the
-// master secret from the session UnwrapSession returns. TLS 1.3
+// ErrResumedTLS12 is the offload reason of a TLS 1.2 server connection
+// that resumed a session whose master secret ktls can't read: the config
+// GetConfigForClient returned has no UnwrapSession of its own, so
+// crypto/tls opened the ticket with keys it chose itself (the config's
+// own, or the outer config's). crypto/tls logs no secret when it resumes a
+// TLS 1.2 session, and ktls doesn't open tickets with keys it would have to
+// guess, so that ticket keys, and which config's keys apply, stay exactly
+// crypto/tls's. The connection works on crypto/tls. To offload such
+// connections, set WrapSession and UnwrapSession on the configs
+// GetConfigForClient returns (their EncryptTicket and DecryptTicket are
+// the usual way to write them): ktls then reads the master secret from the
+// session UnwrapSession returns. Servers with one config, TLS 1.3
 // resumption, full handshakes and clients offload either way.
-var ErrResumedTLS12 = errors.New("ktls: the master secret of the resumed TLS 1.2 session is sealed in crypto/tls's own session ticket; tls.Config.UnwrapSession would make it visible")
+var ErrResumedTLS12 = errors.New("ktls: the master secret of the resumed TLS 1.2 session is sealed in a session ticket that crypto/tls opened itself; an UnwrapSession on the config from GetConfigForClient would make it visible")
 
 // testHookResumedMaster, if set, sees (and may change) the master secret
 // read from a resumed session, before any key is derived from it: tests
@@ -72,6 +76,19 @@ func serverConfig(user *tls.Config, hc *handshakeConn) *tls.Config {
 	// tickets resume across connections as they do with crypto/tls.
 	user.DecryptTicket(nil, tls.ConnectionState{})
 	cfg := connConfig(user, hc)
+	if user.WrapSession == nil && user.UnwrapSession == nil {
+		// Where the outer config's hooks apply (no GetConfigForClient, or
+		// one that returned nil), crypto/tls seals with this config's
+		// keys, which are user's; EncryptTicket and DecryptTicket are
+		// crypto/tls's own sealing with those keys, in the form its docs
+		// offer for WrapSession and UnwrapSession. So the tickets are the
+		// same, and ktls sees the session a TLS 1.2 resumption needs.
+		// A config from GetConfigForClient gets no such hooks: which keys
+		// crypto/tls would take for it (its own or the outer config's)
+		// can't be told from outside.
+		cfg.WrapSession = user.EncryptTicket
+		cfg.UnwrapSession = hc.watchUnwrap(user.DecryptTicket)
+	}
 	if user.GetConfigForClient != nil {
 		cfg.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 			c, err := user.GetConfigForClient(chi)
@@ -97,16 +114,22 @@ func connConfig(base *tls.Config, hc *handshakeConn) *tls.Config {
 	cfg.GetConfigForClient = nil
 	hc.secrets = keylog.NewSecrets(base.KeyLogWriter)
 	cfg.KeyLogWriter = hc.secrets
-	if unwrap := base.UnwrapSession; unwrap != nil {
-		cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
-			ss, err := unwrap(identity, cs)
-			if err == nil && ss != nil {
-				hc.resumed = ss
-			}
-			return ss, err
-		}
+	if base.UnwrapSession != nil {
+		cfg.UnwrapSession = hc.watchUnwrap(base.UnwrapSession)
 	}
 	return cfg
+}
+
+// watchUnwrap returns unwrap, noting the session it returns: the one the
+// handshake may resume.
+func (hc *handshakeConn) watchUnwrap(unwrap func([]byte, tls.ConnectionState) (*tls.SessionState, error)) func([]byte, tls.ConnectionState) (*tls.SessionState, error) {
+	return func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := unwrap(identity, cs)
+		if err == nil && ss != nil {
+			hc.resumed = ss
+		}
+		return ss, err
+	}
 }
 
 // sessionCache wraps a client's session cache to see the session the

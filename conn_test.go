@@ -276,22 +276,22 @@ func TestBadRecordMAC(t *testing.T) {
 // TestResumption: a client with a session cache resumes across offloaded
 // connections. In TLS 1.3 the tickets arrive after the handshake, so the
 // client's RX offload waits for the first data. A resumed TLS 1.2 server
-// offloads only where it sees the session's master secret: through its own
-// UnwrapSession; with tickets crypto/tls seals itself it stays on
-// crypto/tls, and says why (ErrResumedTLS12).
+// offloads where ktls sees the session's master secret: with one config,
+// or an UnwrapSession of its own; a config from GetConfigForClient without
+// one stays on crypto/tls, and says why (ErrResumedTLS12).
 func TestResumption(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
 	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		for _, wrap := range []bool{false, true} {
-			name := sc.name + "/crypto-tls-tickets"
-			if wrap {
-				name = sc.name + "/UnwrapSession"
-			}
-			t.Run(name, func(t *testing.T) {
+		for _, server := range []string{"one-config", "UnwrapSession", "GetConfigForClient"} {
+			t.Run(sc.name+"/"+server, func(t *testing.T) {
 				ccfg, scfg := sc.configs()
 				ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-				if wrap {
+				switch server {
+				case "UnwrapSession":
 					scfg.WrapSession, scfg.UnwrapSession = scfg.EncryptTicket, scfg.DecryptTicket
+				case "GetConfigForClient":
+					tenant := scfg.Clone()
+					scfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return tenant, nil }
 				}
 				for i, wantResume := range []bool{false, true, true} {
 					c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
@@ -304,7 +304,7 @@ func TestResumption(t *testing.T) {
 						t.Errorf("connection %d: client Offload() after data = %v, want TX and RX", i, o)
 					}
 					o := ks.Offload()
-					if sc.version == tls.VersionTLS12 && wantResume && !wrap {
+					if sc.version == tls.VersionTLS12 && wantResume && server == "GetConfigForClient" {
 						if o.TX || o.RX || !errors.Is(o.TXReason, ktls.ErrResumedTLS12) {
 							t.Errorf("connection %d: server Offload() = %v, want none, for ErrResumedTLS12", i, o)
 						}

@@ -20,10 +20,11 @@
 // doesn't, why. A connection never fails because offload was refused.
 //
 // Session tickets and resumption are crypto/tls's, unchanged, whichever
-// config sets them. One consequence: a server that resumes a TLS 1.2
-// session from a ticket crypto/tls sealed itself can't see its master
-// secret, and that connection stays on crypto/tls (ErrResumedTLS12). A
-// server's own tls.Config.UnwrapSession lifts that.
+// config sets them. One consequence: when a server's GetConfigForClient
+// returns a config without an UnwrapSession of its own, and the
+// connection resumes a TLS 1.2 session, ktls can't see the session's
+// master secret, and that connection stays on crypto/tls
+// (ErrResumedTLS12).
 //
 // # What the kernel takes
 //

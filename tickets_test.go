@@ -655,3 +655,30 @@ func (c *recordingCache) Put(key string, cs *tls.ClientSessionState) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// TestTicketsSharedWithCryptoTLS: a ktls server and a crypto/tls server on
+// one config accept each other's tickets, both ways, as two crypto/tls
+// servers would: ktls's tickets are crypto/tls's.
+func TestTicketsSharedWithCryptoTLS(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			server := serverConfig(testcert.ECDSA)
+			server.MaxVersion = v
+			client := clientConfig(testcert.ECDSA)
+			client.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			for i, step := range []struct {
+				ktls bool
+				want outcome
+			}{{false, full}, {true, resumed}, {true, full}, {false, resumed}} {
+				if i == 2 {
+					// A ticket that only ktls issued from here on.
+					client.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+				}
+				r := tryHandshake(t, endpoint{config: client}, endpoint{ktls: step.ktls, config: server})
+				if o := r.outcome(); o != step.want || r.serverResumed != (step.want == resumed) {
+					t.Errorf("connection %d (ktls server: %v): %v (%+v), want %v", i, step.ktls, o, r, step.want)
+				}
+			}
+		})
+	}
+}
