@@ -682,3 +682,49 @@ func TestTicketsSharedWithCryptoTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedCacheSession: connections that resume one cached session at
+// once leave it as it was (ktls only reads it), and all resume. Run with
+// -race, this also catches a write to the shared session.
+func TestSharedCacheSession(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			server := serverConfig(testcert.ECDSA)
+			server.MaxVersion = v
+			// Keep the first session: later tickets don't replace it.
+			w := &ticketWorld{cache: map[string]*tls.ClientSessionState{}, get: "x", put: "x"}
+			client := clientConfig(testcert.ECDSA)
+			client.ClientSessionCache = slotCache{w}
+			if r := tryHandshake(t, endpoint{ktls: true, config: client}, endpoint{ktls: true, config: server}); r.outcome() != full {
+				t.Fatalf("first connection: %+v", r)
+			}
+			w.put = ""
+			_, ss, err := w.cache["x"].ResumptionState()
+			if err != nil || ss == nil {
+				t.Fatalf("no session in the cache: %v", err)
+			}
+			before, err := ss.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			results := make(chan stepResult, 4)
+			for range cap(results) {
+				go func() {
+					results <- tryHandshake(t, endpoint{ktls: true, config: client}, endpoint{ktls: true, config: server})
+				}()
+			}
+			for range cap(results) {
+				if r := <-results; r.outcome() != resumed {
+					t.Errorf("a concurrent connection: %+v, want it resumed", r)
+				}
+			}
+			after, err := ss.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(before, after) || len(ss.Extra) != 0 {
+				t.Error("the cached session changed")
+			}
+		})
+	}
+}
