@@ -1,9 +1,9 @@
 package ktls
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 
 	"github.com/ktlsgo/ktls/internal/keylog"
 )
@@ -12,15 +12,45 @@ import (
 // on a clone of the user's config whose KeyLogWriter belongs to its
 // connection; every line still reaches the user's writer.
 //
-// crypto/tls logs nothing when a TLS 1.2 session is resumed, and the master
-// secret it reuses sits in the session state, opaque. So ktls keeps its own
-// copy of it in the session's Extra field, which crypto/tls carries but
-// ignores: in the ticket a server issues (WrapSession), and in the client's
-// session cache. The ticket and the cache hold that secret already.
+// Session tickets and resumption stay crypto/tls's own: ktls never
+// chooses ticket keys, nor changes a session. Every field that governs
+// them (the ticket keys, SessionTicketsDisabled, WrapSession and
+// UnwrapSession, ClientSessionCache, VerifyConnection) reaches crypto/tls
+// as the user set it, on the config they set it on, so a session resumes
+// under ktls exactly where it would under crypto/tls, tenant by tenant.
+//
+// That leaves one secret ktls can't always see. crypto/tls logs nothing
+// when it resumes a TLS 1.2 session: the master secret it reuses is inside
+// the session. ktls reads it from the session where the session passes
+// through a hook anyway: the client's ClientSessionCache, a server's own
+// UnwrapSession, and, for a server config with neither hook, crypto/tls's
+// own DecryptTicket set as the outer config's UnwrapSession (see
+// serverConfig). A config from GetConfigForClient without its own
+// UnwrapSession keeps a resumed TLS 1.2 connection on crypto/tls
+// (ErrResumedTLS12). Earlier versions of ktls kept the master secret in
+// the session's Extra instead; that carried it into every later session
+// made from the same cache entry or ticket, past the session's own expiry,
+// and is gone.
 
-// extraMasterSecret prefixes the SessionState.Extra entry that holds a TLS
-// 1.2 master secret.
-var extraMasterSecret = []byte("ktls: TLS 1.2 master secret\x00")
+// ErrResumedTLS12 is the offload reason of a TLS 1.2 server connection
+// that resumed a session whose master secret ktls can't read: the config
+// GetConfigForClient returned has no UnwrapSession of its own, so
+// crypto/tls opened the ticket with keys it chose itself (the config's
+// own, or the outer config's). crypto/tls logs no secret when it resumes a
+// TLS 1.2 session, and ktls doesn't open tickets with keys it would have to
+// guess, so that ticket keys, and which config's keys apply, stay exactly
+// crypto/tls's. The connection works on crypto/tls. To offload such
+// connections, set WrapSession and UnwrapSession on the configs
+// GetConfigForClient returns (their EncryptTicket and DecryptTicket are
+// the usual way to write them): ktls then reads the master secret from the
+// session UnwrapSession returns. Servers with one config, TLS 1.3
+// resumption, full handshakes and clients offload either way.
+var ErrResumedTLS12 = errors.New("ktls: the master secret of the resumed TLS 1.2 session is sealed in a session ticket that crypto/tls opened itself; an UnwrapSession on the config from GetConfigForClient would make it visible")
+
+// testHookResumedMaster, if set, sees (and may change) the master secret
+// read from a resumed session, before any key is derived from it: tests
+// use it to check that a wrong one never reaches the kernel.
+var testHookResumedMaster func(master []byte)
 
 func clientConfig(user *tls.Config, hc *handshakeConn) *tls.Config {
 	cfg := &tls.Config{}
@@ -30,7 +60,7 @@ func clientConfig(user *tls.Config, hc *handshakeConn) *tls.Config {
 	hc.secrets = keylog.NewSecrets(cfg.KeyLogWriter)
 	cfg.KeyLogWriter = hc.secrets
 	if cfg.ClientSessionCache != nil {
-		cfg.ClientSessionCache = &sessionCache{inner: cfg.ClientSessionCache, hc: hc}
+		cfg.ClientSessionCache = &sessionCache{ClientSessionCache: cfg.ClientSessionCache, hc: hc}
 	}
 	return cfg
 }
@@ -39,121 +69,124 @@ func serverConfig(user *tls.Config, hc *handshakeConn) *tls.Config {
 	if user == nil {
 		user = &tls.Config{}
 	}
-	cfg := connConfig(user, user, hc)
+	// crypto/tls makes a config's automatic ticket keys on first use, and
+	// rotates them, in that config. The handshake runs on a clone, which
+	// would make and keep its own: ask the user's config for its keys
+	// first (decrypting nothing), so the clone carries the same ones and
+	// tickets resume across connections as they do with crypto/tls.
+	user.DecryptTicket(nil, tls.ConnectionState{})
+	cfg := connConfig(user, hc)
+	if user.WrapSession == nil && user.UnwrapSession == nil {
+		// Where the outer config's hooks apply (no GetConfigForClient, or
+		// one that returned nil), crypto/tls seals with this config's
+		// keys, which are user's; EncryptTicket and DecryptTicket are
+		// crypto/tls's own sealing with those keys, in the form its docs
+		// offer for WrapSession and UnwrapSession. So the tickets are the
+		// same, and ktls sees the session a TLS 1.2 resumption needs.
+		// A config from GetConfigForClient gets no such hooks: which keys
+		// crypto/tls would take for it (its own or the outer config's)
+		// can't be told from outside.
+		cfg.WrapSession = user.EncryptTicket
+		cfg.UnwrapSession = hc.watchUnwrap(user.DecryptTicket)
+	}
 	if user.GetConfigForClient != nil {
 		cfg.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 			c, err := user.GetConfigForClient(chi)
 			if err != nil || c == nil {
 				return nil, err
 			}
-			return connConfig(user, c, hc), nil
+			// A clone keeps the keys the config set itself
+			// (SetSessionTicketKeys, SessionTicketKey), and only those
+			// count in crypto/tls's choice between this config's keys and
+			// the outer config's.
+			return connConfig(c, hc), nil
 		}
 	}
 	return cfg
 }
 
 // connConfig is the config of one server handshake: base (the user's, or
-// what their GetConfigForClient returned) with this connection's key log
-// and session hooks. Tickets are sealed with the ticket keys of user, the
-// config the application passed in, as crypto/tls does for a config from
-// GetConfigForClient that sets no keys of its own; so ktls and crypto/tls
-// servers sharing a config accept each other's tickets.
-func connConfig(user, base *tls.Config, hc *handshakeConn) *tls.Config {
+// what their GetConfigForClient returned) with this connection's key log.
+// The session hooks are base's: an UnwrapSession is only watched, for the
+// session it returns, which the handshake may resume.
+func connConfig(base *tls.Config, hc *handshakeConn) *tls.Config {
 	cfg := base.Clone()
 	cfg.GetConfigForClient = nil
 	hc.secrets = keylog.NewSecrets(base.KeyLogWriter)
 	cfg.KeyLogWriter = hc.secrets
-	wrap, unwrap := base.WrapSession, base.UnwrapSession
-	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		if cs.Version == tls.VersionTLS12 {
-			master, ok := hc.masterSecret()
-			if !ok {
-				return nil, errors.New("ktls: no master secret for the session ticket")
-			}
-			ss.Extra = append(ss.Extra, append(bytes.Clone(extraMasterSecret), master...))
-			clear(master)
-		}
-		if wrap != nil {
-			return wrap(cs, ss)
-		}
-		return user.EncryptTicket(cs, ss)
-	}
-	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
-		var ss *tls.SessionState
-		var err error
-		if unwrap != nil {
-			ss, err = unwrap(identity, cs)
-		} else {
-			ss, err = user.DecryptTicket(identity, cs)
-		}
-		if ss != nil {
-			hc.takeResumedMaster(ss, true)
-		}
-		return ss, err
+	if base.UnwrapSession != nil {
+		cfg.UnwrapSession = hc.watchUnwrap(base.UnwrapSession)
 	}
 	return cfg
 }
 
-// sessionCache wraps a client's session cache, to keep the TLS 1.2 master
-// secret with each session.
+// watchUnwrap returns unwrap, noting the session it returns: the one the
+// handshake may resume.
+func (hc *handshakeConn) watchUnwrap(unwrap func([]byte, tls.ConnectionState) (*tls.SessionState, error)) func([]byte, tls.ConnectionState) (*tls.SessionState, error) {
+	return func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := unwrap(identity, cs)
+		if err == nil && ss != nil {
+			hc.resumed = ss
+		}
+		return ss, err
+	}
+}
+
+// sessionCache wraps a client's session cache to see the session the
+// handshake may resume. It changes nothing: the session stays in the
+// cache, shared with other connections, and is only read.
 type sessionCache struct {
-	inner tls.ClientSessionCache
-	hc    *handshakeConn
+	tls.ClientSessionCache
+	hc *handshakeConn
 }
 
 func (s *sessionCache) Get(key string) (*tls.ClientSessionState, bool) {
-	cs, ok := s.inner.Get(key)
+	cs, ok := s.ClientSessionCache.Get(key)
 	if ok && cs != nil {
 		if _, ss, err := cs.ResumptionState(); err == nil && ss != nil {
-			// The session stays in the cache for later connections: leave
-			// its Extra as it is.
-			s.hc.takeResumedMaster(ss, false)
+			s.hc.resumed = ss
 		}
 	}
 	return cs, ok
 }
 
-func (s *sessionCache) Put(key string, cs *tls.ClientSessionState) {
-	if cs != nil {
-		// Only a TLS 1.2 handshake logs a master secret.
-		if master, ok := s.hc.masterSecret(); ok {
-			ticket, ss, err := cs.ResumptionState()
-			if err == nil && ss != nil {
-				ss.Extra = append(ss.Extra, append(bytes.Clone(extraMasterSecret), master...))
-				if ncs, err := tls.NewResumptionState(ticket, ss); err == nil {
-					cs = ncs
-				}
-			}
-			clear(master)
-		}
-	}
-	s.inner.Put(key, cs)
-}
-
-// masterSecret is the TLS 1.2 master secret of the current handshake: from
-// the key log after a full handshake, else from the resumed session.
-func (hc *handshakeConn) masterSecret() ([]byte, bool) {
+// masterSecret returns the TLS 1.2 master secret of the handshake that
+// just finished, for a suite with the given ID: from the key log after a
+// full handshake, else from the session it resumed. The caller zeroes it.
+//
+// A secret read from a session is not trusted to be right: the keys
+// derived from it must open the Finished that crypto/tls wrote before they
+// go to the kernel (deriveKeys).
+func (hc *handshakeConn) masterSecret(suite uint16) ([]byte, error) {
 	if m, ok := hc.secrets.MasterSecret(); ok {
-		return m, true
+		return m, nil
 	}
-	if hc.resumedMaster != nil {
-		return bytes.Clone(hc.resumedMaster), true
+	// crypto/tls logs the master secret on every full TLS 1.2 handshake,
+	// so this one resumed a session.
+	ss := hc.resumed
+	hc.resumed = nil
+	if ss == nil {
+		return nil, ErrResumedTLS12
 	}
-	return nil, false
-}
-
-// takeResumedMaster keeps the master secret ktls stored in a session, for
-// the case where the handshake resumes it. With strip, the entry is taken
-// out of the session, which a server re-issues from.
-func (hc *handshakeConn) takeResumedMaster(ss *tls.SessionState, strip bool) {
-	for i, e := range ss.Extra {
-		if m, ok := bytes.CutPrefix(e, extraMasterSecret); ok {
-			clear(hc.resumedMaster)
-			hc.resumedMaster = bytes.Clone(m)
-			if strip {
-				ss.Extra = append(ss.Extra[:i:i], ss.Extra[i+1:]...)
-			}
-			return
-		}
+	enc, err := ss.Bytes()
+	defer clear(enc)
+	if err != nil {
+		return nil, fmt.Errorf("ktls: encoding the resumed session: %w", err)
 	}
+	s, err := parseSessionSecret(enc)
+	if err != nil {
+		return nil, err
+	}
+	if s.version != tls.VersionTLS12 || s.suite != suite {
+		return nil, fmt.Errorf("ktls: the resumed session is %s with %s, not TLS 1.2 with %s",
+			tls.VersionName(s.version), tls.CipherSuiteName(s.suite), tls.CipherSuiteName(suite))
+	}
+	if len(s.secret) != masterSecretLen {
+		return nil, fmt.Errorf("ktls: the resumed TLS 1.2 session has a %d-byte master secret, want %d", len(s.secret), masterSecretLen)
+	}
+	master := append([]byte(nil), s.secret...)
+	if testHookResumedMaster != nil {
+		testHookResumedMaster(master)
+	}
+	return master, nil
 }

@@ -91,8 +91,11 @@ type Conn struct {
 // GetConfigForClient finds it as ClientHelloInfo.Conn.
 type handshakeConn struct {
 	*handoff.Conn
-	secrets       *keylog.Secrets
-	resumedMaster []byte // TLS 1.2, from the resumed session
+	secrets *keylog.Secrets
+	// resumed is the session the handshake may resume, as the client's
+	// cache or the server's UnwrapSession gave it to crypto/tls; ktls
+	// only reads it (masterSecret).
+	resumed *tls.SessionState
 }
 
 // Client returns a new client side of a TLS connection over conn, as

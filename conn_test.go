@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,27 +275,85 @@ func TestBadRecordMAC(t *testing.T) {
 
 // TestResumption: a client with a session cache resumes across offloaded
 // connections. In TLS 1.3 the tickets arrive after the handshake, so the
-// client's RX offload waits for the first data.
+// client's RX offload waits for the first data. A resumed TLS 1.2 server
+// offloads where ktls sees the session's master secret: with one config,
+// or an UnwrapSession of its own; a config from GetConfigForClient without
+// one stays on crypto/tls, and says why (ErrResumedTLS12).
 func TestResumption(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
 	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-			for i, wantResume := range []bool{false, true, true} {
-				c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-				kc := c.(*ktls.Conn)
-				if got := kc.ConnectionState().DidResume; got != wantResume {
-					t.Fatalf("connection %d: DidResume = %v, want %v", i, got, wantResume)
+		for _, server := range []string{"one-config", "UnwrapSession", "GetConfigForClient"} {
+			t.Run(sc.name+"/"+server, func(t *testing.T) {
+				ccfg, scfg := sc.configs()
+				ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+				switch server {
+				case "UnwrapSession":
+					scfg.WrapSession, scfg.UnwrapSession = scfg.EncryptTicket, scfg.DecryptTicket
+				case "GetConfigForClient":
+					tenant := scfg.Clone()
+					scfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return tenant, nil }
 				}
-				exchange(t, c, s, 64<<10)
-				if o := kc.Offload(); !o.TX || !o.RX {
-					t.Errorf("connection %d: client Offload() after data = %v, want TX and RX", i, o)
+				for i, wantResume := range []bool{false, true, true} {
+					c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+					kc, ks := c.(*ktls.Conn), s.(*ktls.Conn)
+					if got := kc.ConnectionState().DidResume; got != wantResume {
+						t.Fatalf("connection %d: DidResume = %v, want %v", i, got, wantResume)
+					}
+					exchange(t, c, s, 64<<10)
+					if o := kc.Offload(); !o.TX || !o.RX {
+						t.Errorf("connection %d: client Offload() after data = %v, want TX and RX", i, o)
+					}
+					o := ks.Offload()
+					if sc.version == tls.VersionTLS12 && wantResume && server == "GetConfigForClient" {
+						if o.TX || o.RX || !errors.Is(o.TXReason, ktls.ErrResumedTLS12) {
+							t.Errorf("connection %d: server Offload() = %v, want none, for ErrResumedTLS12", i, o)
+						}
+					} else if !o.TX || !o.RX {
+						t.Errorf("connection %d: server Offload() = %v, want TX and RX", i, o)
+					}
+					closeBoth(t, c, s)
 				}
-				closeBoth(t, c, s)
-			}
-		})
+			})
+		}
 	}
+}
+
+// TestResumedMasterChecked: a master secret read from a resumed TLS 1.2
+// session never reaches the kernel unless the keys derived from it open
+// the Finished crypto/tls sent. With a wrong one (one bit flipped) both
+// ends stay on crypto/tls, and the connection works.
+func TestResumedMasterChecked(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	ccfg, scfg := suiteCases[2].configs()
+	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	scfg.WrapSession, scfg.UnwrapSession = scfg.EncryptTicket, scfg.DecryptTicket
+	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	exchange(t, c, s, 1024)
+	closeBoth(t, c, s)
+
+	var seen atomic.Int32 // the two ends hand off at once
+	ktls.SetResumedMasterHook(t, func(master []byte) {
+		seen.Add(1)
+		master[len(master)-1] ^= 1
+	})
+	c, s = connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	if !c.(*ktls.Conn).ConnectionState().DidResume {
+		t.Fatal("the second connection did not resume")
+	}
+	if n := seen.Load(); n != 2 {
+		t.Fatalf("the hook saw %d resumed master secrets, want the client's and the server's", n)
+	}
+	for _, end := range []struct {
+		name string
+		conn net.Conn
+	}{{"client", c}, {"server", s}} {
+		o := end.conn.(*ktls.Conn).Offload()
+		if o.TX || o.RX || o.TXReason == nil || errors.Is(o.TXReason, ktls.ErrNotSupported) || errors.Is(o.TXReason, ktls.ErrResumedTLS12) {
+			t.Errorf("%s: Offload() = %v, want none, because the derived key does not open the Finished", end.name, o)
+		}
+	}
+	exchange(t, c, s, 64<<10)
+	closeBoth(t, c, s)
 }
 
 // TestCloseUnblocksRead: Close from another goroutine ends a blocked Read.

@@ -19,6 +19,13 @@
 // Conn.Offload says what the kernel handles and, for each direction it
 // doesn't, why. A connection never fails because offload was refused.
 //
+// Session tickets and resumption are crypto/tls's, unchanged, whichever
+// config sets them. One consequence: when a server's GetConfigForClient
+// returns a config without an UnwrapSession of its own, and the
+// connection resumes a TLS 1.2 session, ktls can't see the session's
+// master secret, and that connection stays on crypto/tls
+// (ErrResumedTLS12).
+//
 // # What the kernel takes
 //
 // TLS 1.2 and 1.3, with AES-128-GCM, AES-256-GCM and ChaCha20-Poly1305,

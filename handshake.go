@@ -221,12 +221,15 @@ func (c *Conn) deriveKeys() (*handoffKeys, error) {
 	defer func() { hsTX.Zero(); hsRX.Zero() }() // as set below, not now
 	switch c.suite.Version {
 	case tls.VersionTLS12:
-		master, ok1 := c.hc.masterSecret()
-		clientRandom, ok2 := c.hc.ClientRandom()
-		serverRandom, ok3 := c.hc.ServerRandom()
+		master, err := c.hc.masterSecret(c.suite.ID)
+		if err != nil {
+			return nil, err
+		}
 		defer clear(master)
-		if !ok1 || !ok2 || !ok3 {
-			return nil, errors.New("ktls: the TLS 1.2 master secret or randoms were not captured")
+		clientRandom, ok1 := c.hc.ClientRandom()
+		serverRandom, ok2 := c.hc.ServerRandom()
+		if !ok1 || !ok2 {
+			return nil, errors.New("ktls: the TLS 1.2 randoms were not captured")
 		}
 		client, server, err := keyschedule.KeyBlock(c.suite, master, clientRandom[:], serverRandom[:])
 		if err != nil {
@@ -277,8 +280,7 @@ func (c *Conn) deriveKeys() (*handoffKeys, error) {
 		}
 	}
 	sec.Zero()
-	clear(c.hc.resumedMaster)
-	c.hc.resumedMaster = nil
+	c.hc.resumed = nil
 	var err error
 	if keys.txSeq, keys.rxSeq, err = c.countRecords(keys, hsTX, hsRX); err != nil {
 		keys.zero()
