@@ -26,6 +26,7 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/kerneltest"
 	"github.com/ktlsgo/ktls/internal/testcert"
 )
 
@@ -49,6 +50,8 @@ func setupScript(env *testscript.Env) error {
 //	[lab]    the script runs in the kernel lab
 //	[ulp]    this kernel has TLS (the lab's kernels always do)
 //	[rekey]  this kernel can install new TLS 1.3 keys (6.14+)
+//	[bulk]   big transfers run here: on the host, and on the lab's
+//	         kerneltest.BulkKernel (the other lab kernels move less)
 //	[notls]  this kernel's configuration says it was built without
 //	         CONFIG_TLS (this project's CI machines)
 //	[exec:X] X is installed (testscript's own)
@@ -61,6 +64,8 @@ func scriptCondition(cond string) (bool, error) {
 		return kernel.FeatureULP.Check() == nil, nil
 	case "rekey":
 		return kernel.FeatureRekey.Check() == nil, nil
+	case "bulk":
+		return kerneltest.BulkSize(1, 0) == 1, nil
 	case "notls":
 		return kernel.GatherULPFacts(os.DirFS("/")).Config == "n", nil
 	}
@@ -69,7 +74,7 @@ func scriptCondition(cond string) (bool, error) {
 
 var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
 	"start":       cmdStart,
-	"stop":        cmdStop,
+	"terminate":   cmdTerminate,
 	"randfile":    cmdRandfile,
 	"sha256":      cmdSHA256,
 	"envmatch":    cmdEnvmatch,
@@ -194,18 +199,22 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 	})
 }
 
-// stop NAME sends SIGTERM to a program from start, waits for it, and puts
+// terminate NAME sends SIGTERM to a program from start, waits for it, and puts
 // its output in files NAME.stdout and NAME.stderr. It fails if the program
 // fails (or, with !, if it doesn't).
-func cmdStop(ts *testscript.TestScript, neg bool, args []string) {
+//
+// It is not called stop: testscript's own stop, which ends the script
+// with a pass, takes precedence over a command of the same name, and
+// under that name every check after it went unrun.
+func cmdTerminate(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
-		ts.Fatalf("usage: stop NAME")
+		ts.Fatalf("usage: terminate NAME")
 	}
 	bgMu.Lock()
 	bg := bgs[ts][args[0]]
 	bgMu.Unlock()
 	if bg == nil {
-		ts.Fatalf("stop: no program %s", args[0])
+		ts.Fatalf("terminate: no program %s", args[0])
 	}
 	bg.cmd.Process.Signal(syscall.SIGTERM)
 	// Wait closes the stdout pipe, so it comes after the copy has read
@@ -215,14 +224,14 @@ func cmdStop(ts *testscript.TestScript, neg bool, args []string) {
 	case <-time.After(30 * time.Second):
 		bg.cmd.Process.Kill()
 		<-bg.copied
-		ts.Logf("stop: %s ignored SIGTERM for 30s", args[0])
+		ts.Logf("terminate: %s ignored SIGTERM for 30s", args[0])
 	}
 	err := bg.cmd.Wait()
 	dir := ts.Getenv("WORK")
 	os.WriteFile(filepath.Join(dir, args[0]+".stdout"), []byte(bg.stdout.String()), 0o644)
 	os.WriteFile(filepath.Join(dir, args[0]+".stderr"), []byte(bg.stderr.String()), 0o644)
 	if (err != nil) != neg {
-		ts.Fatalf("stop: %s exited with %v\nstderr:\n%s", args[0], err, bg.stderr)
+		ts.Fatalf("terminate: %s exited with %v\nstderr:\n%s", args[0], err, bg.stderr)
 	}
 }
 
