@@ -2,6 +2,7 @@ package ktls
 
 import (
 	"context"
+	"errors"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -36,6 +37,7 @@ type Conn struct {
 	handshakeMu   sync.Mutex
 	handshakeDone atomic.Bool
 	offload       Offload
+	requiredErr   error // a Required direction was not offloaded: the connection failed
 
 	// Set by the handoff.
 	suite    *keyschedule.Suite
@@ -152,12 +154,53 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if c.handshakeDone.Load() {
 		return nil
 	}
+	if c.requiredErr != nil {
+		return c.requiredErr
+	}
 	if err := c.tc.HandshakeContext(ctx); err != nil {
 		return c.handshakeError(err)
 	}
 	c.handoff()
+	if err := c.missingRequired(); err != nil {
+		c.requiredErr = err
+		c.abortRequired()
+		return err
+	}
 	c.handshakeDone.Store(true)
 	return nil
+}
+
+// missingRequired returns the error of a Required direction the handoff
+// didn't offload. A deferred RX is checked when it is installed.
+func (c *Conn) missingRequired() error {
+	o := &c.offload
+	if c.opts.txRequired() && !o.TX {
+		return &RequiredError{Direction: "TX", Reason: o.TXReason}
+	}
+	if c.opts.rxRequired() && !o.RX && !errors.Is(o.RXReason, ErrDeferred) {
+		return &RequiredError{Direction: "RX", Reason: o.RXReason}
+	}
+	return nil
+}
+
+// abortRequired ends a connection whose required offload failed: with an
+// internal_error alert where the kernel took TX, else by closing the
+// socket without close_notify, so the peer doesn't take the end for a
+// clean one. The handshake's secrets are zeroed.
+func (c *Conn) abortRequired() {
+	if c.kernelTX {
+		c.out.Lock()
+		c.sendAlertLocked(record.AlertLevelFatal, record.AlertInternalError)
+		c.out.Unlock()
+	}
+	c.raw.Close()
+	c.in.Lock()
+	if c.deferred != nil {
+		c.deferred.secret.Zero()
+		c.deferred = nil
+	}
+	c.in.Unlock()
+	c.zeroSecrets()
 }
 
 // Offload reports what the kernel handles for this connection. Before the

@@ -99,14 +99,17 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 	var reason, noPadReason error
 	switch {
 	case d.err != nil:
-		reason = fmt.Errorf("ktls: could not follow the peer's records before RX handoff: %w", d.err)
+		reason = withCode(CodeHandoff, fmt.Errorf("ktls: could not follow the peer's records before RX handoff: %w", d.err))
 	case d.hs.Pending():
-		reason = fmt.Errorf("ktls: a handshake message spans the RX handoff")
+		reason = withCode(CodeHandoff, fmt.Errorf("ktls: a handshake message spans the RX handoff"))
 	default:
 		c.rxSecret = d.secret
 		keys := d.secret.Keys()
 		noPadReason, reason = c.installRX(keys, d.prot.Seq())
 		keys.Zero()
+		if reason != nil {
+			reason = withCode(CodeKernelRefused, reason)
+		}
 	}
 	if reason != nil {
 		// crypto/tls keeps reading, at full speed, and follows the peer's
@@ -114,6 +117,16 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 		c.hc.ReadPassthrough()
 		d.secret.Zero()
 		c.rxSecret = nil
+		if c.opts.rxRequired() {
+			// The data read stays unread: the connection fails here, as
+			// the handshake would have if RX had not waited.
+			c.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
+			c.in.err = &RequiredError{Direction: "RX", Reason: reason}
+			c.handshakeMu.Lock()
+			c.offload.RXReason = reason
+			c.handshakeMu.Unlock()
+			return 0, c.in.err
+		}
 	}
 	c.handshakeMu.Lock()
 	c.offload.RX, c.offload.RXReason = reason == nil, reason

@@ -34,6 +34,20 @@ var (
 	ErrRXNeedsTX = errors.New("ktls: RX offload needs TX offload")
 )
 
+// A RequiredError is the handshake error of a connection whose Options
+// make a direction Required, when the kernel didn't take it. The
+// connection is closed. Reason is why, as Offload would have said it.
+type RequiredError struct {
+	Direction string // "TX" or "RX"
+	Reason    error
+}
+
+func (e *RequiredError) Error() string {
+	return "ktls: " + e.Direction + " offload is required, and the kernel did not take it: " + e.Reason.Error()
+}
+
+func (e *RequiredError) Unwrap() error { return e.Reason }
+
 var (
 	errShutdown        = errors.New("tls: protocol is shutdown")
 	errEarlyCloseWrite = errors.New("tls: CloseWrite called before handshake complete")

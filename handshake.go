@@ -76,38 +76,45 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 	if !c.opts.tx() {
 		return nil, ErrDisabled
 	}
+	if a := c.raw.LocalAddr(); a == nil || a.Network() != "tcp" {
+		// Kernel TLS is a TCP upper layer protocol.
+		return nil, withCode(CodeNotTCP, fmt.Errorf("ktls: the connection is not TCP (%T): %w", c.raw, ErrNotSupported))
+	}
 	if err := kernel.FeatureULP.Check(); err != nil {
-		return nil, err
+		return nil, withCode(probeCode(err, CodeNoULP), err)
 	}
 	if c.isClient && cs.Version == tls.VersionTLS12 && c.config != nil && c.config.Renegotiation != tls.RenegotiateNever {
-		return nil, errors.New("ktls: tls.Config.Renegotiation is enabled, and renegotiation needs crypto/tls's record layer")
+		return nil, withCode(CodeRenegotiation, errors.New("ktls: tls.Config.Renegotiation is enabled, and renegotiation needs crypto/tls's record layer"))
 	}
 	suite, ok := keyschedule.Lookup(cs.Version, cs.CipherSuite)
 	if !ok {
-		return nil, notOffloadable(cs.Version, cs.CipherSuite)
+		return nil, withCode(CodeCipher, notOffloadable(cs.Version, cs.CipherSuite))
 	}
 	kc := kernelCipher(suite)
 	if err := kernel.CipherFeature(kernelVersion(suite), kc, kernel.TX).Check(); err != nil {
-		return nil, err
+		return nil, withCode(probeCode(err, CodeCipher), err)
 	}
 	sc, ok := c.raw.(syscall.Conn)
 	if !ok {
-		return nil, fmt.Errorf("ktls: the connection is a %T, which has no socket: %w", c.raw, ErrNotSupported)
+		return nil, withCode(CodeNotTCP, fmt.Errorf("ktls: the connection is a %T, which has no socket: %w", c.raw, ErrNotSupported))
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("ktls: %w", err)
+		return nil, withCode(CodeNotTCP, fmt.Errorf("ktls: %w", err))
 	}
 	c.suite = suite
 	keys, err := c.deriveKeys()
 	if err != nil {
-		return nil, err
+		if errors.Is(err, ErrResumedTLS12) {
+			return nil, err
+		}
+		return nil, withCode(CodeHandoff, err)
 	}
 	info := cryptoInfo(suite, keys.tx, keys.txSeq)
 	defer info.Zero()
 	if err := c.install(rc, kernel.TX, info, true); err != nil {
 		keys.zero()
-		return nil, err
+		return nil, withCode(CodeKernelRefused, err)
 	}
 	// Until the kernel also decrypts, crypto/tls reads, and may answer
 	// with an alert under its own, now stale, write state.
@@ -128,7 +135,7 @@ func (c *Conn) offloadRX(keys *handoffKeys) error {
 	}
 	if err := kernel.CipherFeature(kernelVersion(c.suite), kernelCipher(c.suite), kernel.RX).Check(); err != nil {
 		c.rxStaysOnTLS(keys)
-		return err
+		return withCode(probeCode(err, CodeCipher), err)
 	}
 	if c.suite.Version == tls.VersionTLS13 && c.isClient && c.config != nil && c.config.ClientSessionCache != nil {
 		// The server's NewSessionTicket messages follow its Finished.
@@ -138,7 +145,7 @@ func (c *Conn) offloadRX(keys *handoffKeys) error {
 		d, err := newDeferredRX(c.suite, c.rxSecret, keys.rxSeq)
 		if err != nil {
 			c.rxStaysOnTLS(keys)
-			return err
+			return withCode(CodeHandoff, err)
 		}
 		c.deferred = d
 		c.hc.OnRead(d.see)
@@ -147,7 +154,7 @@ func (c *Conn) offloadRX(keys *handoffKeys) error {
 	noPadReason, err := c.installRX(keys.rx, keys.rxSeq)
 	if err != nil {
 		c.rxStaysOnTLS(keys)
-		return err
+		return withCode(CodeKernelRefused, err)
 	}
 	c.offload.RXNoPad, c.offload.RXNoPadReason = noPadReason == nil && c.suite.Version == tls.VersionTLS13, noPadReason
 	return nil

@@ -6,32 +6,46 @@ import (
 	"strings"
 )
 
-// A Mode says whether ktls may offload one direction of a connection.
+// A Mode says whether ktls may, or must, offload one direction of a
+// connection.
 type Mode int
 
 const (
-	// Auto is the default: offload when the kernel can. See Options.
+	// Auto is the default: offload when the kernel can, and stay on
+	// crypto/tls, saying why, when it can't.
 	Auto Mode = iota
-	// Enabled offloads when the kernel can.
+	// Enabled is Auto.
+	//
+	// Deprecated: Enabled never meant more than Auto. Use Auto, or
+	// Required to fail a connection that the kernel doesn't take.
 	Enabled
 	// Disabled keeps the direction on crypto/tls.
 	Disabled
+	// Required offloads the direction or fails the handshake with a
+	// *RequiredError that wraps the reason, after which the connection is
+	// closed: for a deployment that counts on the kernel, where a silent
+	// fallback would hide a misconfigured host.
+	Required
 )
 
 // Options control what a connection hands to the kernel. The zero value
 // is the default, and nil means the zero value.
 //
-// Whatever the options say, a connection never fails because offload was
-// refused: it stays on crypto/tls, and Conn.Offload reports why.
+// Unless a direction is Required, a connection never fails because
+// offload was refused: it stays on crypto/tls, and Conn.Offload reports
+// why.
 type Options struct {
 	// TX is offload of the records the connection sends. With it, Write
 	// is a plain write(2) on the socket and io.Copy from a file uses
-	// sendfile(2). Auto means Enabled.
+	// sendfile(2).
 	TX Mode
 
 	// RX is offload of the records the connection receives. It needs TX
 	// offload, because the connection then answers the peer (alerts,
-	// KeyUpdate) through the kernel. Auto means Enabled.
+	// KeyUpdate) through the kernel. On a TLS 1.3 client with a
+	// ClientSessionCache it starts at the first application data (see
+	// ErrDeferred); Required is then checked there, and the first Read
+	// fails if the kernel refuses.
 	RX Mode
 
 	// ZerocopySendfile sets TLS_TX_ZEROCOPY_RO (Linux 5.19): sendfile
@@ -58,6 +72,8 @@ type Options struct {
 
 func (o *Options) tx() bool      { return o == nil || o.TX != Disabled }
 func (o *Options) rx() bool      { return o == nil || o.RX != Disabled }
+func (o *Options) txRequired() bool { return o != nil && o.TX == Required }
+func (o *Options) rxRequired() bool { return o != nil && o.RX == Required }
 func (o *Options) rxNoPad() bool { return o == nil || o.RXNoPad != Disabled }
 
 // Offload says which directions of a connection the kernel handles, and
@@ -68,7 +84,7 @@ type Offload struct {
 
 	// TXReason and RXReason say why a direction is not offloaded; they
 	// are nil when it is. Errors for what the kernel lacks match
-	// ErrNotSupported.
+	// ErrNotSupported. TXCode and RXCode give each in one stable word.
 	TXReason, RXReason error
 
 	Version     uint16 // the TLS version, as in tls.ConnectionState

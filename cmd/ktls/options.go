@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/kernel"
 )
 
 // offloadFlags are the ktls.Options every serving command takes.
@@ -16,8 +17,8 @@ type offloadFlags struct {
 
 func (o *offloadFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.tx, "tx", "auto", "kernel TLS for sending: auto, on or off")
-	f.StringVar(&o.rx, "rx", "auto", "kernel TLS for receiving: auto, on or off")
+	f.StringVar(&o.tx, "tx", "auto", "kernel TLS for sending: auto (when the kernel can), on (required: a connection the kernel doesn't take fails) or off")
+	f.StringVar(&o.rx, "rx", "auto", "kernel TLS for receiving: auto, on (required) or off")
 	f.BoolVar(&o.zerocopy, "zerocopy-sendfile", false, "TLS_TX_ZEROCOPY_RO: sendfile straight from the page cache (files must not change while sent)")
 }
 
@@ -30,6 +31,22 @@ func (o *offloadFlags) options() (*ktls.Options, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rx == ktls.Required && tx == ktls.Disabled {
+		return nil, fmt.Errorf("--rx on needs --tx on or auto: RX offload needs TX offload")
+	}
+	// "on" means required: where this kernel can't offload at all, say
+	// so now, not on each connection.
+	for _, d := range []struct {
+		flag string
+		mode ktls.Mode
+	}{{"--tx", tx}, {"--rx", rx}} {
+		if d.mode != ktls.Required {
+			continue
+		}
+		if err := kernel.FeatureULP.Check(); err != nil {
+			return nil, fmt.Errorf("%s on: kernel TLS is required, and this kernel can't offload: %w", d.flag, err)
+		}
+	}
 	return &ktls.Options{TX: tx, RX: rx, ZerocopySendfile: o.zerocopy}, nil
 }
 
@@ -38,7 +55,7 @@ func parseMode(flag, s string) (ktls.Mode, error) {
 	case "auto":
 		return ktls.Auto, nil
 	case "on":
-		return ktls.Enabled, nil
+		return ktls.Required, nil
 	case "off":
 		return ktls.Disabled, nil
 	}

@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrNotSupported is what a feature probe's error matches (errors.Is) when
@@ -24,6 +25,9 @@ type UnsupportedError struct {
 func (e *UnsupportedError) Error() string {
 	if e.Release != "" && CompareRelease(e.Release, e.MinKernel) >= 0 {
 		s := fmt.Sprintf("%s is not available on this kernel (%s)", e.Feature, e.Release)
+		if strings.Contains(e.Reason, e.Release) {
+			s = e.Feature + " is not available"
+		}
 		if e.Reason != "" {
 			s += ": " + e.Reason
 		}
