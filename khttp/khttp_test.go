@@ -434,3 +434,42 @@ func TestClientOpenSSL(t *testing.T) {
 		})
 	}
 }
+
+// TestConnStateHTTP2: an HTTP/2 connection is reported new when it
+// starts and closed when it ends, as net/http reports its own; a hook
+// that counts open connections (ktls serve's gauge) returns to zero.
+func TestConnStateHTTP2(t *testing.T) {
+	var mu sync.Mutex
+	states := map[http.ConnState]int{}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			mu.Lock()
+			states[s]++
+			mu.Unlock()
+		},
+	}
+	_, base := startServer(t, srv)
+	c := clients(t)["HTTP/2.0"]
+	resp, err := c.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("served over %s", resp.Proto)
+	}
+	c.CloseIdleConnections()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n, closed := states[http.StateNew], states[http.StateClosed]
+		mu.Unlock()
+		if n == 1 && closed == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ConnState calls %v, want the connection new once and closed once", states)
+		}
+	}
+}

@@ -39,6 +39,10 @@ type Server struct {
 	HTTP *http.Server
 	// Options are the offload options of every connection.
 	Options *ktls.Options
+	// OnHandshake, if set, is called after each connection's TLS
+	// handshake with its error (nil when it succeeded), before the
+	// connection is served or closed: for metrics and logs.
+	OnHandshake func(c *ktls.Conn, err error)
 
 	mu        sync.Mutex
 	h2        *http2.Server
@@ -219,7 +223,11 @@ func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
 	if d := s.handshakeTimeout(); d > 0 {
 		c.SetDeadline(time.Now().Add(d))
 	}
-	if err := c.Handshake(); err != nil {
+	err := c.Handshake()
+	if s.OnHandshake != nil {
+		s.OnHandshake(c, err)
+	}
+	if err != nil {
 		s.trackConn(c, false)
 		reason := err.Error()
 		// As net/http: a client speaking plain HTTP (a user who typed
@@ -253,6 +261,11 @@ func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
 		srv.ConnState(c, http.StateNew)
 	}
 	s.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: srv, Handler: srv.Handler})
+	// net/http reports StateNew and StateClosed for the connections it
+	// serves, and the HTTP/2 server leaves both to it: so does this.
+	if srv.ConnState != nil {
+		srv.ConnState(c, http.StateClosed)
+	}
 }
 
 // plainHTTPResponse is net/http's answer to an HTTP request on its

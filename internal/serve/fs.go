@@ -2,6 +2,8 @@ package serve
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -128,4 +130,37 @@ func insideDir(dir, file string) (string, bool) {
 		return "", false
 	}
 	return filepath.ToSlash(rel), true
+}
+
+// readable checks that the directory can be listed, so that a directory
+// the server may not read fails at startup instead of answering 403.
+func readable(root *os.Root) error {
+	f, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.ReadDir(1); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// withETag gives file responses a weak ETag made of the file's size and
+// modification time, as Caddy does, so caches and curl -z revalidate:
+// http.ServeContent answers If-None-Match with 304 from it. It is weak
+// because two versions of a file may share both; so If-Range, which
+// needs a strong one, sends the whole file, as RFC 9110 asks.
+func withETag(files http.FileSystem, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			if f, err := files.Open(r.URL.Path); err == nil {
+				if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+					w.Header().Set("Etag", fmt.Sprintf(`W/"%x-%x"`, st.ModTime().UnixNano(), st.Size()))
+				}
+				f.Close()
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -1,10 +1,14 @@
 package serve
 
 import (
+	"crypto/tls"
 	"errors"
+	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -14,26 +18,48 @@ import (
 	"github.com/ktlsgo/ktls/internal/kernel"
 )
 
-// metrics are what /metrics serves.
+// metrics are what /metrics serves. docs/METRICS.md describes each series.
 type metrics struct {
-	reg   *prometheus.Registry
-	conns *prometheus.CounterVec
-	bytes prometheus.Counter
+	reg              *prometheus.Registry
+	handshakes       *prometheus.CounterVec
+	handshakeFailure *prometheus.CounterVec
+	open             prometheus.Gauge
+	requests         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	bytes            *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ktls_connections_total",
-			Help: "TLS connections served, by what the kernel took (tx+rx, tx, none) and why not (reason).",
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktls_handshakes_total",
+			Help: "TLS handshakes completed, by what the kernel took (tx+rx, tx, none) and, where it took less than both, the reason code of the first direction it didn't (ktls.ReasonCode).",
 		}, []string{"offload", "reason"}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ktls_response_bytes_total",
-			Help: "Bytes of response bodies sent.",
+		handshakeFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktls_handshake_failures_total",
+			Help: "TLS handshakes that failed, by reason: plain-http, not-tls, timeout, eof, alert, required, other.",
+		}, []string{"reason"}),
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ktls_connections_open",
+			Help: "Connections open now, from their handshake to their close.",
 		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktls_http_requests_total",
+			Help: "HTTP requests answered, by status code and method.",
+		}, []string{"code", "method"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ktls_http_request_duration_seconds",
+			Help:    "Time from a request's header to the end of its response, by method.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10), // 0.5 ms to 131 s
+		}, []string{"method"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ktls_http_response_bytes_total",
+			Help: "Bytes of response bodies, by how they left (sendfile: the kernel read the file and encrypted it; write: through user space) and by what the kernel took of the connection.",
+		}, []string{"path", "offload"}),
 	}
-	m.reg.MustRegister(m.conns, m.bytes, tlsStatCollector{path: kernel.StatsFile},
+	m.reg.MustRegister(m.handshakes, m.handshakeFailure, m.open, m.requests, m.duration, m.bytes,
+		tlsStatCollector{path: kernel.StatsFile},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -42,11 +68,34 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-func (m *metrics) connection(o ktls.Offload) {
-	m.conns.WithLabelValues(offloadLabel(o), reasonLabel(o)).Inc()
+// handshake counts one handshake, done or failed.
+func (m *metrics) handshake(c *ktls.Conn, err error) {
+	if err != nil {
+		m.handshakeFailure.WithLabelValues(handshakeFailure(err)).Inc()
+		return
+	}
+	o := c.Offload()
+	m.handshakes.WithLabelValues(offloadLabel(o), reasonLabel(o)).Inc()
 }
 
-func (m *metrics) response(n int64) { m.bytes.Add(float64(n)) }
+// request counts one request and its response body.
+func (m *metrics) request(method string, status int, d time.Duration, bodyPath, offload string, n int64) {
+	method = methodLabel(method)
+	m.requests.WithLabelValues(strconv.Itoa(status), method).Inc()
+	m.duration.WithLabelValues(method).Observe(d.Seconds())
+	m.bytes.WithLabelValues(bodyPath, offload).Add(float64(n))
+}
+
+// methodLabel keeps the method label to a known set: a client chooses
+// the method, and must not choose new series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
+		http.MethodOptions, http.MethodPatch, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
 
 func offloadLabel(o ktls.Offload) string {
 	switch {
@@ -60,27 +109,47 @@ func offloadLabel(o ktls.Offload) string {
 	return "none"
 }
 
-// reasonLabel sorts the reason a direction isn't offloaded into a few
-// values, so the label stays small: the full text is in Offload.
+// reasonLabel is the reason code of the first direction the kernel
+// didn't take: a small, fixed set (ktls.ReasonCode), where the reason's
+// sentence is in Offload.
 func reasonLabel(o ktls.Offload) string {
-	r := o.TXReason
-	if r == nil {
-		r = o.RXReason
+	if code := o.TXCode(); code != "" {
+		return code
 	}
+	return o.RXCode()
+}
+
+// handshakeFailure sorts a failed handshake's error into a few reasons.
+func handshakeFailure(err error) string {
+	var rh tls.RecordHeaderError
+	var re *ktls.RequiredError
+	var ae tls.AlertError
 	switch {
-	case r == nil:
-		return ""
-	case errors.Is(r, ktls.ErrNotSupported):
-		if kernel.FeatureULP.Check() != nil {
-			return "no-kernel-tls"
+	case errors.As(err, &re):
+		return "required"
+	case errors.As(err, &rh):
+		if looksLikeHTTP(rh.RecordHeader) {
+			return "plain-http"
 		}
-		return "unsupported"
-	case errors.Is(r, ktls.ErrDeferred):
-		return "deferred"
-	case errors.Is(r, ktls.ErrDisabled), errors.Is(r, ktls.ErrRXNeedsTX):
-		return "disabled"
+		return "not-tls"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.As(err, &ae):
+		return "alert"
 	}
-	return "error"
+	return "other"
+}
+
+// looksLikeHTTP is net/http's test of a refused record header for the
+// start of an HTTP request (its tlsRecordHeaderLooksLikeHTTP).
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
 }
 
 // tlsStatCollector exports /proc/net/tls_stat at each scrape. The

@@ -90,6 +90,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("directory to serve: %w", err)
 	}
 	defer root.Close()
+	if err := readable(root); err != nil {
+		// Better now than a 403 for every request.
+		return fmt.Errorf("directory to serve: %w", err)
+	}
 	files := &rootFS{root: root, dotfiles: cfg.Dotfiles, hidden: map[string]bool{}}
 	for _, k := range keysInDir(cfg.Dir, cfg.CertFile, cfg.KeyFile) {
 		cfg.Log.Warn("the private key lies inside the directory served; it is not served, but move it out", "file", k.file, "dir", cfg.Dir)
@@ -100,10 +104,19 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer ln.Close()
+	// Everything that can fail at startup fails before the serving line:
+	// a script that waits for it knows the server is whole.
+	var mln net.Listener
+	if cfg.Metrics != "" {
+		if mln, err = net.Listen("tcp", cfg.Metrics); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer mln.Close()
+	}
 
 	m := newMetrics()
 	srv := &http.Server{
-		Handler:           accessLog(cfg.Log, m, bounded(http.FileServer(files), cfg.ReadTimeout, cfg.WriteTimeout)),
+		Handler:           accessLog(cfg.Log, m, bounded(withETag(files, http.FileServer(files)), cfg.ReadTimeout, cfg.WriteTimeout)),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
@@ -111,30 +124,33 @@ func Run(ctx context.Context, cfg Config) error {
 		// bounded there too: no byte written for WriteTimeout closes it.
 		HTTP2:    &http.HTTP2Config{WriteByteTimeout: cfg.WriteTimeout},
 		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if kc, ok := c.(*ktls.Conn); ok {
-				m.connection(kc.Offload())
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				m.open.Dec()
 			}
-			return ctx
 		},
 	}
-	ks := &khttp.Server{HTTP: srv, Options: cfg.Options}
+	ks := &khttp.Server{HTTP: srv, Options: cfg.Options, OnHandshake: func(c *ktls.Conn, err error) {
+		m.handshake(c, err)
+		if err == nil {
+			m.open.Inc()
+		}
+	}}
 
-	fmt.Fprintf(cfg.Stdout, "serving https://%s (kernel TLS: %s)\n", ln.Addr(), KernelState(cfg.Options))
+	state := KernelState(cfg.Options)
+	fmt.Fprintf(cfg.Stdout, "serving https://%s (kernel TLS: %s)\n", ln.Addr(), state)
+	attrs := []any{"addr", ln.Addr().String(), "dir", cfg.Dir, "kernel_tls", state}
 	if cfg.CertFile == "" {
 		sum := sha256.Sum256(cert.Certificate[0])
 		fmt.Fprintf(cfg.Stdout, "self-signed certificate, SHA-256 fingerprint %s\n", fingerprint(sum[:]))
+		attrs = append(attrs, "self_signed_sha256", fingerprint(sum[:]))
 	}
-	cfg.Log.Info("serving", "addr", ln.Addr().String(), "dir", cfg.Dir)
+	// The log carries the same facts as the lines above, for --log-json.
+	cfg.Log.Info("serving", attrs...)
 
 	errc := make(chan error, 2)
 	go func() { errc <- ks.Serve(ln) }()
-	if cfg.Metrics != "" {
-		mln, err := net.Listen("tcp", cfg.Metrics)
-		if err != nil {
-			ks.Close()
-			return fmt.Errorf("metrics: %w", err)
-		}
+	if mln != nil {
 		msrv := &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
 		go msrv.Serve(mln)
 		defer msrv.Close()

@@ -11,14 +11,18 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/kerneltest"
 	"github.com/ktlsgo/ktls/internal/serve"
 	"github.com/ktlsgo/ktls/internal/testcert"
@@ -358,4 +362,213 @@ func TestServeRangesAndConditionals(t *testing.T) {
 	if code, body := s.get(t, "/"); code != 200 || !strings.Contains(body, `<a href="f.txt">f.txt</a>`) {
 		t.Errorf("GET / = %d %q, want a listing", code, body)
 	}
+}
+
+// TestServeETag: file responses carry a weak ETag from size and
+// modification time; If-None-Match with it is a 304, a changed file gets
+// a new one, and If-Range (which needs a strong ETag) sends the whole
+// file, as net/http does for a weak one.
+func TestServeETag(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "f.txt"), []byte("0123456789abcdef"))
+	s := start(t, serve.Config{Dir: dir})
+	c := s.client()
+	defer c.CloseIdleConnections()
+	do := func(hdr ...string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://"+s.addr+"/f.txt", nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body)
+	}
+	resp, _ := do()
+	etag := resp.Header.Get("ETag")
+	if !strings.HasPrefix(etag, `W/"`) {
+		t.Fatalf("ETag %q, want a weak one", etag)
+	}
+	if resp, _ := do("If-None-Match", etag); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("If-None-Match: %s = %d, want 304", etag, resp.StatusCode)
+	}
+	if resp, body := do("Range", "bytes=0-3", "If-Range", etag); resp.StatusCode != http.StatusOK || body != "0123456789abcdef" {
+		t.Errorf("If-Range with a weak ETag = %d %q, want 200 and the whole file", resp.StatusCode, body)
+	}
+	if resp, body := do("Range", "bytes=0-3"); resp.StatusCode != http.StatusPartialContent || body != "0123" {
+		t.Errorf("Range = %d %q, want 206 \"0123\"", resp.StatusCode, body)
+	}
+	writeFile(t, filepath.Join(dir, "f.txt"), []byte("changed, and longer"))
+	if resp, body := do("If-None-Match", etag); resp.StatusCode != http.StatusOK || body != "changed, and longer" || resp.Header.Get("ETag") == etag {
+		t.Errorf("after a change: %d %q ETag %q, want 200, the new body and a new ETag", resp.StatusCode, body, resp.Header.Get("ETag"))
+	}
+	if code, _ := s.get(t, "/"); code != 200 {
+		t.Errorf("GET / = %d", code)
+	}
+}
+
+// TestServeStartupFailsEarly: what can fail at startup fails before the
+// serving line: a metrics address that doesn't bind, and a directory
+// the server may not list (checked as an unprivileged user: root reads
+// anything).
+func TestServeStartupFailsEarly(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	var out bytes.Buffer
+	err = serve.Run(context.Background(), serve.Config{Addr: "127.0.0.1:0", Dir: t.TempDir(), Metrics: busy.Addr().String(),
+		Stdout: &out, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "metrics: listen tcp") || out.Len() != 0 {
+		t.Errorf("Run with a busy metrics address: %v, printed %q; want a metrics error and nothing printed", err, out.String())
+	}
+}
+
+// TestServeUnreadableDir: a directory the server may not list fails at
+// startup, where it would otherwise answer 403 to everything. Root reads
+// any directory, so as root the check runs in a copy of this test binary
+// started as nobody.
+func TestServeUnreadableDir(t *testing.T) {
+	if os.Getenv("KTLS_TEST_UNREADABLE_DIR") != "" {
+		dir := os.Getenv("KTLS_TEST_UNREADABLE_DIR")
+		err := serve.Run(context.Background(), serve.Config{Addr: "127.0.0.1:0", Dir: dir,
+			Stdout: io.Discard, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		fmt.Println("Run:", err)
+		return
+	}
+	base, err := os.MkdirTemp("", "ktls-unreadable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	dir := filepath.Join(base, "www")
+	os.Mkdir(dir, 0o700) // owned by this user: nobody else may list it
+	if os.Geteuid() != 0 {
+		os.Chmod(dir, 0o300) // not even its owner, who isn't root
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "serve.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestServeUnreadableDir$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "KTLS_TEST_UNREADABLE_DIR="+dir)
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "Run: directory to serve: ") || !strings.Contains(string(out), "permission denied") {
+		t.Errorf("serving a directory it may not list: %s\nwant a startup error saying so", out)
+	}
+}
+
+// TestServeMetricsAfterTraffic: after real traffic, the metrics say what
+// happened, by value: handshakes by offload, requests by code, body bytes
+// by path (sendfile where the kernel encrypts, write elsewhere), and the
+// connections still open. In the lab the connections are offloaded; on a
+// host without kernel TLS they say why not.
+func TestServeMetricsAfterTraffic(t *testing.T) {
+	dir := t.TempDir()
+	const size = 1 << 20
+	writeFile(t, filepath.Join(dir, "f.bin"), randBytes(size))
+	busy, _ := net.Listen("tcp", "127.0.0.1:0")
+	maddr := busy.Addr().String()
+	busy.Close()
+	s := start(t, serve.Config{Dir: dir, Metrics: maddr})
+	c := s.client()
+	c.Transport.(*http.Transport).TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1
+	for range 3 {
+		if code, body := s.get(t, "/f.bin"); code != 200 || len(body) != size {
+			t.Fatalf("GET /f.bin = %d, %d bytes", code, len(body))
+		}
+	}
+	req, _ := http.NewRequest("GET", "https://"+s.addr+"/f.bin", nil)
+	for range 2 {
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if code, _ := s.get(t, "/missing"); code != 404 {
+		t.Fatalf("GET /missing = %d", code)
+	}
+	c.CloseIdleConnections()
+
+	offload, reason, bodyPath := "none", "no-ulp", "write"
+	if kernel.FeatureULP.Check() == nil {
+		offload, reason, bodyPath = "tx+rx", "", "sendfile"
+	}
+	page := scrape(t, "http://"+maddr+"/metrics")
+	const notFound = float64(len("404 page not found\n"))
+	for _, want := range []struct {
+		series string
+		value  float64
+	}{
+		// s.get makes a client per call: 3 + 1 (missing) connections of
+		// its own, and c one more for its two requests.
+		{fmt.Sprintf(`ktls_handshakes_total{offload=%q,reason=%q}`, offload, reason), 5},
+		{`ktls_http_requests_total{code="200",method="GET"}`, 5},
+		{`ktls_http_requests_total{code="404",method="GET"}`, 1},
+		// The file bodies by sendfile or write; the 404's body is written.
+		{fmt.Sprintf(`ktls_http_response_bytes_total{offload=%q,path=%q}`, offload, bodyPath), map[bool]float64{true: 5 * size, false: 5*size + notFound}[bodyPath == "sendfile"]},
+		{fmt.Sprintf(`ktls_http_response_bytes_total{offload=%q,path="write"}`, offload), map[bool]float64{true: notFound, false: 5*size + notFound}[bodyPath == "sendfile"]},
+		{`ktls_http_request_duration_seconds_count{method="GET"}`, 6},
+	} {
+		if got, ok := metricValue(page, want.series); !ok || got != want.value {
+			t.Errorf("%s = %v (found %v), want %v", want.series, got, ok, want.value)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics page:\n%s", grepLines(page, "ktls_"))
+	}
+}
+
+// metricValue finds a series' value on a metrics page.
+func metricValue(page, series string) (float64, bool) {
+	for _, l := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
