@@ -70,11 +70,11 @@ type Options struct {
 	keyUpdateLimit uint64
 }
 
-func (o *Options) tx() bool      { return o == nil || o.TX != Disabled }
-func (o *Options) rx() bool      { return o == nil || o.RX != Disabled }
+func (o *Options) tx() bool         { return o == nil || o.TX != Disabled }
+func (o *Options) rx() bool         { return o == nil || o.RX != Disabled }
 func (o *Options) txRequired() bool { return o != nil && o.TX == Required }
 func (o *Options) rxRequired() bool { return o != nil && o.RX == Required }
-func (o *Options) rxNoPad() bool { return o == nil || o.RXNoPad != Disabled }
+func (o *Options) rxNoPad() bool    { return o == nil || o.RXNoPad != Disabled }
 
 // Offload says which directions of a connection the kernel handles, and
 // why not where it doesn't.
