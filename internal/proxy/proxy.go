@@ -80,8 +80,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cfg.Stdout, "proxying tls://%s to %s (kernel TLS: %s)\n", ln.Addr(), cfg.Backend, serve.KernelState(cfg.Options))
-	cfg.Log.Info("proxying", "listen", ln.Addr().String(), "backend", cfg.Backend)
+	state := serve.KernelState(cfg.Options)
+	fmt.Fprintf(cfg.Stdout, "proxying tls://%s to %s (kernel TLS: %s)\n", ln.Addr(), cfg.Backend, state)
+	cfg.Log.Info("proxying", "listen", ln.Addr().String(), "backend", cfg.Backend, "kernel_tls", state)
 
 	p := &proxy{cfg: cfg, conns: map[net.Conn]struct{}{}}
 	go func() {
@@ -192,10 +193,29 @@ func (p *proxy) handle(c *ktls.Conn) {
 		c.CloseWrite()
 	}()
 	wg.Wait()
+	// The reason's sentence is on the startup line; each connection
+	// says what the kernel took, and why not in one word.
 	o := c.Offload()
-	log.Info("connection", "backend", p.cfg.Backend, "bytes_up", up, "bytes_down", down,
-		"duration", time.Since(start).Round(time.Millisecond), "ktls", o.String(),
-		"up_err", errString(upErr), "down_err", errString(downErr))
+	attrs := []any{"backend", p.cfg.Backend, "bytes_up", up, "bytes_down", down,
+		"duration", time.Since(start).Round(time.Millisecond), "ktls", offloadWord(o)}
+	if code := o.TXCode(); code != "" {
+		attrs = append(attrs, "ktls_tx_reason", code)
+	}
+	if code := o.RXCode(); code != "" {
+		attrs = append(attrs, "ktls_rx_reason", code)
+	}
+	attrs = append(attrs, "up_err", errString(upErr), "down_err", errString(downErr))
+	log.Info("connection", attrs...)
+}
+
+func offloadWord(o ktls.Offload) string {
+	switch {
+	case o.TX && o.RX:
+		return "tx+rx"
+	case o.TX:
+		return "tx"
+	}
+	return "none"
 }
 
 // A pair is a client and its backend connection. Plaintext moves both
