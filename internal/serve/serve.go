@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -95,6 +96,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Log.Warn("the private key lies inside the directory served; it is not served, but move it out", "file", k.file, "dir", cfg.Dir)
 		files.hidden[k.rel] = true
 	}
+	files.keys = keyFiles(cfg.CertFile, cfg.KeyFile)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
@@ -184,6 +186,28 @@ func keysInDir(dir, certFile, keyFile string) []keyInDir {
 			}
 		}
 		out = append(out, keyInDir{file: f, rel: rel})
+	}
+	return out
+}
+
+// keyFiles returns what os.Stat says of the files among --key and --cert
+// that hold a private key, wherever they lie: the file server refuses
+// them by identity, whatever name (a symlink, a hard link) reaches them.
+func keyFiles(certFile, keyFile string) []fs.FileInfo {
+	var out []fs.FileInfo
+	for _, f := range []string{keyFile, certFile} {
+		if f == "" {
+			continue
+		}
+		if f != keyFile {
+			b, err := os.ReadFile(f)
+			if err != nil || !strings.Contains(string(b), "PRIVATE KEY-----") {
+				continue
+			}
+		}
+		if st, err := os.Stat(f); err == nil {
+			out = append(out, st)
+		}
 	}
 	return out
 }

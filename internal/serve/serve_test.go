@@ -359,3 +359,35 @@ func TestServeRangesAndConditionals(t *testing.T) {
 		t.Errorf("GET / = %d %q, want a listing", code, body)
 	}
 }
+
+// TestServeKeyInDirAliases: the private key inside --dir is not served by
+// any other name that reaches the same file: a symlink to it, a path
+// through a symlinked directory (the one --key itself may name), or a
+// hard link.
+func TestServeKeyInDirAliases(t *testing.T) {
+	dir := t.TempDir()
+	b := testcert.Get(testcert.ECDSA)
+	writeFile(t, filepath.Join(dir, "keys", "key.pem"), b.KeyPEM)
+	writeFile(t, filepath.Join(dir, "keys", "cert.pem"), b.CertPEM)
+	for link, target := range map[string]string{
+		"tls":      "keys",
+		"site.pem": "keys/key.pem",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(dir, "keys", "key.pem"), filepath.Join(dir, "hard.pem")); err != nil {
+		t.Fatal(err)
+	}
+	// --key names the key through the symlinked directory.
+	s := start(t, serve.Config{Dir: dir, CertFile: filepath.Join(dir, "tls", "cert.pem"), KeyFile: filepath.Join(dir, "tls", "key.pem")})
+	for _, p := range []string{"/keys/key.pem", "/tls/key.pem", "/site.pem", "/hard.pem"} {
+		if code, body := s.get(t, p); code != http.StatusNotFound || strings.Contains(body, "PRIVATE") {
+			t.Errorf("GET %s = %d %q, want 404", p, code, body)
+		}
+	}
+	if code, _ := s.get(t, "/tls/cert.pem"); code != 200 {
+		t.Errorf("GET /tls/cert.pem = %d, want 200", code)
+	}
+}
