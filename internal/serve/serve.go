@@ -137,7 +137,15 @@ func Run(ctx context.Context, cfg Config) error {
 			ks.Close()
 			return fmt.Errorf("metrics: %w", err)
 		}
-		msrv := &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
+		// The same bounds as the main address: the two share the
+		// process's file descriptors. A metrics page is small, so its
+		// WriteTimeout may bound the whole response.
+		msrv := &http.Server{
+			Handler:           m.handler(),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			WriteTimeout:      cfg.WriteTimeout,
+		}
 		go msrv.Serve(mln)
 		defer msrv.Close()
 		cfg.Log.Info("metrics", "addr", mln.Addr().String())
