@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -149,9 +150,12 @@ func (s *Server) serve(l net.Listener, cfg *tls.Config) error {
 			if s.shuttingDown() {
 				return http.ErrServerClosed
 			}
-			// As net/http: back off on temporary errors.
+			// As net/http: back off on temporary errors, among them
+			// running out of file descriptors (a client that opens
+			// connections until none are left), which connections that
+			// end give back.
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				time.Sleep(backoff)
 				continue

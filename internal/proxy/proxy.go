@@ -95,8 +95,11 @@ func Run(ctx context.Context, cfg Config) error {
 			if ctx.Err() != nil {
 				break
 			}
+			// Out of file descriptors (a client that opens connections
+			// until none are left) is, as to net/http, a reason to wait,
+			// not to stop: connections that end give them back.
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}

@@ -18,7 +18,10 @@ import (
 // dotfiles is set, a path with any element that starts with "." (.git,
 // .env, .htpasswd) is not found, and directory listings leave such
 // entries out. hidden names files that are never served (the private
-// key, when it lies inside the directory).
+// key, when it lies inside the directory) by the name that --key gives
+// it; keys are the files that hold the private key, which are never
+// served by any name that reaches them (a symlink, a symlinked
+// directory, a hard link): hidden alone would only cover one of them.
 //
 // Open returns the *os.File itself for a regular file, so that
 // http.ServeContent still hands it to the connection's ReadFrom, which
@@ -28,6 +31,7 @@ type rootFS struct {
 	root     *os.Root
 	dotfiles bool
 	hidden   map[string]bool // slash-separated paths relative to the root
+	keys     []fs.FileInfo   // compared with os.SameFile
 }
 
 func (r *rootFS) Open(name string) (http.File, error) {
@@ -47,7 +51,7 @@ func (r *rootFS) Open(name string) (http.File, error) {
 		// net/http would answer anything but these two with a 500.
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
-	if r.dotfiles && len(r.hidden) == 0 {
+	if r.dotfiles && len(r.hidden) == 0 && len(r.keys) == 0 {
 		return f, nil
 	}
 	st, err := f.Stat()
@@ -56,6 +60,12 @@ func (r *rootFS) Open(name string) (http.File, error) {
 		return nil, err
 	}
 	if !st.IsDir() {
+		for _, k := range r.keys {
+			if os.SameFile(st, k) {
+				f.Close()
+				return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+			}
+		}
 		return f, nil
 	}
 	return &dir{File: f, fs: r, name: name}, nil

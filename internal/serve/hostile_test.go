@@ -237,3 +237,31 @@ func waitRequests(t *testing.T, srv *server, s string, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestServeMetricsIdle: a kept-alive connection to the metrics address
+// is closed after the idle timeout, as on the main address, and a silent
+// one after the read-header timeout: a client can't hold the process's
+// file descriptors there, which the main address shares. (It had no idle
+// timeout: a connection held forever after one request.)
+func TestServeMetricsIdle(t *testing.T) {
+	s := start(t, serve.Config{
+		Dir:               t.TempDir(),
+		Metrics:           "127.0.0.1:0",
+		ReadHeaderTimeout: hostileTimeout,
+		IdleTimeout:       hostileTimeout,
+		WriteTimeout:      hostileTimeout,
+	})
+	line, ok := s.log.waitFor("msg=metrics", hostileBound)
+	if !ok {
+		t.Fatalf("no metrics address in the log:\n%s", s.log)
+	}
+	_, addr, _ := strings.Cut(line, "addr=")
+	addr = strings.Fields(addr)[0]
+
+	c := dialTCP(t, addr)
+	io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+	if got := closedWithin(t, c, hostileBound); !bytes.HasPrefix(got, []byte("HTTP/1.1 200 OK")) {
+		t.Errorf("metrics answer %q, want 200", got[:min(len(got), 100)])
+	}
+	closedWithin(t, dialTCP(t, addr), hostileBound)
+}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -99,6 +100,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Log.Warn("the private key lies inside the directory served; it is not served, but move it out", "file", k.file, "dir", cfg.Dir)
 		files.hidden[k.rel] = true
 	}
+	files.keys = keyFiles(cfg.CertFile, cfg.KeyFile)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
@@ -116,7 +118,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	m := newMetrics()
 	srv := &http.Server{
-		Handler:           accessLog(cfg.Log, m, bounded(withETag(files, http.FileServer(files)), cfg.ReadTimeout, cfg.WriteTimeout)),
+		Handler:           accessLog(cfg.Log, m, bounded(withETag(files, fewRanges(http.FileServer(files))), cfg.ReadTimeout, cfg.WriteTimeout)),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
@@ -151,7 +153,15 @@ func Run(ctx context.Context, cfg Config) error {
 	errc := make(chan error, 2)
 	go func() { errc <- ks.Serve(ln) }()
 	if mln != nil {
-		msrv := &http.Server{Handler: m.handler(), ReadHeaderTimeout: 10 * time.Second}
+		// The same bounds as the main address: the two share the
+		// process's file descriptors. A metrics page is small, so its
+		// WriteTimeout may bound the whole response.
+		msrv := &http.Server{
+			Handler:           m.handler(),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			WriteTimeout:      cfg.WriteTimeout,
+		}
 		go msrv.Serve(mln)
 		defer msrv.Close()
 		cfg.Log.Info("metrics", "addr", mln.Addr().String())
@@ -173,6 +183,25 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// maxRanges is the most ranges a Range header may ask for. net/http
+// serves any number whose lengths add up to no more than the file, so
+// one header of many small, overlapping ranges ("0-0,0-0,...") costs a
+// part header, a seek and a read each: a body dozens of times the
+// file's size, and seconds of CPU, for one request. (Apache's MaxRanges
+// is 200, for the same reason.)
+const maxRanges = 100
+
+// fewRanges drops a Range header that asks for more than maxRanges
+// ranges, so the file is served whole, as RFC 9110 (section 14.2) allows.
+func fewRanges(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Count(r.Header.Get("Range"), ",") >= maxRanges {
+			r.Header.Del("Range")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 type keyInDir struct {
@@ -200,6 +229,28 @@ func keysInDir(dir, certFile, keyFile string) []keyInDir {
 			}
 		}
 		out = append(out, keyInDir{file: f, rel: rel})
+	}
+	return out
+}
+
+// keyFiles returns what os.Stat says of the files among --key and --cert
+// that hold a private key, wherever they lie: the file server refuses
+// them by identity, whatever name (a symlink, a hard link) reaches them.
+func keyFiles(certFile, keyFile string) []fs.FileInfo {
+	var out []fs.FileInfo
+	for _, f := range []string{keyFile, certFile} {
+		if f == "" {
+			continue
+		}
+		if f != keyFile {
+			b, err := os.ReadFile(f)
+			if err != nil || !strings.Contains(string(b), "PRIVATE KEY-----") {
+				continue
+			}
+		}
+		if st, err := os.Stat(f); err == nil {
+			out = append(out, st)
+		}
 	}
 	return out
 }

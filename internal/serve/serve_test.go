@@ -572,3 +572,73 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestServeKeyInDirAliases: the private key inside --dir is not served by
+// any other name that reaches the same file: a symlink to it, a path
+// through a symlinked directory (the one --key itself may name), or a
+// hard link.
+func TestServeKeyInDirAliases(t *testing.T) {
+	dir := t.TempDir()
+	b := testcert.Get(testcert.ECDSA)
+	writeFile(t, filepath.Join(dir, "keys", "key.pem"), b.KeyPEM)
+	writeFile(t, filepath.Join(dir, "keys", "cert.pem"), b.CertPEM)
+	for link, target := range map[string]string{
+		"tls":      "keys",
+		"site.pem": "keys/key.pem",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(dir, "keys", "key.pem"), filepath.Join(dir, "hard.pem")); err != nil {
+		t.Fatal(err)
+	}
+	// --key names the key through the symlinked directory.
+	s := start(t, serve.Config{Dir: dir, CertFile: filepath.Join(dir, "tls", "cert.pem"), KeyFile: filepath.Join(dir, "tls", "key.pem")})
+	for _, p := range []string{"/keys/key.pem", "/tls/key.pem", "/site.pem", "/hard.pem"} {
+		if code, body := s.get(t, p); code != http.StatusNotFound || strings.Contains(body, "PRIVATE") {
+			t.Errorf("GET %s = %d %q, want 404", p, code, body)
+		}
+	}
+	if code, _ := s.get(t, "/tls/cert.pem"); code != 200 {
+		t.Errorf("GET /tls/cert.pem = %d, want 200", code)
+	}
+}
+
+// TestServeManyRanges: a Range header with many small, overlapping
+// ranges doesn't make the server cut the file into a part for each (a
+// multipart body many times the file's size, a seek and a read each,
+// from one request header: "Apache Killer"); past a few ranges the header
+// is ignored and the file comes whole, as RFC 9110 allows. A few ranges
+// still get their multipart answer.
+func TestServeManyRanges(t *testing.T) {
+	dir := t.TempDir()
+	data := randBytes(64 << 10)
+	writeFile(t, filepath.Join(dir, "f.bin"), data)
+	s := start(t, serve.Config{Dir: dir})
+	c := s.client()
+	defer c.CloseIdleConnections()
+	get := func(rng string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://"+s.addr+"/f.bin", nil)
+		req.Header.Set("Range", rng)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, body
+	}
+	resp, body := get("bytes=" + strings.Repeat("0-0,", 4000) + "0-0")
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Errorf("4,001 ranges: %d, %d bytes (%s); want 200 and the file, %d bytes", resp.StatusCode, len(body), resp.Header.Get("Content-Type"), len(data))
+	}
+	resp, body = get("bytes=0-1,10-11")
+	if resp.StatusCode != http.StatusPartialContent || !strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges") || len(body) > 1000 {
+		t.Errorf("2 ranges: %d %s, %d bytes; want 206 multipart/byteranges", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+}
