@@ -61,3 +61,19 @@ func parseMode(flag, s string) (ktls.Mode, error) {
 	}
 	return 0, fmt.Errorf("%s: %q is not auto, on or off", flag, s)
 }
+
+// positiveDurations refuses a zero or negative value for each named
+// duration flag: every one bounds what a client can hold, and none has a
+// "never".
+func positiveDurations(cmd *cobra.Command, names ...string) error {
+	for _, name := range names {
+		d, err := cmd.Flags().GetDuration(name)
+		if err != nil {
+			return err
+		}
+		if d <= 0 {
+			return fmt.Errorf("--%s: %v is not positive: each timeout bounds what a client can hold, and none can be turned off", name, d)
+		}
+	}
+	return nil
+}

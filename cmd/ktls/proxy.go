@@ -31,6 +31,9 @@ reading). Each connection is logged.
 The first line it prints is "proxying tls://ADDR to BACKEND (kernel TLS: ...)".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := positiveDurations(cmd, "idle", "write-timeout", "handshake-timeout"); err != nil {
+				return err
+			}
 			opts, err := off.options()
 			if err != nil {
 				return err

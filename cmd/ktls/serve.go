@@ -42,6 +42,9 @@ what the kernel will do, or why it won't. It logs each request to stderr and
 shuts down gracefully on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := positiveDurations(cmd, "shutdown-timeout", "write-timeout", "read-header-timeout", "read-timeout", "idle-timeout"); err != nil {
+				return err
+			}
 			opts, err := off.options()
 			if err != nil {
 				return err

@@ -124,7 +124,10 @@ func Run(ctx context.Context, cfg Config) error {
 		IdleTimeout:       cfg.IdleTimeout,
 		// HTTP/2 multiplexes streams on one connection, so its writer is
 		// bounded there too: no byte written for WriteTimeout closes it.
-		HTTP2:    &http.HTTP2Config{WriteByteTimeout: cfg.WriteTimeout},
+		// Streams open at once on one connection are capped as nginx
+		// caps them (x/net's default is 250): each may hold a file open
+		// until WriteTimeout.
+		HTTP2:    &http.HTTP2Config{WriteByteTimeout: cfg.WriteTimeout, MaxConcurrentStreams: 128},
 		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		ConnState: func(c net.Conn, st http.ConnState) {
 			if st == http.StateClosed || st == http.StateHijacked {
