@@ -153,6 +153,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		return nil
 	}
 	if err := c.tc.HandshakeContext(ctx); err != nil {
+		// No handoff will wipe what the key log collected before the
+		// failure (a peer can fail a handshake after the traffic secrets,
+		// by sending no certificate, say): do it now.
+		c.zeroSecrets()
 		return c.handshakeError(err)
 	}
 	c.handoff()
@@ -375,7 +379,7 @@ func (c *Conn) Close() error {
 	}
 	if !c.handshakeDone.Load() || !c.kernelTX {
 		// The handoff wiped the secrets of a connection the kernel didn't
-		// take.
+		// take, and a failed handshake its own.
 		return c.tc.Close()
 	}
 	if x != 0 {

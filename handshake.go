@@ -67,6 +67,9 @@ func (c *Conn) zeroSecrets() {
 		}
 	}
 	c.txSecret, c.rxSecret, c.translateSecret = nil, nil, nil
+	// The resumed session holds its own secret; it is crypto/tls's and
+	// can't be wiped, but it need not live as long as the Conn.
+	c.hc.resumed = nil
 }
 
 // offloadTX installs the transmit key in the kernel. On success crypto/tls
