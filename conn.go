@@ -161,6 +161,15 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	}
 	c.handoff()
 	c.handshakeDone.Store(true)
+	if c.activeCall.Load()&1 != 0 {
+		// A Close came during the handoff. It saw no finished handshake,
+		// so it wiped nothing: the secrets kept for KeyUpdates are wiped
+		// here. (Either it sees handshakeDone, or this sees its bit.)
+		c.out.Lock()
+		c.zeroTXLocked()
+		c.out.Unlock()
+		c.zeroRX()
+	}
 	return nil
 }
 

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"maps"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/kerneltest"
 	"github.com/ktlsgo/ktls/internal/testcert"
 )
 
@@ -155,4 +160,34 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 			t.Errorf("a resumed connection the kernel didn't take still holds the %q", held)
 		}
 	})
+}
+
+// TestCloseDuringHandoffZeroesSecrets: a Close that comes while the
+// handoff runs (a server shutting down as a handshake ends, say) sees no
+// finished handshake, so it leaves the secrets to the handoff; the
+// handoff, which installed TX before the socket closed, must then wipe the
+// TLS 1.3 traffic secrets it kept for KeyUpdates, since nothing else will.
+func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	ccfg, scfg := suiteCases[0].configs()
+	var closed atomic.Bool
+	ktls.SetAfterTXHook(t, func(c *ktls.Conn) {
+		if c.ConnectionState().DidResume || closed.Swap(true) {
+			return
+		}
+		c.Close()
+	})
+	var ks *ktls.Conn
+	cerr, serr := handshakePair(t,
+		func(raw net.Conn) handshaker { return tls.Client(raw, ccfg) },
+		func(raw net.Conn) handshaker { ks = ktls.Server(raw, scfg); return ks })
+	if !closed.Load() {
+		t.Fatalf("the handoff never reached the hook (client: %v, server: %v): the test proves nothing", cerr, serr)
+	}
+	if o := ks.Offload(); !o.TX {
+		t.Fatalf("server Offload() = %v, want TX: the test proves nothing", o)
+	}
+	if held := ks.TrafficSecrets(); len(held) != 0 {
+		t.Errorf("after a Close during the handoff, the server still holds the %v traffic secrets", slices.Sorted(maps.Keys(held)))
+	}
 }
