@@ -161,13 +161,19 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	}
 	c.handoff()
 	c.handshakeDone.Store(true)
-	if c.activeCall.Load()&1 != 0 {
+	if x := c.activeCall.Load(); x&1 != 0 {
 		// A Close came during the handoff. It saw no finished handshake,
 		// so it wiped nothing: the secrets kept for KeyUpdates are wiped
-		// here. (Either it sees handshakeDone, or this sees its bit.)
-		c.out.Lock()
-		c.zeroTXLocked()
-		c.out.Unlock()
+		// here, as Close would have. (Either it sees handshakeDone, or
+		// this sees its bit.) A write in flight, such as one that ran
+		// this handshake or a relay into this Conn, may hold c.out for
+		// long: the last of them to end wipes the write secret
+		// (endWrite).
+		if x == 1 {
+			c.out.Lock()
+			c.zeroTXLocked()
+			c.out.Unlock()
+		}
 		c.zeroRX()
 	}
 	return nil
