@@ -158,6 +158,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		return c.requiredErr
 	}
 	if err := c.tc.HandshakeContext(ctx); err != nil {
+		// No handoff will wipe what the key log collected before the
+		// failure (a peer can fail a handshake after the traffic secrets,
+		// by sending no certificate, say): do it now.
+		c.zeroSecrets()
 		return c.handshakeError(err)
 	}
 	c.handoff()
@@ -167,6 +171,21 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		return err
 	}
 	c.handshakeDone.Store(true)
+	if x := c.activeCall.Load(); x&1 != 0 {
+		// A Close came during the handoff. It saw no finished handshake,
+		// so it wiped nothing: the secrets kept for KeyUpdates are wiped
+		// here, as Close would have. (Either it sees handshakeDone, or
+		// this sees its bit.) A write in flight, such as one that ran
+		// this handshake or a relay into this Conn, may hold c.out for
+		// long: the last of them to end wipes the write secret
+		// (endWrite).
+		if x == 1 {
+			c.out.Lock()
+			c.zeroTXLocked()
+			c.out.Unlock()
+		}
+		c.zeroRX()
+	}
 	return nil
 }
 
@@ -418,7 +437,7 @@ func (c *Conn) Close() error {
 	}
 	if !c.handshakeDone.Load() || !c.kernelTX {
 		// The handoff wiped the secrets of a connection the kernel didn't
-		// take.
+		// take, and a failed handshake its own.
 		return c.tc.Close()
 	}
 	if x != 0 {

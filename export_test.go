@@ -44,3 +44,33 @@ func (c *Conn) TrafficSecrets() map[string]*keyschedule.ApplicationSecret {
 	c.in.Unlock()
 	return m
 }
+
+// HandshakeSecretsHeld names the handshake secrets c still holds: those
+// its key log collected, and the session it may have resumed, which holds
+// that session's secret.
+func (c *Conn) HandshakeSecretsHeld() []string {
+	c.handshakeMu.Lock()
+	defer c.handshakeMu.Unlock()
+	var held []string
+	if s := c.hc.secrets; s != nil {
+		for _, f := range []struct {
+			name string
+			get  func() ([]byte, bool)
+		}{
+			{"master", s.MasterSecret},
+			{"client traffic", s.ClientTrafficSecret},
+			{"server traffic", s.ServerTrafficSecret},
+			{"client handshake", s.ClientHandshakeTrafficSecret},
+			{"server handshake", s.ServerHandshakeTrafficSecret},
+		} {
+			if b, ok := f.get(); ok {
+				clear(b)
+				held = append(held, f.name)
+			}
+		}
+	}
+	if c.hc.resumed != nil {
+		held = append(held, "resumed session")
+	}
+	return held
+}

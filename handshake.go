@@ -33,6 +33,9 @@ func (c *Conn) handoff() {
 		return
 	}
 	o.TX = true
+	if testHookAfterTX != nil {
+		testHookAfterTX(c)
+	}
 	if c.opts.ZerocopySendfile {
 		o.ZerocopySendfileReason = c.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
 		o.ZerocopySendfile = o.ZerocopySendfileReason == nil
@@ -44,6 +47,11 @@ func (c *Conn) handoff() {
 		c.zeroSecrets()
 	}
 }
+
+// testHookAfterTX, if set, runs in the handoff once the kernel encrypts,
+// before the receive direction is decided: tests use it to close the Conn
+// there.
+var testHookAfterTX func(*Conn)
 
 // handoffKeys is the key material of both directions, with the sequence
 // number of the next record each way.
@@ -67,6 +75,9 @@ func (c *Conn) zeroSecrets() {
 		}
 	}
 	c.txSecret, c.rxSecret, c.translateSecret = nil, nil, nil
+	// The resumed session holds its own secret; it is crypto/tls's and
+	// can't be wiped, but it need not live as long as the Conn.
+	c.hc.resumed = nil
 }
 
 // offloadTX installs the transmit key in the kernel. On success crypto/tls

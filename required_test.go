@@ -14,12 +14,12 @@ import (
 	"github.com/ktlsgo/ktls/internal/testcert"
 )
 
-// handshakePair runs a handshake between a ktls client (Auto) and a ktls
+// offloadPair runs a handshake between a ktls client (Auto) and a ktls
 // server with opts over a connection of the given network ("tcp" or
 // "unix"), and returns both ends' handshake errors, with both Conns. The
 // client is ktls because crypto/tls reads a connection cut at a record
 // boundary as a clean io.EOF, and the tests must tell the two apart.
-func handshakePair(t *testing.T, network string, ccfg, scfg *tls.Config, opts *ktls.Options) (cerr, serr error, s, c *ktls.Conn) {
+func offloadPair(t *testing.T, network string, ccfg, scfg *tls.Config, opts *ktls.Options) (cerr, serr error, s, c *ktls.Conn) {
 	t.Helper()
 	addr := "127.0.0.1:0"
 	if network == "unix" {
@@ -97,7 +97,7 @@ func TestReasonCodes(t *testing.T) {
 				t.Skip("this kernel has the tls ULP: the case is for a host without it")
 			}
 			ccfg, scfg := tc.configs()
-			cerr, serr, s, _ := handshakePair(t, tc.network, ccfg, scfg, tc.opts)
+			cerr, serr, s, _ := offloadPair(t, tc.network, ccfg, scfg, tc.opts)
 			if cerr != nil || serr != nil {
 				t.Fatalf("handshake: client %v, server %v", cerr, serr)
 			}
@@ -136,7 +136,7 @@ func TestRequired(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ccfg, scfg := tc.configs()
-			cerr, serr, s, c := handshakePair(t, tc.network, ccfg, scfg, tc.opts)
+			cerr, serr, s, c := offloadPair(t, tc.network, ccfg, scfg, tc.opts)
 			if cerr != nil {
 				t.Fatalf("client handshake: %v", cerr)
 			}
