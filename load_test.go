@@ -180,8 +180,8 @@ func TestLoadServe(t *testing.T) {
 		t.Errorf("%d connections were open at once, want %d", atOnce, conns)
 	}
 	// Every connection the server accepted was offloaded both ways.
-	if got := metricValue(metrics, `ktls_connections_total{offload="tx+rx",reason=""}`); got != fmt.Sprint(conns) {
-		t.Errorf("ktls_connections_total with TX+RX = %q, want %d; the metrics:\n%s", got, conns, grepLines(metrics, "ktls_connections_total"))
+	if got := metricValue(metrics, `ktls_handshakes_total{offload="tx+rx",reason=""}`); got != fmt.Sprint(conns) {
+		t.Errorf("ktls_handshakes_total with TX+RX = %q, want %d; the metrics:\n%s", got, conns, grepLines(metrics, "ktls_handshake"))
 	}
 
 	// Back to the baseline.

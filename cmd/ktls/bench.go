@@ -241,6 +241,7 @@ func newBenchServerCmd() *cobra.Command {
 			srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 			var serve func() error
 			var shutdown func(context.Context) error
+			var stats string // where a ktls server says what the kernel took
 			switch impl {
 			case "go":
 				serve = func() error { return srv.ServeTLS(ln, "", "") }
@@ -253,13 +254,28 @@ func newBenchServerCmd() *cobra.Command {
 				case "ktls-rxoff":
 					opts = &ktls.Options{RX: ktls.Disabled}
 				}
-				ks := &khttp.Server{HTTP: srv, Options: opts}
+				// The server counts what the kernel took of its own
+				// connections, and serves the counts on a plaintext
+				// address of its own: tls_stat is the whole host's.
+				var counts bench.OffloadCounts
+				ks := &khttp.Server{HTTP: srv, Options: opts, OnHandshake: func(c *ktls.Conn, err error) {
+					if err == nil {
+						counts.Add(c.Offload())
+					}
+				}}
+				sln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					return err
+				}
+				defer sln.Close()
+				go (&http.Server{Handler: &counts, ReadHeaderTimeout: 10 * time.Second}).Serve(sln)
+				stats = " stats http://" + sln.Addr().String()
 				serve = func() error { return ks.Serve(ln) }
 				shutdown = ks.Shutdown
 			default:
 				return fmt.Errorf("unknown --impl %q", impl)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "serving https://%s\n", ln.Addr())
+			fmt.Fprintf(cmd.OutOrStdout(), "serving https://%s%s\n", ln.Addr(), stats)
 			errc := make(chan error, 1)
 			go func() { errc <- serve() }()
 			select {

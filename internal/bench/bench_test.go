@@ -29,6 +29,11 @@ func TestOffload(t *testing.T) {
 		{"refused", "nginx-ktls", []Sample{sample(2*time.Second, true, 4, 0, 0)}, "none", "the kernel encrypted 0 of 4 connections"},
 		{"mixed", "ktls", []Sample{sample(2*time.Second, true, 4, 4, 4), sample(2*time.Second, true, 4, 1, 0)}, "TX on 5, RX on 4 of 8 conns", "the kernel encrypted 5 of 8 connections"},
 		{"go, kernel present", "go", []Sample{sample(2*time.Second, true, 4, 0, 0)}, "none", ""},
+		// Other processes set keys during the sample: more sessions than
+		// connections. nginx's offload then is unknown, not a number.
+		{"tls_stat shared", "nginx-ktls", []Sample{sample(2*time.Second, true, 4, 9, 0)}, "unknown (tls_stat moved for other processes too)", ""},
+		// A server that can't offload is none, whatever tls_stat did.
+		{"go, tls_stat shared", "go", []Sample{sample(2*time.Second, true, 400, 5, 4)}, "none", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Result{Server: tc.server, Samples: tc.samples}

@@ -115,11 +115,17 @@ func (l *load) request(ctx context.Context, c *http.Client) (int64, error) {
 
 // run measures one sample against the server process pid: the bytes and
 // requests done, the time, and the server's CPU time meanwhile.
-func (l *load) run(ctx context.Context, pid int) (Sample, error) {
+func (l *load) run(ctx context.Context, pid int, stats string) (Sample, error) {
 	var dials atomic.Int64
 	k0, err := readKernelSessions()
 	if err != nil {
 		return Sample{}, err
+	}
+	var c0 offloadCountsJSON
+	if stats != "" {
+		if c0, err = readOffloadCounts(stats); err != nil {
+			return Sample{}, err
+		}
 	}
 	cs := l.clients(&dials)
 	defer closeClients(cs)
@@ -184,6 +190,15 @@ func (l *load) run(ctx context.Context, pid int) (Sample, error) {
 	smp := Sample{Bytes: bytes.Load(), Requests: l.requests, Elapsed: elapsed, User: u1 - u0, Sys: s1 - s0,
 		KernelTLS: k0.ok && k1.ok, Conns: int(dials.Load()),
 		KernelTX: int(k1.tx - k0.tx), KernelRX: int(k1.rx - k0.rx)}
+	if stats != "" {
+		// The server's own count, where it keeps one: exact, whatever
+		// else runs on the host.
+		c1, err := readOffloadCounts(stats)
+		if err != nil {
+			return Sample{}, err
+		}
+		smp.Conns, smp.KernelTX, smp.KernelRX = int(c1.Conns-c0.Conns), int(c1.TX-c0.TX), int(c1.RX-c0.RX)
+	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		smp.P50 = lat[len(lat)/2]

@@ -1,21 +1,71 @@
 package bench
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
+	"sync/atomic"
+	"time"
 
+	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 )
 
 // What each sample's connections got from the kernel is measured, not
 // assumed: a server named "ktls" on a host without kernel TLS runs
-// crypto/tls, and its row must say so. The kernel's own counters tell,
-// for any server: TlsTxSw and TlsRxSw count the sessions that installed a
-// TX or RX key. Only the server under test sets keys while a sample runs
-// (the load client is crypto/tls), so their change over the sample,
-// against the connections the client opened, is that server's offload.
+// crypto/tls, and its row must say so. A ktls server counts its own
+// connections' Offload and serves the counts (OffloadCounts); for nginx
+// the kernel's counters tell: TlsTxSw and TlsRxSw count the sessions that
+// installed a TX or RX key, host-wide, so their change over a sample is
+// nginx's only if nothing else on the host set keys meanwhile, and a
+// change larger than the connections the client opened says that
+// something did. Servers that can't offload (go, nginx without KTLS) are
+// "none" by construction.
+
+// OffloadCounts counts a server's connections by what the kernel took,
+// and serves the counts as JSON.
+type OffloadCounts struct {
+	conns, tx, rx atomic.Int64
+}
+
+// Add counts one connection.
+func (c *OffloadCounts) Add(o ktls.Offload) {
+	c.conns.Add(1)
+	if o.TX {
+		c.tx.Add(1)
+	}
+	if o.RX {
+		c.rx.Add(1)
+	}
+}
+
+type offloadCountsJSON struct {
+	Conns int64 `json:"conns"`
+	TX    int64 `json:"tx"`
+	RX    int64 `json:"rx"`
+}
+
+func (c *OffloadCounts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	json.NewEncoder(w).Encode(offloadCountsJSON{c.conns.Load(), c.tx.Load(), c.rx.Load()})
+}
+
+// readOffloadCounts fetches a server's counts.
+func readOffloadCounts(url string) (offloadCountsJSON, error) {
+	var n offloadCountsJSON
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return n, fmt.Errorf("bench: reading the server's offload counts: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&n); err != nil {
+		return n, fmt.Errorf("bench: reading the server's offload counts: %w", err)
+	}
+	return n, nil
+}
 
 // kernelSessions is a reading of the counters of sessions set up.
 type kernelSessions struct {
@@ -61,8 +111,15 @@ func (r Result) Offload() (offload, fallback string) {
 		tx += s.KernelTX
 		rx += s.KernelRX
 	}
-	if len(r.Samples) == 0 {
+	switch {
+	case len(r.Samples) == 0:
 		return "", ""
+	case !offloads[r.Server]:
+		return "none", ""
+	case tx > conns || rx > conns:
+		// Only tls_stat's host-wide counters can say more than there
+		// were connections: something else set keys meanwhile.
+		return "unknown (tls_stat moved for other processes too)", ""
 	}
 	switch {
 	case tx == 0:

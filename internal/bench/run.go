@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					break
 				}
 				fmt.Fprintf(cfg.Progress, "bench: %-9s %-10s %-26s sample %d/%d", j.scenario, srvName, j.cse, i+1, cfg.Repeat)
-				s, err := j.ld.run(ctx, srv.pid())
+				s, err := j.ld.run(ctx, srv.pid(), srv.stats)
 				if err != nil {
 					r.Err = err.Error()
 					fmt.Fprintf(cfg.Progress, ": %v\n", err)

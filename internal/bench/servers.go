@@ -18,9 +18,10 @@ var Servers = []string{"ktls", "ktls-write", "ktls-rxoff", "go", "nginx-ktls", "
 
 // A server is a running server process.
 type server struct {
-	name string
-	url  string
-	cmd  *exec.Cmd
+	name  string
+	url   string
+	stats string // where a ktls server serves its OffloadCounts, if it does
+	cmd   *exec.Cmd
 }
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
@@ -72,7 +73,11 @@ func (e *env) start(ctx context.Context, name string) (*server, error) {
 			cmd.Wait()
 			return nil, fmt.Errorf("%s: said %q", name, line)
 		}
-		return &server{name: name, url: strings.Fields(line[i:])[0], cmd: cmd}, nil
+		srv := &server{name: name, url: strings.Fields(line[i:])[0], cmd: cmd}
+		if _, after, ok := strings.Cut(line, " stats "); ok {
+			srv.stats = strings.TrimSpace(after) + "/offload"
+		}
+		return srv, nil
 	case "nginx-ktls", "nginx":
 		return e.startNginx(ctx, name, name == "nginx-ktls")
 	}
