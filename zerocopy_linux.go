@@ -263,10 +263,13 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 	for {
 		n, err := c.spliceToPipe(p)
 		switch {
-		case errors.Is(err, unix.EINVAL):
-			// The next record is not application data: splice can't
-			// carry its content type. Take it with recvmsg.
-			m, err := c.controlRecord(w)
+		case errors.Is(err, unix.EINVAL), err == nil && n == 0:
+			// EINVAL: the next record is not application data, and
+			// splice can't carry its content type. 0: the stream ended,
+			// or splice took an empty application_data record, which is
+			// legal. Either way recvmsg takes the next record, and tells
+			// them apart.
+			m, err := c.controlRecord(w, err == nil)
 			written += m
 			if err == io.EOF {
 				err = nil
@@ -281,9 +284,6 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			continue
 		case err != nil:
 			return written, c.readError(err)
-		case n == 0:
-			c.in.err = io.ErrUnexpectedEOF
-			return written, c.in.err
 		}
 		c.in.sys.useless = 0
 		// From here the n bytes in the pipe exist nowhere else: they
@@ -397,8 +397,11 @@ func (c *Conn) copyKernel(w io.Writer) (int64, error) {
 }
 
 // controlRecord reads the record that stopped a splice: an alert, a
-// handshake message, or, if data came first after all, data for w.
-func (c *Conn) controlRecord(w io.Writer) (int64, error) {
+// handshake message, the end of the stream, or, if data came first after
+// all, data for w. afterEmpty says splice returned 0, which it does both
+// at the end of the stream and for an empty record it took: unless the
+// stream ended, that record counts as useless.
+func (c *Conn) controlRecord(w io.Writer, afterEmpty bool) (int64, error) {
 	if cap(c.in.buf) < record.MaxPlaintext {
 		c.in.buf = make([]byte, record.MaxCiphertextTLS12)
 	}
@@ -407,7 +410,16 @@ func (c *Conn) controlRecord(w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, c.readError(err)
 	}
+	if afterEmpty && typ != 0 {
+		if err := c.uselessRecord(); err != nil {
+			return 0, err
+		}
+	}
 	if typ == record.TypeApplicationData {
+		if n == 0 {
+			return 0, c.uselessRecord()
+		}
+		c.in.sys.useless = 0
 		m, err := w.Write(buf[:n])
 		if err == nil && m < n {
 			err = io.ErrShortWrite
