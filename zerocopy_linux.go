@@ -13,15 +13,32 @@ import (
 )
 
 // readFromStep bounds one ReadFrom step. Between steps ReadFrom updates
-// the key if one is due (a step is at most 2^12 records of the 4 KiB or
-// more that sendfile and splice fill, far inside the margin afterWrite
-// keeps), and checks that TCP still has the connection.
+// the key if one is due (from a regular file, a step is at most 2^12
+// records of the 4 KiB or more that sendfile fills, far inside the margin
+// afterWrite keeps; other sources take smaller steps, see readFromKernel),
+// and checks that TCP still has the connection.
 const readFromStep = 16 << 20
 
 // readFromKernel copies r into the socket the kernel encrypts, in steps.
 // c.out is locked.
 func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 	lr, limited := r.(*io.LimitedReader)
+	src := r
+	if limited {
+		src = lr.R
+	}
+	// sendfile from a regular file fills records of 4 KiB or more, so
+	// afterWrite's estimate holds. Any other source can make a record of
+	// every byte: splice and net's copy pass on what a socket or a pipe
+	// holds as it comes, and write(2) what a reader returns. Its records
+	// are counted as bytes, and a step makes no more than the margin
+	// before the record limit, so that the check between steps comes in
+	// time.
+	stepLen := int64(readFromStep)
+	perByte := !isRegularFile(src)
+	if limit := c.recordLimit(); perByte && limit != 0 {
+		stepLen = max(1, min(stepLen, int64(c.recordMargin())))
+	}
 	var written int64
 	for {
 		if err := c.writeFailure(); err != nil {
@@ -30,11 +47,11 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 		if err := c.pendingUpdateLocked(); err != nil {
 			return written, err
 		}
-		step := &io.LimitedReader{R: r, N: readFromStep}
+		step := &io.LimitedReader{R: r, N: stepLen}
 		if limited {
 			// Keep the caller's limit in force: hand net the same shape
 			// it knows, a LimitedReader around the source.
-			step = &io.LimitedReader{R: lr.R, N: min(lr.N, readFromStep)}
+			step = &io.LimitedReader{R: lr.R, N: min(lr.N, stepLen)}
 		}
 		n, err := c.readFromKernelStep(step)
 		written += n
@@ -42,15 +59,30 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 			lr.N -= n
 		}
 		if err == nil {
-			err = c.afterWrite(n)
+			if perByte {
+				err = c.afterRecords(uint64(n))
+			} else {
+				err = c.afterWrite(n)
+			}
 		}
 		if err == nil && n > 0 {
 			err = c.checkSent()
 		}
-		if err != nil || n < readFromStep || limited && lr.N <= 0 {
+		if err != nil || n < stepLen || limited && lr.N <= 0 {
 			return written, err
 		}
 	}
+}
+
+// isRegularFile reports whether r is a regular file, which net sends with
+// sendfile(2).
+func isRegularFile(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode().IsRegular()
 }
 
 // errClosedUnderTLS is the error for bytes that sendfile or splice took
