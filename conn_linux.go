@@ -396,6 +396,13 @@ func (c *Conn) recordLimit() uint64 {
 	return 0
 }
 
+// recordMargin is how far before the record limit the key is updated: a
+// write that starts inside the limit less the margin, and makes no more
+// records than the margin, stays inside the limit.
+func (c *Conn) recordMargin() uint64 {
+	return min(1<<20, c.recordLimit()/2)
+}
+
 // writeChunk bounds one write while a record limit applies, so the count
 // is checked between chunks: at most 4097 records of 256 bytes, or 65
 // full ones.
@@ -407,13 +414,18 @@ const writeChunk = 1 << 20
 // KiB, the smallest a spliced page makes, plus one), and the exact number
 // comes from getsockopt when the bound gets close. c.out is locked.
 func (c *Conn) afterWrite(n int64) error {
+	return c.afterRecords(uint64(n)/4096 + 1)
+}
+
+// afterRecords is afterWrite for a write that made at most records
+// records. c.out is locked.
+func (c *Conn) afterRecords(records uint64) error {
 	limit := c.recordLimit()
 	if limit == 0 {
 		return nil
 	}
-	c.out.estimated += uint64(n)/4096 + 1
-	margin := min(1<<20, limit/2)
-	if c.out.counted+c.out.estimated < limit-margin {
+	c.out.estimated += records
+	if c.out.counted+c.out.estimated < limit-c.recordMargin() {
 		return nil
 	}
 	var seq uint64
@@ -425,7 +437,7 @@ func (c *Conn) afterWrite(n int64) error {
 		return serr
 	}
 	c.out.counted, c.out.estimated = seq, 0
-	if seq < limit-margin {
+	if seq < limit-c.recordMargin() {
 		return nil
 	}
 	if err := c.updateTXLocked(false); err != nil {

@@ -414,3 +414,69 @@ func (p *peerLog) waitFor(t *testing.T, s string) {
 	}
 	t.Fatalf("openssl never printed %q; it said:\n%s", s, p.said.String())
 }
+
+// oneByteReader returns n bytes, one per Read, as a source that trickles
+// does: through ReadFrom, each becomes a write(2), and a record, of its own.
+type oneByteReader struct{ n int }
+
+func (r *oneByteReader) Read(b []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r.n--
+	b[0] = 'x'
+	return 1, nil
+}
+
+// TestReadFromSmallRecordsAtRecordLimit: ReadFrom updates the write key
+// before the record limit whatever the source, also one whose bytes come
+// one at a time, each in a record. ReadFrom estimated the records of a
+// step as one per 4 KiB, as sendfile from a file fills them, and checked
+// only between steps of 16 MiB: a trickling source made up to 4096 times
+// the records it counted, far past the limit.
+func TestReadFromSmallRecordsAtRecordLimit(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+	ccfg, scfg := suiteCases[0].configs()
+	opts := &ktls.Options{}
+	const limit = 64
+	ktls.SetKeyUpdateLimit(opts, limit)
+	p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg, opts: opts}, ccfg)
+	deadline := time.Now().Add(30 * time.Second)
+	s.SetDeadline(deadline)
+	p.conn.SetDeadline(deadline)
+	const total = 400
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.(*ktls.Conn).ReadFrom(&oneByteReader{n: total})
+		done <- err
+	}()
+	data, run, longest, updates := 0, 0, 0, 0
+	for data < total {
+		typ, m, err := p.recv()
+		if err != nil {
+			t.Fatalf("after %d bytes and %d updates: %v", data, updates, err)
+		}
+		switch typ {
+		case record.TypeHandshake:
+			updates++
+			run = 0
+			if err := p.followKeyUpdate(); err != nil {
+				t.Fatal(err)
+			}
+		case record.TypeApplicationData:
+			data += len(m)
+			run++
+			longest = max(longest, run)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("ReadFrom: %v", err)
+	}
+	if longest > limit {
+		t.Errorf("%d records under one key, with a limit of %d (%d key updates in %d bytes)", longest, limit, updates, total)
+	}
+	t.Logf("%d key updates; at most %d records under one key", updates, longest)
+}

@@ -13,15 +13,32 @@ import (
 )
 
 // readFromStep bounds one ReadFrom step. Between steps ReadFrom updates
-// the key if one is due (a step is at most 2^12 records of the 4 KiB or
-// more that sendfile and splice fill, far inside the margin afterWrite
-// keeps), and checks that TCP still has the connection.
+// the key if one is due (from a regular file, a step is at most 2^12
+// records of the 4 KiB or more that sendfile fills, far inside the margin
+// afterWrite keeps; other sources take smaller steps, see readFromKernel),
+// and checks that TCP still has the connection.
 const readFromStep = 16 << 20
 
 // readFromKernel copies r into the socket the kernel encrypts, in steps.
 // c.out is locked.
 func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 	lr, limited := r.(*io.LimitedReader)
+	src := r
+	if limited {
+		src = lr.R
+	}
+	// sendfile from a regular file fills records of 4 KiB or more, so
+	// afterWrite's estimate holds. Any other source can make a record of
+	// every byte: splice and net's copy pass on what a socket or a pipe
+	// holds as it comes, and write(2) what a reader returns. Its records
+	// are counted as bytes, and a step makes no more than the margin
+	// before the record limit, so that the check between steps comes in
+	// time.
+	stepLen := int64(readFromStep)
+	perByte := !isRegularFile(src)
+	if limit := c.recordLimit(); perByte && limit != 0 {
+		stepLen = max(1, min(stepLen, int64(c.recordMargin())))
+	}
 	var written int64
 	for {
 		if err := c.writeFailure(); err != nil {
@@ -30,11 +47,11 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 		if err := c.pendingUpdateLocked(); err != nil {
 			return written, err
 		}
-		step := &io.LimitedReader{R: r, N: readFromStep}
+		step := &io.LimitedReader{R: r, N: stepLen}
 		if limited {
 			// Keep the caller's limit in force: hand net the same shape
 			// it knows, a LimitedReader around the source.
-			step = &io.LimitedReader{R: lr.R, N: min(lr.N, readFromStep)}
+			step = &io.LimitedReader{R: lr.R, N: min(lr.N, stepLen)}
 		}
 		n, err := c.readFromKernelStep(step)
 		written += n
@@ -42,15 +59,30 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 			lr.N -= n
 		}
 		if err == nil {
-			err = c.afterWrite(n)
+			if perByte {
+				err = c.afterRecords(uint64(n))
+			} else {
+				err = c.afterWrite(n)
+			}
 		}
 		if err == nil && n > 0 {
 			err = c.checkSent()
 		}
-		if err != nil || n < readFromStep || limited && lr.N <= 0 {
+		if err != nil || n < stepLen || limited && lr.N <= 0 {
 			return written, err
 		}
 	}
+}
+
+// isRegularFile reports whether r is a regular file, which net sends with
+// sendfile(2).
+func isRegularFile(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode().IsRegular()
 }
 
 // errClosedUnderTLS is the error for bytes that sendfile or splice took
@@ -263,10 +295,13 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 	for {
 		n, err := c.spliceToPipe(p)
 		switch {
-		case errors.Is(err, unix.EINVAL):
-			// The next record is not application data: splice can't
-			// carry its content type. Take it with recvmsg.
-			m, err := c.controlRecord(w)
+		case errors.Is(err, unix.EINVAL), err == nil && n == 0:
+			// EINVAL: the next record is not application data, and
+			// splice can't carry its content type. 0: the stream ended,
+			// or splice took an empty application_data record, which is
+			// legal. Either way recvmsg takes the next record, and tells
+			// them apart.
+			m, err := c.controlRecord(w, err == nil)
 			written += m
 			if err == io.EOF {
 				err = nil
@@ -281,9 +316,6 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			continue
 		case err != nil:
 			return written, c.readError(err)
-		case n == 0:
-			c.in.err = io.ErrUnexpectedEOF
-			return written, c.in.err
 		}
 		c.in.sys.useless = 0
 		// From here the n bytes in the pipe exist nowhere else: they
@@ -397,8 +429,11 @@ func (c *Conn) copyKernel(w io.Writer) (int64, error) {
 }
 
 // controlRecord reads the record that stopped a splice: an alert, a
-// handshake message, or, if data came first after all, data for w.
-func (c *Conn) controlRecord(w io.Writer) (int64, error) {
+// handshake message, the end of the stream, or, if data came first after
+// all, data for w. afterEmpty says splice returned 0, which it does both
+// at the end of the stream and for an empty record it took: unless the
+// stream ended, that record counts as useless.
+func (c *Conn) controlRecord(w io.Writer, afterEmpty bool) (int64, error) {
 	if cap(c.in.buf) < record.MaxPlaintext {
 		c.in.buf = make([]byte, record.MaxCiphertextTLS12)
 	}
@@ -407,7 +442,16 @@ func (c *Conn) controlRecord(w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, c.readError(err)
 	}
+	if afterEmpty && typ != 0 {
+		if err := c.uselessRecord(); err != nil {
+			return 0, err
+		}
+	}
 	if typ == record.TypeApplicationData {
+		if n == 0 {
+			return 0, c.uselessRecord()
+		}
+		c.in.sys.useless = 0
 		m, err := w.Write(buf[:n])
 		if err == nil && m < n {
 			err = io.ErrShortWrite

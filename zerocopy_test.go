@@ -25,6 +25,7 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/kerneltest"
+	"github.com/ktlsgo/ktls/internal/record"
 )
 
 // envHelper makes the test binary run one transfer instead of its tests;
@@ -789,4 +790,56 @@ func TestWriteToFailingWriter(t *testing.T) {
 		t.Errorf("WriteTo = %d, %v; want %d, %v", n, err, w.limit, errDestinationFull)
 	}
 	wantWholeStream(t, s, sent, w.buf.Bytes())
+}
+
+// TestWriteToEmptyRecords: an empty application_data record is legal, and
+// crypto/tls skips up to 16 in a row; splice(2) consumes one and returns
+// 0, as it does at the end of the stream. WriteTo must skip it and go on,
+// not end the copy with io.ErrUnexpectedEOF and lose the connection. (A
+// run of them is let through as Read lets it through, see the hostile
+// suite's empty-records case: recvmsg skips the empty records it finds
+// ahead of data.)
+func TestWriteToEmptyRecords(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
+		for _, empties := range []int{1, 1000} {
+			t.Run(fmt.Sprintf("%s/%d-empty", sc.name, empties), func(t *testing.T) {
+				ccfg, scfg := sc.configs()
+				p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+				if o := s.(*ktls.Conn).Offload(); !o.RX {
+					t.Fatalf("Offload() = %v, want RX", o)
+				}
+				deadline := time.Now().Add(30 * time.Second)
+				s.SetDeadline(deadline)
+				p.conn.SetDeadline(deadline)
+				pr, pw, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer pr.Close()
+				got := make(chan []byte, 1)
+				go func() { b, _ := io.ReadAll(pr); got <- b }()
+				go func() {
+					// One write: splice finds the empty records
+					// already there, behind the data.
+					b := p.out.Seal(record.TypeApplicationData, []byte("before"))
+					for range empties {
+						b = append(b, p.out.Seal(record.TypeApplicationData, nil)...)
+					}
+					b = append(b, p.out.Seal(record.TypeApplicationData, []byte("after"))...)
+					b = append(b, p.out.Seal(record.TypeApplicationData, nil)...)
+					b = append(b, p.out.Seal(record.TypeAlert, []byte{record.AlertLevelWarning, record.AlertCloseNotify})...)
+					if _, err := p.conn.Write(b); err != nil {
+						t.Errorf("raw peer: %v", err)
+					}
+				}()
+				n, err := io.Copy(pw, s)
+				pw.Close()
+				data := <-got
+				if err != nil || string(data) != "beforeafter" || n != int64(len(data)) {
+					t.Fatalf("WriteTo = %d, %v; the pipe got %q, want 11, nil and %q", n, err, data, "beforeafter")
+				}
+			})
+		}
+	}
 }
