@@ -185,6 +185,13 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 			c.out.Unlock()
 		}
 		c.zeroRX()
+		// Close went to crypto/tls, which may have sealed its
+		// close_notify under the application key after the handoff
+		// counted the records and before it took over crypto/tls's
+		// writes: at the sequence number the kernel now starts from.
+		// Nothing more may go out under that key, so the socket closes
+		// here, before any Read or Write can get the kernel to send.
+		c.raw.Close()
 	}
 	return nil
 }
