@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"path/filepath"
 	"testing"
 
 	"github.com/ktlsgo/ktls"
@@ -21,33 +20,9 @@ import (
 // boundary as a clean io.EOF, and the tests must tell the two apart.
 func offloadPair(t *testing.T, network string, ccfg, scfg *tls.Config, opts *ktls.Options) (cerr, serr error, s, c *ktls.Conn) {
 	t.Helper()
-	addr := "127.0.0.1:0"
-	if network == "unix" {
-		addr = filepath.Join(t.TempDir(), "s")
-	}
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan error, 1)
-	go func() {
-		raw, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		s = ktls.ServerWithOptions(raw, scfg, opts)
-		done <- s.Handshake()
-	}()
-	raw, err := net.Dial(network, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c = ktls.Client(raw, ccfg)
-	cerr = c.Handshake()
-	serr = <-done
-	t.Cleanup(func() { c.Close(); s.Close() })
+	cerr, serr = handshakeOver(t, network,
+		func(raw net.Conn) handshaker { c = ktls.Client(raw, ccfg); return c },
+		func(raw net.Conn) handshaker { s = ktls.ServerWithOptions(raw, scfg, opts); return s })
 	return cerr, serr, s, c
 }
 

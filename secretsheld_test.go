@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,7 +48,18 @@ func (l *labelLog) has(label string) bool {
 // ends' errors; the ends are closed when the test ends.
 func handshakePair(t *testing.T, client, server handshakeEnd) (cerr, serr error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return handshakeOver(t, "tcp", client, server)
+}
+
+// handshakeOver is handshakePair over a connection of the given network,
+// "tcp" or "unix".
+func handshakeOver(t *testing.T, network string, client, server handshakeEnd) (cerr, serr error) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = filepath.Join(t.TempDir(), "s")
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +75,7 @@ func handshakePair(t *testing.T, client, server handshakeEnd) (cerr, serr error)
 		t.Cleanup(func() { s.Close() })
 		done <- s.Handshake()
 	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
+	raw, err := net.Dial(network, ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
