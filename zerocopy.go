@@ -75,10 +75,20 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 // copyRead is WriteTo while crypto/tls reads: io.Copy, except that what
 // w doesn't take is kept for the next Read, where io.Copy would drop it.
 func (c *Conn) copyRead(w io.Writer) (int64, error) {
-	buf := make([]byte, 32<<10)
+	return copyKeeping(w, make([]byte, 32<<10), c.Read, func(rest []byte) {
+		c.in.Lock()
+		defer c.unlockIn()
+		c.keepPendingLocked(rest)
+	})
+}
+
+// copyKeeping copies what read returns to w, in buf's size, until the
+// stream ends. What w doesn't take of a chunk goes to keep, so that no
+// byte read is lost.
+func copyKeeping(w io.Writer, buf []byte, read func([]byte) (int, error), keep func(rest []byte)) (int64, error) {
 	var written int64
 	for {
-		n, err := c.Read(buf)
+		n, err := read(buf)
 		if n > 0 {
 			m, werr := w.Write(buf[:n])
 			written += int64(m)
@@ -86,10 +96,7 @@ func (c *Conn) copyRead(w io.Writer) (int64, error) {
 				werr = io.ErrShortWrite
 			}
 			if werr != nil {
-				c.in.Lock()
-				// Before what Read keeps itself, which came after.
-				c.in.pending = append(buf[m:n:n], c.in.pending...)
-				c.unlockIn()
+				keep(buf[m:n:n])
 				return written, werr
 			}
 		}
@@ -100,6 +107,12 @@ func (c *Conn) copyRead(w io.Writer) (int64, error) {
 			return written, err
 		}
 	}
+}
+
+// keepPendingLocked puts rest back for the next Read, before what Read
+// keeps itself, which came after it. c.in is locked.
+func (c *Conn) keepPendingLocked(rest []byte) {
+	c.in.pending = append(rest, c.in.pending...)
 }
 
 // writerOnly hides ReadFrom, so io.Copy doesn't come back to it.

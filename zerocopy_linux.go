@@ -402,30 +402,9 @@ func (c *Conn) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (i
 }
 
 // copyKernel is writeToKernel for a writer splice can't reach. What w
-// doesn't take stays for the next Read.
+// doesn't take stays for the next Read. c.in is locked.
 func (c *Conn) copyKernel(w io.Writer) (int64, error) {
-	buf := make([]byte, 64<<10)
-	var written int64
-	for {
-		n, err := c.readKernel(buf)
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
-			written += int64(m)
-			if werr == nil && m < n {
-				werr = io.ErrShortWrite
-			}
-			if werr != nil {
-				c.in.pending = buf[m:n]
-				return written, werr
-			}
-		}
-		if err == io.EOF {
-			return written, nil
-		}
-		if err != nil {
-			return written, err
-		}
-	}
+	return copyKeeping(w, make([]byte, 64<<10), c.readKernel, c.keepPendingLocked)
 }
 
 // controlRecord reads the record that stopped a splice: an alert, a
