@@ -39,7 +39,6 @@ func cbcConfigs() (ccfg, scfg *tls.Config) {
 // TestReasonCodes: each reason for staying on crypto/tls has its code.
 func TestReasonCodes(t *testing.T) {
 	ulp := kernel.FeatureULP.Check() == nil
-	tlsCfg := func() (*tls.Config, *tls.Config) { return suiteCases[0].configs() }
 	for _, tc := range []struct {
 		name         string
 		network      string
@@ -52,17 +51,17 @@ func TestReasonCodes(t *testing.T) {
 		wantOffload  bool
 		wantTXReason error
 	}{
-		{name: "disabled", network: "tcp", configs: tlsCfg, opts: &ktls.Options{TX: ktls.Disabled, RX: ktls.Disabled},
+		{name: "disabled", network: "tcp", configs: suiteCases[0].configs, opts: &ktls.Options{TX: ktls.Disabled, RX: ktls.Disabled},
 			wantTX: ktls.CodeDisabled, wantRX: ktls.CodeDisabled},
-		{name: "rx needs tx", network: "tcp", configs: tlsCfg, opts: &ktls.Options{TX: ktls.Disabled},
+		{name: "rx needs tx", network: "tcp", configs: suiteCases[0].configs, opts: &ktls.Options{TX: ktls.Disabled},
 			wantTX: ktls.CodeDisabled, wantRX: ktls.CodeRXNeedsTX},
-		{name: "unix socket", network: "unix", configs: tlsCfg,
+		{name: "unix socket", network: "unix", configs: suiteCases[0].configs,
 			wantTX: ktls.CodeNotTCP, wantRX: ktls.CodeRXNeedsTX},
 		{name: "TLS 1.2 CBC", network: "tcp", configs: cbcConfigs, onlyWithULP: true,
 			wantTX: ktls.CodeCipher, wantRX: ktls.CodeRXNeedsTX},
-		{name: "no ULP", network: "tcp", configs: tlsCfg, onlyNoULP: true,
+		{name: "no ULP", network: "tcp", configs: suiteCases[0].configs, onlyNoULP: true,
 			wantTX: ktls.CodeNoULP, wantRX: ktls.CodeRXNeedsTX, wantTXReason: kernel.ErrNotSupported},
-		{name: "offloaded", network: "tcp", configs: tlsCfg, onlyWithULP: true, wantOffload: true},
+		{name: "offloaded", network: "tcp", configs: suiteCases[0].configs, onlyWithULP: true, wantOffload: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.onlyWithULP {
@@ -95,7 +94,6 @@ func TestReasonCodes(t *testing.T) {
 // connection end without close_notify; one it takes works as Auto does.
 func TestRequired(t *testing.T) {
 	ulp := kernel.FeatureULP.Check() == nil
-	tlsCfg := func() (*tls.Config, *tls.Config) { return suiteCases[0].configs() }
 	for _, tc := range []struct {
 		name     string
 		network  string
@@ -104,9 +102,9 @@ func TestRequired(t *testing.T) {
 		wantDir  string // "" for success
 		wantCode string
 	}{
-		{"rx required, tx disabled", "tcp", tlsCfg, &ktls.Options{TX: ktls.Disabled, RX: ktls.Required}, "RX", ktls.CodeRXNeedsTX},
-		{"tx required, unix socket", "unix", tlsCfg, &ktls.Options{TX: ktls.Required}, "TX", ktls.CodeNotTCP},
-		{"tx required", "tcp", tlsCfg, &ktls.Options{TX: ktls.Required, RX: ktls.Required}, map[bool]string{true: "", false: "TX"}[ulp], map[bool]string{true: "", false: ktls.CodeNoULP}[ulp]},
+		{"rx required, tx disabled", "tcp", suiteCases[0].configs, &ktls.Options{TX: ktls.Disabled, RX: ktls.Required}, "RX", ktls.CodeRXNeedsTX},
+		{"tx required, unix socket", "unix", suiteCases[0].configs, &ktls.Options{TX: ktls.Required}, "TX", ktls.CodeNotTCP},
+		{"tx required", "tcp", suiteCases[0].configs, &ktls.Options{TX: ktls.Required, RX: ktls.Required}, map[bool]string{true: "", false: "TX"}[ulp], map[bool]string{true: "", false: ktls.CodeNoULP}[ulp]},
 		{"tx required, TLS 1.2 CBC", "tcp", cbcConfigs, &ktls.Options{TX: ktls.Required}, "TX", map[bool]string{true: ktls.CodeCipher, false: ktls.CodeNoULP}[ulp]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -276,6 +276,14 @@ func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
 // HTTPS port.
 const plainHTTPResponse = "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
 
+// IsPlainHTTP reports whether err, a failed handshake's, came from a
+// client speaking plain HTTP to the TLS port (a user who typed http://),
+// by net/http's own test of the record header crypto/tls refused.
+func IsPlainHTTP(err error) bool {
+	var re tls.RecordHeaderError
+	return errors.As(err, &re) && recordHeaderLooksLikeHTTP(re.RecordHeader)
+}
+
 // recordHeaderLooksLikeHTTP reports whether a record header that
 // crypto/tls refused is the start of an HTTP request, by net/http's own
 // test.

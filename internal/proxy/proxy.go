@@ -200,7 +200,7 @@ func (p *proxy) handle(c *ktls.Conn) {
 	// says what the kernel took, and why not in one word.
 	o := c.Offload()
 	attrs := []any{"backend", p.cfg.Backend, "bytes_up", up, "bytes_down", down,
-		"duration", time.Since(start).Round(time.Millisecond), "ktls", offloadWord(o)}
+		"duration", time.Since(start).Round(time.Millisecond), "ktls", serve.OffloadLabel(o)}
 	if code := o.TXCode(); code != "" {
 		attrs = append(attrs, "ktls_tx_reason", code)
 	}
@@ -209,16 +209,6 @@ func (p *proxy) handle(c *ktls.Conn) {
 	}
 	attrs = append(attrs, "up_err", errString(upErr), "down_err", errString(downErr))
 	log.Info("connection", attrs...)
-}
-
-func offloadWord(o ktls.Offload) string {
-	switch {
-	case o.TX && o.RX:
-		return "tx+rx"
-	case o.TX:
-		return "tx"
-	}
-	return "none"
 }
 
 // A pair is a client and its backend connection. Plaintext moves both

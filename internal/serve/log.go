@@ -69,7 +69,7 @@ func accessLog(log *slog.Logger, m *metrics, h http.Handler) http.Handler {
 		kernelTX := false
 		if c, ok := khttp.ConnFromContext(r.Context()); ok {
 			o := c.Offload()
-			offload, reason, kernelTX = offloadLabel(o), reasonLabel(o), o.TX
+			offload, reason, kernelTX = OffloadLabel(o), reasonLabel(o), o.TX
 		}
 		// net/http hands an HTTP/1.x body given to ReadFrom to the
 		// connection's ReadFrom, which is sendfile where the kernel

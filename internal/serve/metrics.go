@@ -16,6 +16,7 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/khttp"
 )
 
 // metrics are what /metrics serves. docs/METRICS.md describes each series.
@@ -75,7 +76,7 @@ func (m *metrics) handshake(c *ktls.Conn, err error) {
 		return
 	}
 	o := c.Offload()
-	m.handshakes.WithLabelValues(offloadLabel(o), reasonLabel(o)).Inc()
+	m.handshakes.WithLabelValues(OffloadLabel(o), reasonLabel(o)).Inc()
 }
 
 // request counts one request and its response body.
@@ -97,7 +98,9 @@ func methodLabel(m string) string {
 	return "other"
 }
 
-func offloadLabel(o ktls.Offload) string {
+// OffloadLabel is what the kernel took of a connection in one word,
+// tx+rx, tx, rx or none, for logs and metrics.
+func OffloadLabel(o ktls.Offload) string {
 	switch {
 	case o.TX && o.RX:
 		return "tx+rx"
@@ -128,7 +131,7 @@ func handshakeFailure(err error) string {
 	case errors.As(err, &re):
 		return "required"
 	case errors.As(err, &rh):
-		if looksLikeHTTP(rh.RecordHeader) {
+		if khttp.IsPlainHTTP(err) {
 			return "plain-http"
 		}
 		return "not-tls"
@@ -140,16 +143,6 @@ func handshakeFailure(err error) string {
 		return "alert"
 	}
 	return "other"
-}
-
-// looksLikeHTTP is net/http's test of a refused record header for the
-// start of an HTTP request (its tlsRecordHeaderLooksLikeHTTP).
-func looksLikeHTTP(hdr [5]byte) bool {
-	switch string(hdr[:]) {
-	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
-		return true
-	}
-	return false
 }
 
 // tlsStatCollector exports /proc/net/tls_stat at each scrape. The
