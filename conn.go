@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/handoff"
+	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
@@ -92,7 +92,7 @@ type Conn struct {
 // plus the secrets of this connection's handshake. A server's
 // GetConfigForClient finds it as ClientHelloInfo.Conn.
 type handshakeConn struct {
-	*handoff.Conn
+	*recordio.Conn
 	secrets *keylog.Secrets
 	// resumed is the session the handshake may resume, as the client's
 	// cache or the server's UnwrapSession gave it to crypto/tls; ktls
@@ -134,7 +134,7 @@ func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *C
 	if opts != nil {
 		c.opts = *opts
 	}
-	c.hc = &handshakeConn{Conn: handoff.NewConn(conn, isClient)}
+	c.hc = &handshakeConn{Conn: recordio.NewConn(conn, isClient)}
 	return c
 }
 

@@ -25,9 +25,9 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/kerneltest"
-	"github.com/ktlsgo/ktls/internal/serve"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/cli/serve"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // TestLoadServe runs ktls serve in this process and opens 2,000

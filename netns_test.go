@@ -6,8 +6,8 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/kerneltest"
-	"github.com/ktlsgo/ktls/internal/labnet"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/labnet"
 )
 
 // TestOffloadAcrossHosts runs an offloaded connection between two network

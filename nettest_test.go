@@ -8,7 +8,7 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 )
 
 // TestNetConn runs x/net's net.Conn conformance suite on a pair of

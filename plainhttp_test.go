@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // plainHTTP400 is what net/http answers an HTTP request to an HTTPS

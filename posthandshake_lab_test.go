@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/handoff"
+	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
@@ -26,7 +26,7 @@ func acceptRawTLS13(conn net.Conn, cfg *tls.Config) (*rawPeer, error) {
 	secrets := keylog.NewSecrets(nil)
 	cfg = cfg.Clone()
 	cfg.KeyLogWriter = secrets
-	tc := tls.Server(handoff.NewConn(conn, false), cfg)
+	tc := tls.Server(recordio.NewConn(conn, false), cfg)
 	if err := tc.Handshake(); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/ktlsgo/ktls/internal/handoff"
+	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
@@ -33,7 +33,7 @@ func dialRaw(t testing.TB, conn net.Conn, cfg *tls.Config) *rawPeer {
 	cfg = cfg.Clone()
 	cfg.KeyLogWriter = secrets
 	cfg.ClientSessionCache = nil // no tickets after the handshake
-	hc := handoff.NewConn(conn, true)
+	hc := recordio.NewConn(conn, true)
 	tc := tls.Client(hc, cfg)
 	if err := tc.Handshake(); err != nil {
 		t.Fatalf("raw peer handshake: %v", err)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 )
 
 // TestRXSecretDroppedWhenRXStaysOnTLS is issue 13's finding 8 (the RX

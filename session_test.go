@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // realSession is a session as crypto/tls encodes it, with what the

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // The tests in this file hold ktls's session tickets and resumption to

@@ -24,7 +24,7 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 

@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/khttp"
 )
 

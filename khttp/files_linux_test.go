@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/hostiletest"
+	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 )
 
 // TestOutOfFiles: a server out of file descriptors (a client that opens

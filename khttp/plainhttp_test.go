@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // syncBuffer is a bytes.Buffer that a server's log writes to while a test

@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/bench"
+	"github.com/ktlsgo/ktls/internal/cli/bench"
 	"github.com/ktlsgo/ktls/khttp"
 )
 

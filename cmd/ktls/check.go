@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ktlsgo/ktls/internal/check"
+	"github.com/ktlsgo/ktls/internal/cli/check"
 )
 
 func init() { subcommands = append(subcommands, newCheckCmd()) }

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ktlsgo/ktls/internal/proxy"
+	"github.com/ktlsgo/ktls/internal/cli/proxy"
 )
 
 func init() { subcommands = append(subcommands, newProxyCmd()) }

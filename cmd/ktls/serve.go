@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ktlsgo/ktls/internal/serve"
+	"github.com/ktlsgo/ktls/internal/cli/serve"
 )
 
 func init() { subcommands = append(subcommands, newServeCmd()) }

@@ -17,9 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ktlsgo/ktls/internal/check"
+	"github.com/ktlsgo/ktls/internal/cli/check"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/sockdiag"
+	"github.com/ktlsgo/ktls/internal/cli/sockdiag"
 )
 
 func init() { subcommands = append(subcommands, newStatCmd()) }

@@ -12,7 +12,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
-	"github.com/ktlsgo/ktls/internal/tlstest"
+	"github.com/ktlsgo/ktls/internal/lab/tlstest"
 )
 
 func TestTLS12Interop(t *testing.T) {

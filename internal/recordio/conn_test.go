@@ -1,4 +1,4 @@
-package handoff_test
+package recordio_test
 
 import (
 	"bytes"
@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/handoff"
+	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keylog"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // pair returns the two ends of a loopback TCP connection.
@@ -53,14 +53,14 @@ func readRecord(t *testing.T, r io.Reader) []byte {
 // TestNothingReadPastHandshake is why the package exists. A TLS 1.3 server
 // sends its session ticket right behind its Finished, and often data too;
 // crypto/tls on a plain socket reads them into its buffer. Through a
-// handoff.Conn, the client's handshake ends with both still in the socket,
+// recordio.Conn, the client's handshake ends with both still in the socket,
 // for the kernel to read.
 func TestNothingReadPastHandshake(t *testing.T) {
 	craw, sraw := pair(t)
 	b := testcert.Get(testcert.ECDSA)
 	ccfg := b.ClientConfig()
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1) // so the server sends a ticket
-	hc := handoff.NewConn(craw, true)
+	hc := recordio.NewConn(craw, true)
 	client := tls.Client(hc, ccfg)
 	server := tls.Server(sraw, b.ServerConfig())
 
@@ -100,7 +100,7 @@ func TestSequenceNumbers(t *testing.T) {
 	b := testcert.Get(testcert.ECDSA)
 	ccfg := b.ClientConfig()
 	ccfg.MaxVersion = tls.VersionTLS12
-	chc, shc := handoff.NewConn(craw, true), handoff.NewConn(sraw, false)
+	chc, shc := recordio.NewConn(craw, true), recordio.NewConn(sraw, false)
 	clog, slog := keylog.NewSecrets(nil), keylog.NewSecrets(nil)
 	ccfg.KeyLogWriter = clog
 	scfg := b.ServerConfig()
@@ -114,14 +114,14 @@ func TestSequenceNumbers(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	for _, hc := range []*handoff.Conn{chc, shc} {
+	for _, hc := range []*recordio.Conn{chc, shc} {
 		if r, w := hc.RecordsSinceCCS(); r != 1 || w != 1 {
 			t.Errorf("RecordsSinceCCS = %d, %d; want 1, 1", r, w)
 		}
 	}
 	// Both ends saw the same randoms, and the key log agrees.
 	want, _ := clog.ClientRandom()
-	for _, hc := range []*handoff.Conn{chc, shc} {
+	for _, hc := range []*recordio.Conn{chc, shc} {
 		if got, ok := hc.ClientRandom(); !ok || got != want {
 			t.Errorf("ClientRandom = %x, %v; want %x", got, ok, want)
 		}
@@ -159,7 +159,7 @@ func (t *trickle) Read(b []byte) (int, error) {
 func TestResumesAfterTimeout(t *testing.T) {
 	stream := append(record(22, 300), record(23, 40)...)
 	tr := &trickle{r: bytes.NewReader(stream)}
-	hc := handoff.NewConn(tr, true)
+	hc := recordio.NewConn(tr, true)
 	var got []byte
 	buf := make([]byte, 1000)
 	for len(got) < len(stream) {
@@ -181,7 +181,7 @@ func TestResumesAfterTimeout(t *testing.T) {
 // as is, which rejects it; the Conn then steps aside.
 func TestOversizedRecord(t *testing.T) {
 	stream := []byte{23, 3, 3, 0xff, 0xff, 1, 2, 3}
-	hc := handoff.NewConn(&trickle{r: bytes.NewReader(stream), odd: true}, true)
+	hc := recordio.NewConn(&trickle{r: bytes.NewReader(stream), odd: true}, true)
 	var got []byte
 	buf := make([]byte, 100)
 	for {
@@ -197,7 +197,7 @@ func TestOversizedRecord(t *testing.T) {
 }
 
 func TestSawEOF(t *testing.T) {
-	hc := handoff.NewConn(&trickle{r: bytes.NewReader(record(23, 10))}, true)
+	hc := recordio.NewConn(&trickle{r: bytes.NewReader(record(23, 10))}, true)
 	buf := make([]byte, 100)
 	for {
 		_, err := hc.Read(buf)
@@ -215,9 +215,9 @@ func TestSawEOF(t *testing.T) {
 
 func TestHandedOff(t *testing.T) {
 	craw, _ := pair(t)
-	hc := handoff.NewConn(craw, true)
+	hc := recordio.NewConn(craw, true)
 	hc.HandOffRead()
-	if _, err := hc.Read(make([]byte, 1)); !errors.Is(err, handoff.ErrHandedOff) {
+	if _, err := hc.Read(make([]byte, 1)); !errors.Is(err, recordio.ErrHandedOff) {
 		t.Errorf("Read after HandOffRead = %v, want ErrHandedOff", err)
 	}
 	var seen [][]byte
@@ -234,7 +234,7 @@ func TestHandedOff(t *testing.T) {
 		t.Fatalf("translator saw %d records", len(seen))
 	}
 	hc.StopTranslating()
-	if _, err := hc.Write(record(21, 2)); !errors.Is(err, handoff.ErrHandedOff) {
+	if _, err := hc.Write(record(21, 2)); !errors.Is(err, recordio.ErrHandedOff) {
 		t.Errorf("Write after StopTranslating = %v, want ErrHandedOff", err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 )
 
 // Timeout is what the server under test is given for each of its

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/sockdiag"
+	"github.com/ktlsgo/ktls/internal/cli/sockdiag"
 )
 
 // The wire format, built by hand from the kernel's UAPI headers. A reply

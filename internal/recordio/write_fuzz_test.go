@@ -1,4 +1,4 @@
-package handoff_test
+package recordio_test
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/ktlsgo/ktls/internal/handoff"
+	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	rec "github.com/ktlsgo/ktls/internal/record"
 )
@@ -23,7 +23,7 @@ const tailLimit = 128 << 10
 
 // writeChunked writes stream to hc in pieces whose sizes come from sizes
 // (each byte, times 257, plus 1), the rest in one piece.
-func writeChunked(t *testing.T, hc *handoff.Conn, stream, sizes []byte) {
+func writeChunked(t *testing.T, hc *recordio.Conn, stream, sizes []byte) {
 	t.Helper()
 	for len(stream) > 0 {
 		n := len(stream)
@@ -42,7 +42,7 @@ func writeChunked(t *testing.T, hc *handoff.Conn, stream, sizes []byte) {
 type model struct {
 	total, sinceCCS, appData int
 	sawCCS                   bool
-	candidates               []handoff.Record // every record that may be protected
+	candidates               []recordio.Record // every record that may be protected
 	hello                    []byte
 }
 
@@ -55,7 +55,7 @@ func modelOf(stream []byte) model {
 		}
 		r := stream[:n]
 		stream = stream[n:]
-		c := handoff.Record{Bytes: r, SinceCCS: -1, AppData: m.appData}
+		c := recordio.Record{Bytes: r, SinceCCS: -1, AppData: m.appData}
 		if m.sawCCS {
 			c.SinceCCS = m.sinceCCS
 			m.sinceCCS++
@@ -91,7 +91,7 @@ func FuzzWriter(f *testing.F) {
 	f.Add(bytes.Repeat(record(23, 16401), 10), []byte{70, 0, 0, 255}, true)
 	f.Add([]byte{22, 3, 3, 0, 2, 2, 0}, []byte{0, 0, 0, 0}, false)
 	f.Fuzz(func(t *testing.T, stream, sizes []byte, isClient bool) {
-		hc := handoff.NewConn(sink{}, isClient)
+		hc := recordio.NewConn(sink{}, isClient)
 		writeChunked(t, hc, stream, sizes)
 		m := modelOf(stream)
 
@@ -201,7 +201,7 @@ func FuzzSequence(f *testing.F) {
 			appLen += len(r)
 			stream = append(stream, r...)
 		}
-		hc := handoff.NewConn(sink{}, false)
+		hc := recordio.NewConn(sink{}, false)
 		writeChunked(t, hc, stream, cuts)
 		w := hc.Written()
 

@@ -1,4 +1,4 @@
-package handoff
+package recordio
 
 import (
 	"crypto/tls"

@@ -1,4 +1,4 @@
-package handoff_test
+package recordio_test
 
 import (
 	"bytes"
@@ -10,28 +10,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/handoff"
+	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	rec "github.com/ktlsgo/ktls/internal/record"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
-// side is one end of a handshake run over a handoff.Conn.
+// side is one end of a handshake run over a recordio.Conn.
 type side struct {
 	raw  net.Conn
-	hc   *handoff.Conn
+	hc   *recordio.Conn
 	tc   *tls.Conn
 	keys *keylog.Secrets
 }
 
 // handshakeOver runs a handshake between ccfg and scfg, each end over a
-// handoff.Conn with its own key log.
+// recordio.Conn with its own key log.
 func handshakeOver(t *testing.T, ccfg, scfg *tls.Config) (client, server side) {
 	t.Helper()
 	craw, sraw := pair(t)
-	client = side{raw: craw, hc: handoff.NewConn(craw, true), keys: keylog.NewSecrets(nil)}
-	server = side{raw: sraw, hc: handoff.NewConn(sraw, false), keys: keylog.NewSecrets(nil)}
+	client = side{raw: craw, hc: recordio.NewConn(craw, true), keys: keylog.NewSecrets(nil)}
+	server = side{raw: sraw, hc: recordio.NewConn(sraw, false), keys: keylog.NewSecrets(nil)}
 	ccfg, scfg = ccfg.Clone(), scfg.Clone()
 	ccfg.KeyLogWriter, scfg.KeyLogWriter = client.keys, server.keys
 	client.tc, server.tc = tls.Client(client.hc, ccfg), tls.Server(server.hc, scfg)
@@ -86,7 +86,7 @@ func appKeys(t *testing.T, s *keyschedule.Suite, client, server side) (c, sv, ch
 // the handoff computes them.
 func count(s *keyschedule.Suite, e side, own, peer, ownHS, peerHS keyschedule.TrafficKeys) (tx, rx uint64, err error) {
 	w, r := e.hc.Written(), e.hc.ReadRecords()
-	for _, rs := range []handoff.Records{w, r} {
+	for _, rs := range []recordio.Records{w, r} {
 		n := 0
 		for _, r := range rs.Tail {
 			n += len(r.Bytes)
@@ -236,8 +236,8 @@ func TestSequenceRefused(t *testing.T) {
 		}
 		return out
 	}
-	written := func(parts ...[]byte) handoff.Records {
-		hc := handoff.NewConn(sink{}, false)
+	written := func(parts ...[]byte) recordio.Records {
+		hc := recordio.NewConn(sink{}, false)
 		hc.Write(record(22, 40))
 		hc.Write(record(20, 1))
 		for _, p := range parts {
@@ -251,7 +251,7 @@ func TestSequenceRefused(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		rs   handoff.Records
+		rs   recordio.Records
 		want string
 	}{
 		{"more under the application key than is kept", written(seal(s13, hs, 22, 100, 50), seal(s13, app, 22, full...)), "cannot account"},
@@ -271,7 +271,7 @@ func TestSequenceRefused(t *testing.T) {
 	k12 := keys(s12, 7)
 	for _, c := range []struct {
 		name string
-		rs   handoff.Records
+		rs   recordio.Records
 		want string
 	}{
 		{"a record under another key", written(seal(s12, keys(s12, 9), 22, 30)), "does not open"},

@@ -23,9 +23,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/kerneltest"
-	"github.com/ktlsgo/ktls/internal/serve"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/cli/serve"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 func TestMain(m *testing.M) {

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/ktlsgo/ktls/internal/labnet"
+	"github.com/ktlsgo/ktls/internal/lab/labnet"
 )
 
 // Two hosts: a connection from b to a crosses the veth pair, so each end

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/hostiletest"
-	"github.com/ktlsgo/ktls/internal/proxy"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
+	"github.com/ktlsgo/ktls/internal/cli/proxy"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 func dialKTLS(t *testing.T, addr string) *ktls.Conn {

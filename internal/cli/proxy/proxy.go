@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/serve"
+	"github.com/ktlsgo/ktls/internal/cli/serve"
 )
 
 // Config is what the command line sets.

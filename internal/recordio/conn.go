@@ -1,4 +1,4 @@
-// Package handoff sits between crypto/tls and the TCP connection during the
+// Package recordio sits between crypto/tls and the TCP connection during the
 // handshake, so the kernel can take over the record layer at the exact
 // byte where crypto/tls stops.
 //
@@ -15,7 +15,7 @@
 //
 // When offload is off, the Conn switches to passthrough and gets out of
 // the way: reads and writes go straight to the socket.
-package handoff
+package recordio
 
 import (
 	"encoding/binary"
@@ -56,7 +56,7 @@ const tailLimit = 128 << 10
 
 // ErrHandedOff is returned to crypto/tls when it reads after the kernel has
 // taken over the receive direction.
-var ErrHandedOff = errors.New("handoff: the kernel has taken over this direction")
+var ErrHandedOff = errors.New("recordio: the kernel has taken over this direction")
 
 // A Conn wraps the TCP connection under a crypto/tls Conn.
 type Conn struct {

@@ -21,7 +21,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/ktlsgo/ktls/internal/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 )
 
 // A Host is one end of a Pair: a network namespace with one veth

@@ -15,7 +15,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // A Session is a crypto/tls client and server connected by a net.Pipe. The

@@ -1,4 +1,4 @@
-package handoff_test
+package recordio_test
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/ktlsgo/ktls/internal/handoff"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // counting is a net.Conn over a byte stream whose reads return at most
@@ -60,7 +60,7 @@ func FuzzReader(f *testing.F) {
 	f.Add([]byte{23, 3, 3, 0xff, 0xff, 9}, []byte{1})
 	f.Fuzz(func(t *testing.T, stream, sizes []byte) {
 		src := &counting{data: stream, sizes: sizes}
-		hc := handoff.NewConn(src, true)
+		hc := recordio.NewConn(src, true)
 		ends := recordEnds(stream)
 		var got []byte
 		buf := make([]byte, 64)

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/hostiletest"
-	"github.com/ktlsgo/ktls/internal/proxy"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
+	"github.com/ktlsgo/ktls/internal/cli/proxy"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // TestProxyOutOfFiles: a server out of file descriptors (a client that

@@ -20,8 +20,8 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/proxy"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/cli/proxy"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

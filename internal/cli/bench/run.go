@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/serve"
+	"github.com/ktlsgo/ktls/internal/cli/serve"
 )
 
 // Scenarios a run can include.

@@ -1,4 +1,4 @@
-package handoff_test
+package recordio_test
 
 import (
 	"bytes"
@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/handoff"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/recordio"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // errStarved is what a scripted peer's Read returns once it has sent all
@@ -56,7 +56,7 @@ func (s *scripted) SetWriteDeadline(time.Time) error { return nil }
 // without another read of the socket.
 func TestPlainHTTPRejectedAtHeader(t *testing.T) {
 	peer := &scripted{in: []byte("GET /")}
-	err := tls.Server(handoff.NewConn(peer, false), testcert.Get(testcert.ECDSA).ServerConfig()).Handshake()
+	err := tls.Server(recordio.NewConn(peer, false), testcert.Get(testcert.ECDSA).ServerConfig()).Handshake()
 	var re tls.RecordHeaderError
 	if !errors.As(err, &re) {
 		t.Fatalf("Handshake = %v; want a tls.RecordHeaderError, without waiting for the record's body", err)
@@ -136,14 +136,14 @@ func (o outcome) String() string {
 }
 
 // handshake runs a crypto/tls handshake against a peer that sends in,
-// directly on the connection or through a handoff.Conn. skip leaves out
+// directly on the connection or through a recordio.Conn. skip leaves out
 // the first replies, which differ from run to run (randoms, keys).
 func handshake(t *testing.T, in []byte, isClient, viaHandoff bool, cfg *tls.Config, skip int) outcome {
 	t.Helper()
 	peer := &scripted{in: bytes.Clone(in)}
 	var conn net.Conn = peer
 	if viaHandoff {
-		conn = handoff.NewConn(peer, isClient)
+		conn = recordio.NewConn(peer, isClient)
 	}
 	var err error
 	if isClient {
@@ -188,7 +188,7 @@ func clientHello(t *testing.T, max uint16) []byte {
 }
 
 // TestHeaderLikeCryptoTLS feeds crypto/tls the same bytes straight from
-// the socket and through a handoff.Conn, and wants the same outcome: the
+// the socket and through a recordio.Conn, and wants the same outcome: the
 // same error, the same alert, and no more reads of the socket.
 func TestHeaderLikeCryptoTLS(t *testing.T) {
 	b := testcert.Get(testcert.ECDSA)

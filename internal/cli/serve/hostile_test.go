@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/hostiletest"
-	"github.com/ktlsgo/ktls/internal/serve"
-	"github.com/ktlsgo/ktls/internal/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
+	"github.com/ktlsgo/ktls/internal/cli/serve"
+	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // The hostile-client suite (issue 13): clients that stall in each phase,
