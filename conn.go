@@ -12,10 +12,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // A Conn is a TLS connection whose record layer the kernel may handle. It

@@ -18,8 +18,8 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
-	"github.com/ktlsgo/ktls/internal/record"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/record"
 )
 
 // TestKeyUpdate moves 64 MiB each way between two offloaded ends while

@@ -24,9 +24,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/cli/serve"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
-	"github.com/ktlsgo/ktls/internal/cli/serve"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 

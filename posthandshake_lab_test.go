@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/record"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // acceptRawTLS13 runs a crypto/tls server handshake on conn and takes over

@@ -7,10 +7,10 @@ import (
 	"net"
 	"testing"
 
-	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // A rawPeer is a TLS client that does its handshake with crypto/tls and

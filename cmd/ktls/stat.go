@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktlsgo/ktls/internal/cli/check"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/cli/sockdiag"
+	"github.com/ktlsgo/ktls/internal/kernel"
 )
 
 func init() { subcommands = append(subcommands, newStatCmd()) }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
-	"github.com/ktlsgo/ktls/internal/record"
 	"github.com/ktlsgo/ktls/internal/lab/tlstest"
+	"github.com/ktlsgo/ktls/internal/record"
 )
 
 func TestTLS12Interop(t *testing.T) {

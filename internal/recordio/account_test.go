@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
-	rec "github.com/ktlsgo/ktls/internal/record"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	rec "github.com/ktlsgo/ktls/internal/record"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // side is one end of a handshake run over a recordio.Conn.

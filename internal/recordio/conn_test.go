@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // pair returns the two ends of a loopback TCP connection.

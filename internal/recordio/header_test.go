@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // errStarved is what a scripted peer's Read returns once it has sent all

@@ -7,9 +7,9 @@ import (
 	"net"
 	"testing"
 
-	"github.com/ktlsgo/ktls/internal/recordio"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	rec "github.com/ktlsgo/ktls/internal/record"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // sink is a net.Conn whose writes all succeed and go nowhere.

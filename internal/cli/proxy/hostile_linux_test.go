@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/cli/proxy"
+	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 

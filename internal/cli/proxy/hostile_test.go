@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/cli/proxy"
+	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 

@@ -19,8 +19,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/cli/proxy"
+	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/cli/serve"
+	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 

@@ -12,9 +12,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktlsgo/ktls/internal/cli/sockdiag"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
-	"github.com/ktlsgo/ktls/internal/cli/sockdiag"
 )
 
 // TestList walks one loopback connection through the states a ktls

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/cli/sockdiag"
+	"github.com/ktlsgo/ktls/internal/kernel"
 )
 
 // The wire format, built by hand from the kernel's UAPI headers. A reply

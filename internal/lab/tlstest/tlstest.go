@@ -14,8 +14,8 @@ import (
 
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
-	"github.com/ktlsgo/ktls/internal/record"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/record"
 )
 
 // A Session is a crypto/tls client and server connected by a net.Pipe. The
