@@ -390,7 +390,7 @@ func (c *Conn) recordLimit() uint64 {
 	if c.opts.keyUpdateLimit != 0 {
 		return c.opts.keyUpdateLimit
 	}
-	if c.suite.Version == tls.VersionTLS13 && kernelCipher(c.suite) != kernel.CipherChaCha20Poly1305 {
+	if c.suite.Version == tls.VersionTLS13 && kernel.Cipher(c.suite.KernelCipher) != kernel.CipherChaCha20Poly1305 {
 		return aesGCMRecordLimit
 	}
 	return 0
@@ -519,7 +519,7 @@ func (c *Conn) receiveKeyUpdate(requested bool) error {
 	}
 	next := c.rxSecret.Next()
 	keys := next.Keys()
-	info := cryptoInfo(c.suite, keys, 0)
+	info := kernel.NewCryptoInfo(c.suite, keys, 0)
 	keys.Zero()
 	err := c.install(c.rawConn(), kernel.RX, info, false)
 	info.Zero()
@@ -568,7 +568,7 @@ func (c *Conn) updateTXLocked(requestPeer bool) error {
 	}
 	next := c.txSecret.Next()
 	keys := next.Keys()
-	info := cryptoInfo(c.suite, keys, 0)
+	info := kernel.NewCryptoInfo(c.suite, keys, 0)
 	keys.Zero()
 	defer info.Zero()
 	if _, err := c.sendRecord(record.TypeHandshake, record.MarshalKeyUpdate(requestPeer)); err != nil {

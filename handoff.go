@@ -91,19 +91,12 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 		// Kernel TLS is a TCP upper layer protocol.
 		return nil, withCode(CodeNotTCP, fmt.Errorf("ktls: the connection is not TCP (%T): %w", c.raw, ErrNotSupported))
 	}
-	if err := kernel.FeatureULP.Check(); err != nil {
-		return nil, withCode(probeCode(err, CodeNoULP), err)
+	suite, err := offloadable(cs.Version, cs.CipherSuite, kernel.TX)
+	if err != nil {
+		return nil, err
 	}
 	if c.isClient && cs.Version == tls.VersionTLS12 && c.config != nil && c.config.Renegotiation != tls.RenegotiateNever {
 		return nil, withCode(CodeRenegotiation, errors.New("ktls: tls.Config.Renegotiation is enabled, and renegotiation needs crypto/tls's record layer"))
-	}
-	suite, ok := keyschedule.Lookup(cs.Version, cs.CipherSuite)
-	if !ok {
-		return nil, withCode(CodeCipher, notOffloadable(cs.Version, cs.CipherSuite))
-	}
-	kc := kernelCipher(suite)
-	if err := kernel.CipherFeature(kernelVersion(suite), kc, kernel.TX).Check(); err != nil {
-		return nil, withCode(probeCode(err, CodeCipher), err)
 	}
 	sc, ok := c.raw.(syscall.Conn)
 	if !ok {
@@ -121,7 +114,7 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 		}
 		return nil, withCode(CodeHandoff, err)
 	}
-	info := cryptoInfo(suite, keys.tx, keys.txSeq)
+	info := kernel.NewCryptoInfo(suite, keys.tx, keys.txSeq)
 	defer info.Zero()
 	if err := c.install(rc, kernel.TX, info, true); err != nil {
 		keys.zero()
@@ -144,9 +137,9 @@ func (c *Conn) offloadRX(keys *handoffKeys) error {
 		c.rxStaysOnTLS(keys)
 		return ErrDisabled
 	}
-	if err := kernel.CipherFeature(kernelVersion(c.suite), kernelCipher(c.suite), kernel.RX).Check(); err != nil {
+	if _, err := offloadable(c.suite.Version, c.suite.ID, kernel.RX); err != nil {
 		c.rxStaysOnTLS(keys)
-		return withCode(probeCode(err, CodeCipher), err)
+		return err
 	}
 	if c.suite.Version == tls.VersionTLS13 && c.isClient && c.config != nil && c.config.ClientSessionCache != nil {
 		// The server's NewSessionTicket messages follow its Finished.
@@ -187,7 +180,7 @@ func (c *Conn) rxStaysOnTLS(keys *handoffKeys) {
 // and crypto/tls neither reads nor writes the socket. It returns why
 // TLS_RX_EXPECT_NO_PAD is not in effect, for a TLS 1.3 connection.
 func (c *Conn) installRX(keys keyschedule.TrafficKeys, seq uint64) (noPadReason, err error) {
-	info := cryptoInfo(c.suite, keys, seq)
+	info := kernel.NewCryptoInfo(c.suite, keys, seq)
 	defer info.Zero()
 	if err := c.install(c.rawConn(), kernel.RX, info, false); err != nil {
 		return nil, err

@@ -64,8 +64,8 @@ func probeULP() error {
 	return withTLSSocket(FeatureULP, func(int) error { return nil })
 }
 
-// probeKeys are all zero. They go only on a throwaway loopback socket that
-// never sends a byte.
+// probeInfo is a crypto info whose keys are all zero. It goes only on a
+// throwaway loopback socket that never sends a byte.
 func probeInfo(version uint16, c Cipher) *CryptoInfo {
 	sz := cipherSizes[c]
 	return &CryptoInfo{

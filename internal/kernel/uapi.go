@@ -91,17 +91,11 @@ func (d Direction) String() string {
 	return "RX"
 }
 
-// CryptoInfo is the key material for one direction, laid out by Marshal
-// as the kernel's struct tls12_crypto_info_* (used for TLS 1.3 too). What
-// goes in each field depends on the protocol:
-//
-//   - AES-GCM and AES-CCM: Salt is the 4-byte implicit nonce part. In TLS
-//     1.3, IV is the other 8 bytes of the nonce from HKDF; in TLS 1.2 it is
-//     the explicit nonce the kernel puts in its next record and increments
-//     after each one.
-//   - ChaCha20-Poly1305: IV is the whole 12-byte nonce mask; no salt.
-//
-// RecSeq is the sequence number of the next record, big-endian.
+// CryptoInfo is the key material for one direction, laid out by MarshalTo
+// as the kernel's struct tls12_crypto_info_* (used for TLS 1.3 too).
+// NewCryptoInfo fills it from a suite's traffic keys, and says what goes
+// in each field; RecSeq is the sequence number of the next record,
+// big-endian.
 type CryptoInfo struct {
 	Version uint16
 	Cipher  Cipher

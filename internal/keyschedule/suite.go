@@ -36,7 +36,9 @@ type Suite struct {
 	ID uint16
 	// Name is the IANA name of the suite, as returned by tls.CipherSuiteName.
 	Name string
-	// Version is tls.VersionTLS12 or tls.VersionTLS13.
+	// Version is tls.VersionTLS12 or tls.VersionTLS13. It is also the
+	// version the Linux kernel's struct tls_crypto_info takes
+	// (TLS_1_2_VERSION and TLS_1_3_VERSION are the wire versions).
 	Version uint16
 	// KeyLen is the length in bytes of the AEAD key.
 	KeyLen int
@@ -51,6 +53,10 @@ type Suite struct {
 	// Hash is the hash function of the suite: the HKDF hash for TLS 1.3,
 	// the PRF hash for TLS 1.2 (RFC 5246, Section 5).
 	Hash crypto.Hash
+	// KernelCipher is the Linux kernel's TLS_CIPHER_* value for the
+	// suite's AEAD and key length (include/uapi/linux/tls.h): with
+	// Version, what the kernel must support to take the suite's records.
+	KernelCipher uint16
 
 	aead func(key []byte) (cipher.AEAD, error)
 }
@@ -81,33 +87,45 @@ func newChaCha20Poly1305(key []byte) (cipher.AEAD, error) {
 	return chacha20poly1305.New(key)
 }
 
-func tls13Suite(id uint16, keyLen int, h crypto.Hash, aead func([]byte) (cipher.AEAD, error)) *Suite {
+// The kernel's TLS_CIPHER_* values for the suites below. They are fixed
+// ABI, and numbers here rather than kernel.Cipher on purpose: this
+// package is pure (no I/O, no system calls), so the dependency runs the
+// other way. The kernel package, a thin syscall layer, imports this one
+// to lay a suite's keys out as the kernel takes them; a test there checks
+// that these numbers are its Cipher constants.
+const (
+	kernelAESGCM128        = 51 // TLS_CIPHER_AES_GCM_128
+	kernelAESGCM256        = 52 // TLS_CIPHER_AES_GCM_256
+	kernelChaCha20Poly1305 = 54 // TLS_CIPHER_CHACHA20_POLY1305
+)
+
+func tls13Suite(id uint16, keyLen int, h crypto.Hash, aead func([]byte) (cipher.AEAD, error), kc uint16) *Suite {
 	return &Suite{ID: id, Name: tls.CipherSuiteName(id), Version: tls.VersionTLS13,
-		KeyLen: keyLen, FixedIVLen: 12, Hash: h, aead: aead}
+		KeyLen: keyLen, FixedIVLen: 12, Hash: h, KernelCipher: kc, aead: aead}
 }
 
-func tls12Suite(id uint16, keyLen, ivLen int, h crypto.Hash, aead func([]byte) (cipher.AEAD, error)) *Suite {
+func tls12Suite(id uint16, keyLen, ivLen int, h crypto.Hash, aead func([]byte) (cipher.AEAD, error), kc uint16) *Suite {
 	return &Suite{ID: id, Name: tls.CipherSuiteName(id), Version: tls.VersionTLS12,
-		KeyLen: keyLen, FixedIVLen: ivLen, Hash: h, aead: aead}
+		KeyLen: keyLen, FixedIVLen: ivLen, Hash: h, KernelCipher: kc, aead: aead}
 }
 
 // suites is the intersection of what crypto/tls negotiates and what the
-// kernel's TLS ULP accepts (TLS_CIPHER_AES_GCM_128, TLS_CIPHER_AES_GCM_256
-// and TLS_CIPHER_CHACHA20_POLY1305). CBC suites are left out on purpose:
+// kernel's TLS ULP accepts: the one table of what ktls can offload, and
+// with which of the kernel's ciphers. CBC suites are left out on purpose:
 // kernel TLS does not implement MAC-then-encrypt.
 var suites = []*Suite{
-	tls13Suite(tls.TLS_AES_128_GCM_SHA256, 16, crypto.SHA256, newAESGCM),
-	tls13Suite(tls.TLS_AES_256_GCM_SHA384, 32, crypto.SHA384, newAESGCM),
-	tls13Suite(tls.TLS_CHACHA20_POLY1305_SHA256, 32, crypto.SHA256, newChaCha20Poly1305),
+	tls13Suite(tls.TLS_AES_128_GCM_SHA256, 16, crypto.SHA256, newAESGCM, kernelAESGCM128),
+	tls13Suite(tls.TLS_AES_256_GCM_SHA384, 32, crypto.SHA384, newAESGCM, kernelAESGCM256),
+	tls13Suite(tls.TLS_CHACHA20_POLY1305_SHA256, 32, crypto.SHA256, newChaCha20Poly1305, kernelChaCha20Poly1305),
 
-	tls12Suite(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, 16, 4, crypto.SHA256, newAESGCM),
-	tls12Suite(tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, 16, 4, crypto.SHA256, newAESGCM),
-	tls12Suite(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, 32, 4, crypto.SHA384, newAESGCM),
-	tls12Suite(tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, 32, 4, crypto.SHA384, newAESGCM),
-	tls12Suite(tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, 32, 12, crypto.SHA256, newChaCha20Poly1305),
-	tls12Suite(tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, 32, 12, crypto.SHA256, newChaCha20Poly1305),
-	tls12Suite(tls.TLS_RSA_WITH_AES_128_GCM_SHA256, 16, 4, crypto.SHA256, newAESGCM),
-	tls12Suite(tls.TLS_RSA_WITH_AES_256_GCM_SHA384, 32, 4, crypto.SHA384, newAESGCM),
+	tls12Suite(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, 16, 4, crypto.SHA256, newAESGCM, kernelAESGCM128),
+	tls12Suite(tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, 16, 4, crypto.SHA256, newAESGCM, kernelAESGCM128),
+	tls12Suite(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, 32, 4, crypto.SHA384, newAESGCM, kernelAESGCM256),
+	tls12Suite(tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, 32, 4, crypto.SHA384, newAESGCM, kernelAESGCM256),
+	tls12Suite(tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, 32, 12, crypto.SHA256, newChaCha20Poly1305, kernelChaCha20Poly1305),
+	tls12Suite(tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, 32, 12, crypto.SHA256, newChaCha20Poly1305, kernelChaCha20Poly1305),
+	tls12Suite(tls.TLS_RSA_WITH_AES_128_GCM_SHA256, 16, 4, crypto.SHA256, newAESGCM, kernelAESGCM128),
+	tls12Suite(tls.TLS_RSA_WITH_AES_256_GCM_SHA384, 32, 4, crypto.SHA384, newAESGCM, kernelAESGCM256),
 }
 
 // Lookup returns the suite with the given protocol version and cipher suite
