@@ -12,6 +12,7 @@ package check
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/keyschedule"
 )
 
 // A Report is what Collect found. Its JSON form is ktls check --json: the
@@ -140,21 +142,42 @@ func (c Counters) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// The pairs Collect tests, in the order it reports them: first those
-// crypto/tls negotiates, then the ones only other TLS stacks use.
-var pairs = []struct {
-	version   uint16
-	cipher    kernel.Cipher
-	cryptoTLS bool
-}{
-	{kernel.VersionTLS12, kernel.CipherAESGCM128, true},
-	{kernel.VersionTLS12, kernel.CipherAESGCM256, true},
-	{kernel.VersionTLS12, kernel.CipherChaCha20Poly1305, true},
-	{kernel.VersionTLS13, kernel.CipherAESGCM128, true},
-	{kernel.VersionTLS13, kernel.CipherAESGCM256, true},
-	{kernel.VersionTLS13, kernel.CipherChaCha20Poly1305, true},
-	{kernel.VersionTLS12, kernel.CipherAESCCM128, false},
-	{kernel.VersionTLS13, kernel.CipherAESCCM128, false},
+// A pair is a protocol version and kernel cipher that Collect tests.
+type pair struct {
+	version uint16
+	cipher  kernel.Cipher
+	// suite is a suite of keyschedule's table with this version and
+	// cipher, for kernel.Offloadable; nil for a pair crypto/tls can't
+	// negotiate, reported for information.
+	suite *keyschedule.Suite
+}
+
+// pairs are what Collect tests, in the order it reports them: first each
+// version and kernel cipher of the suites ktls offloads (keyschedule's
+// table, which is what crypto/tls negotiates and the kernel takes), by
+// version and cipher; then, for information, infoCiphers at each version.
+var pairs = tablePairs()
+
+// infoCiphers are kernel ciphers that only other TLS stacks use.
+var infoCiphers = []kernel.Cipher{kernel.CipherAESCCM128}
+
+func tablePairs() []pair {
+	var out []pair
+	for _, s := range keyschedule.Suites() {
+		p := pair{s.Version, kernel.Cipher(s.KernelCipher), s}
+		if !slices.ContainsFunc(out, func(q pair) bool { return q.version == p.version && q.cipher == p.cipher }) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b pair) int {
+		return cmp.Or(cmp.Compare(a.version, b.version), cmp.Compare(a.cipher, b.cipher))
+	})
+	for _, v := range []uint16{kernel.VersionTLS12, kernel.VersionTLS13} {
+		for _, c := range infoCiphers {
+			out = append(out, pair{version: v, cipher: c})
+		}
+	}
+	return out
 }
 
 // Paths Collect reads.
@@ -214,15 +237,22 @@ func collect(sys system) *Report {
 			Version:   versionName(p.version),
 			Cipher:    p.cipher.String(),
 			MinKernel: kernel.CipherFeature(p.version, p.cipher, kernel.RX).MinKernel,
-			CryptoTLS: p.cryptoTLS,
+			CryptoTLS: p.suite != nil,
 			Reason:    untested,
 		}
-		if !p.cryptoTLS {
+		if p.suite == nil {
 			c.Note = "for information: crypto/tls can't negotiate it"
 		}
 		if untested == "" {
-			txErr := sys.probe(kernel.CipherFeature(p.version, p.cipher, kernel.TX))
-			rxErr := sys.probe(kernel.CipherFeature(p.version, p.cipher, kernel.RX))
+			// What the handoff asks, for the pairs it can meet; the
+			// kernel's cipher alone for the others.
+			offloadable := func(dir kernel.Direction) error {
+				if p.suite == nil {
+					return sys.probe(kernel.CipherFeature(p.version, p.cipher, dir))
+				}
+				return kernel.Probe(sys.probe).Offloadable(p.suite.Version, p.suite.ID, dir)
+			}
+			txErr, rxErr := offloadable(kernel.TX), offloadable(kernel.RX)
 			c.TX, c.RX = txErr == nil, rxErr == nil
 			c.Reason = directionsReason(txErr, rxErr)
 		}

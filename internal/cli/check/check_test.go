@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/keyschedule"
 )
 
 // fakeSystem answers Collect's questions from tables: files that aren't
@@ -124,6 +125,45 @@ func TestCollectUsable(t *testing.T) {
 	wantStat := Counters{{Name: "TlsCurrTxSw", Value: 2}, {Name: "TlsCurrRxSw", Value: 2}, {Name: "TlsTxSw", Value: 7}, {Name: "TlsDecryptError", Value: 0}}
 	if diff := cmp.Diff(wantStat, r.TLSStat); diff != "" || r.TLSStatError != "" {
 		t.Errorf("TLSStat (-want +got):\n%s\nTLSStatError %q", diff, r.TLSStatError)
+	}
+}
+
+// TestCiphersAreTheTable: the pairs crypto/tls can use are keyschedule's
+// suite table, each reported as kernel.Offloadable answers for its
+// suites: check says what the handoff would find, from the same table.
+func TestCiphersAreTheTable(t *testing.T) {
+	sys := labKernel()
+	noChaChaRX := kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherChaCha20Poly1305, kernel.RX)
+	sys.errs[noChaChaRX] = unsupported(noChaChaRX, "setsockopt TLS_RX: invalid argument")
+	r := collect(sys.system())
+	probe := kernel.Probe(sys.system().probe)
+	rows := 0
+	for _, c := range r.Ciphers {
+		if c.CryptoTLS {
+			rows++
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range keyschedule.Suites() {
+		name := versionName(s.Version) + " " + kernel.Cipher(s.KernelCipher).String()
+		seen[name] = true
+		i := slices.IndexFunc(r.Ciphers, func(c Cipher) bool { return c.Version+" "+c.Cipher == name })
+		if i < 0 || !r.Ciphers[i].CryptoTLS {
+			t.Errorf("%s: no row for %s among those crypto/tls can use", s.Name, name)
+			continue
+		}
+		c := r.Ciphers[i]
+		tx := probe.Offloadable(s.Version, s.ID, kernel.TX) == nil
+		rx := probe.Offloadable(s.Version, s.ID, kernel.RX) == nil
+		if c.TX != tx || c.RX != rx {
+			t.Errorf("%s: row %s says TX %v RX %v, Offloadable says %v %v", s.Name, name, c.TX, c.RX, tx, rx)
+		}
+	}
+	if rows != len(seen) {
+		t.Errorf("%d rows crypto/tls can use, for %d pairs in the suite table", rows, len(seen))
+	}
+	if got := r.Ciphers[slices.IndexFunc(r.Ciphers, func(c Cipher) bool { return c.Version == "TLS 1.3" && c.Cipher == "ChaCha20-Poly1305" })]; got.RX {
+		t.Errorf("TLS 1.3 ChaCha20-Poly1305 = %+v, want RX no", got)
 	}
 }
 
