@@ -24,6 +24,7 @@ import (
 
 	"github.com/ktlsgo/ktls/internal/cli/serve"
 	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
@@ -516,7 +517,12 @@ func TestServeMetricsAfterTraffic(t *testing.T) {
 	if kernel.FeatureULP.Check() == nil {
 		offload, reason, bodyPath = "tx+rx", "", "sendfile"
 	}
-	page := scrape(t, "http://"+maddr+"/metrics")
+	// A request is counted when its handler returns, which can be after
+	// the client has the whole response (a body sent with sendfile): the
+	// page is read once every connection is closed, as the clients
+	// closed theirs, since a connection closes only after its handlers
+	// returned.
+	page := waitForMetric(t, "http://"+maddr+"/metrics", "ktls_connections_open", 0)
 	const notFound = float64(len("404 page not found\n"))
 	for _, want := range []struct {
 		series string
@@ -538,6 +544,23 @@ func TestServeMetricsAfterTraffic(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("metrics page:\n%s", grepLines(page, "ktls_"))
+	}
+}
+
+// waitForMetric scrapes url until series has the value want, and returns
+// that page; it fails the test after hostiletest.Bound.
+func waitForMetric(t *testing.T, url, series string, want float64) string {
+	t.Helper()
+	deadline := time.Now().Add(hostiletest.Bound)
+	for {
+		page := scrape(t, url)
+		if got, ok := metricValue(page, series); ok && got == want {
+			return page
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never became %v:\n%s", series, want, grepLines(page, "ktls_"))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
