@@ -114,33 +114,35 @@ func prerequisiteError(f *Feature, err error) error {
 	return err
 }
 
-func probeTXZerocopyRO() error {
-	f := FeatureTXZerocopyRO
+// probeWithKey probes f on a socket with a TLS 1.3 AES-128-GCM key
+// installed in dir, which the option or operation try needs first.
+func probeWithKey(f *Feature, dir Direction, try func(fd int, info *CryptoInfo) error) error {
 	return withTLSSocket(f, func(fd int) error {
-		if err := SetCryptoInfo(fd, TX, probeInfo(VersionTLS13, CipherAESGCM128)); err != nil {
+		info := probeInfo(VersionTLS13, CipherAESGCM128)
+		if err := SetCryptoInfo(fd, dir, info); err != nil {
 			return prerequisiteError(f, err)
 		}
+		return try(fd, info)
+	})
+}
+
+func probeTXZerocopyRO() error {
+	f := FeatureTXZerocopyRO
+	return probeWithKey(f, TX, func(fd int, _ *CryptoInfo) error {
 		return installError(f, SetTXZerocopyRO(fd))
 	})
 }
 
 func probeRXExpectNoPad() error {
 	f := FeatureRXExpectNoPad
-	return withTLSSocket(f, func(fd int) error {
-		if err := SetCryptoInfo(fd, RX, probeInfo(VersionTLS13, CipherAESGCM128)); err != nil {
-			return prerequisiteError(f, err)
-		}
+	return probeWithKey(f, RX, func(fd int, _ *CryptoInfo) error {
 		return installError(f, SetRXExpectNoPad(fd))
 	})
 }
 
 func probeRekey() error {
 	f := FeatureRekey
-	return withTLSSocket(f, func(fd int) error {
-		info := probeInfo(VersionTLS13, CipherAESGCM128)
-		if err := SetCryptoInfo(fd, TX, info); err != nil {
-			return prerequisiteError(f, err)
-		}
+	return probeWithKey(f, TX, func(fd int, info *CryptoInfo) error {
 		err := SetCryptoInfo(fd, TX, info)
 		if errors.Is(err, unix.EBUSY) {
 			return f.unsupported("installing a second TLS_TX key fails with EBUSY")

@@ -194,11 +194,19 @@ func TestNewApplicationSecretErrors(t *testing.T) {
 		{"empty", aes128, nil},
 	}
 	for _, tt := range tests {
-		if _, err := keyschedule.NewApplicationSecret(tt.suite, tt.secret); err == nil {
-			t.Errorf("%s: no error", tt.name)
-		} else if !strings.HasPrefix(err.Error(), "keyschedule: ") {
-			t.Errorf("%s: error %q lacks the package prefix", tt.name, err)
-		}
+		_, err := keyschedule.NewApplicationSecret(tt.suite, tt.secret)
+		wantPackageError(t, tt.name, err)
+	}
+}
+
+// wantPackageError fails the test unless err is an error, and one that
+// says it comes from this package.
+func wantPackageError(t *testing.T, name string, err error) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: no error", name)
+	} else if !strings.HasPrefix(err.Error(), "keyschedule: ") {
+		t.Errorf("%s: error %q lacks the package prefix", name, err)
 	}
 }
 
@@ -306,11 +314,7 @@ func TestKeyBlockErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, _, err := keyschedule.KeyBlock(tt.suite, tt.master, tt.crand, tt.srand)
-		if err == nil {
-			t.Errorf("%s: no error", tt.name)
-		} else if !strings.HasPrefix(err.Error(), "keyschedule: ") {
-			t.Errorf("%s: error %q lacks the package prefix", tt.name, err)
-		}
+		wantPackageError(t, tt.name, err)
 	}
 }
 
