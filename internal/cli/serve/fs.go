@@ -102,24 +102,23 @@ func (d *dir) shown(entry string) bool {
 
 func (d *dir) Readdir(n int) ([]fs.FileInfo, error) {
 	all, err := d.File.Readdir(n)
-	var out []fs.FileInfo
-	for _, fi := range all {
-		if d.shown(fi.Name()) {
-			out = append(out, fi)
-		}
-	}
-	return out, err
+	return shownOnly(d, all, fs.FileInfo.Name), err
 }
 
 func (d *dir) ReadDir(n int) ([]fs.DirEntry, error) {
 	all, err := d.File.ReadDir(n)
-	var out []fs.DirEntry
+	return shownOnly(d, all, fs.DirEntry.Name), err
+}
+
+// shownOnly returns the entries of d that it shows, nil for none.
+func shownOnly[E any](d *dir, all []E, name func(E) string) []E {
+	var out []E
 	for _, e := range all {
-		if d.shown(e.Name()) {
+		if d.shown(name(e)) {
 			out = append(out, e)
 		}
 	}
-	return out, err
+	return out
 }
 
 // insideDir returns file's path relative to dir, slash-separated, when

@@ -30,6 +30,21 @@ func TestServeHostileClients(t *testing.T) {
 		WriteTimeout:      hostiletest.Timeout,
 		IdleTimeout:       hostiletest.Timeout,
 	})
+	// slowBody sends a request's head, then its body a byte at a time:
+	// the server reads the body to keep the connection, until the read
+	// timeout, then answers and closes.
+	slowBody := func(head string) func(t *testing.T) {
+		return func(t *testing.T) {
+			c := s.dialTLS(t)
+			io.WriteString(c, head)
+			done := make(chan struct{})
+			defer close(done)
+			go hostiletest.Trickle(c, []byte("x"), 50*time.Millisecond, done)
+			if got := hostiletest.ClosedWithin(t, c, hostiletest.Bound); !bytes.HasSuffix(got, []byte("\r\n\r\nsmall")) {
+				t.Errorf("response %q, want the file", got)
+			}
+		}
+	}
 	cases := []struct {
 		name string
 		run  func(t *testing.T)
@@ -61,28 +76,10 @@ func TestServeHostileClients(t *testing.T) {
 			go hostiletest.Trickle(c, []byte("GET /small.txt HTTP/1.1\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"), 50*time.Millisecond, done)
 			hostiletest.ClosedWithin(t, c, hostiletest.Bound)
 		}},
-		{"body/slow, with a length", func(t *testing.T) {
-			c := s.dialTLS(t)
-			// Under net/http's 256 KiB, so that it reads the body to
-			// keep the connection, instead of closing at once.
-			io.WriteString(c, "POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-			done := make(chan struct{})
-			defer close(done)
-			go hostiletest.Trickle(c, []byte("x"), 50*time.Millisecond, done)
-			if got := hostiletest.ClosedWithin(t, c, hostiletest.Bound); !bytes.HasSuffix(got, []byte("\r\n\r\nsmall")) {
-				t.Errorf("response %q, want the file", got)
-			}
-		}},
-		{"body/slow, chunked", func(t *testing.T) {
-			c := s.dialTLS(t)
-			io.WriteString(c, "POST /small.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n")
-			done := make(chan struct{})
-			defer close(done)
-			go hostiletest.Trickle(c, []byte("x"), 50*time.Millisecond, done)
-			if got := hostiletest.ClosedWithin(t, c, hostiletest.Bound); !bytes.HasSuffix(got, []byte("\r\n\r\nsmall")) {
-				t.Errorf("response %q, want the file", got)
-			}
-		}},
+		// Under net/http's 256 KiB, so that it reads the body to keep the
+		// connection, instead of closing at once.
+		{"body/slow, with a length", slowBody("POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")},
+		{"body/slow, chunked", slowBody("POST /small.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n")},
 		{"stalled reader/HTTP/1.1", func(t *testing.T) {
 			c := s.dialTLS(t)
 			before := strings.Count(s.log.String(), "path=/big.bin")

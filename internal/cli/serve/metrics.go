@@ -33,36 +33,37 @@ type metrics struct {
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ktls_handshakes_total",
-			Help: "TLS handshakes completed, by what the kernel took (tx+rx, tx, none) and, where it took less than both, the reason code of the first direction it didn't (ktls.ReasonCode).",
-		}, []string{"offload", "reason"}),
-		handshakeFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ktls_handshake_failures_total",
-			Help: "TLS handshakes that failed, by reason: plain-http, not-tls, timeout, eof, alert, required, other.",
-		}, []string{"reason"}),
+		handshakes: counterVec("ktls_handshakes_total",
+			"TLS handshakes completed, by what the kernel took (tx+rx, tx, none) and, where it took less than both, the reason code of the first direction it didn't (ktls.ReasonCode).",
+			"offload", "reason"),
+		handshakeFailure: counterVec("ktls_handshake_failures_total",
+			"TLS handshakes that failed, by reason: plain-http, not-tls, timeout, eof, alert, required, other.",
+			"reason"),
 		open: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ktls_connections_open",
 			Help: "Connections open now, from their handshake to their close.",
 		}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ktls_http_requests_total",
-			Help: "HTTP requests answered, by status code and method.",
-		}, []string{"code", "method"}),
+		requests: counterVec("ktls_http_requests_total",
+			"HTTP requests answered, by status code and method.",
+			"code", "method"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ktls_http_request_duration_seconds",
 			Help:    "Time from a request's header to the end of its response, by method.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10), // 0.5 ms to 131 s
 		}, []string{"method"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ktls_http_response_bytes_total",
-			Help: "Bytes of response bodies, by how they left (sendfile: the kernel read the file and encrypted it; write: through user space) and by what the kernel took of the connection.",
-		}, []string{"path", "offload"}),
+		bytes: counterVec("ktls_http_response_bytes_total",
+			"Bytes of response bodies, by how they left (sendfile: the kernel read the file and encrypted it; write: through user space) and by what the kernel took of the connection.",
+			"path", "offload"),
 	}
 	m.reg.MustRegister(m.handshakes, m.handshakeFailure, m.open, m.requests, m.duration, m.bytes,
 		tlsStatCollector{path: kernel.StatsFile},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// counterVec is a counter with labels, for newMetrics.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
 
 func (m *metrics) handler() http.Handler {
