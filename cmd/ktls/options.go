@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/cli/serve"
 	"github.com/ktlsgo/ktls/internal/kernel"
 )
 
@@ -39,11 +40,12 @@ func (o *offloadFlags) options() (*ktls.Options, error) {
 	for _, d := range []struct {
 		flag string
 		mode ktls.Mode
-	}{{"--tx", tx}, {"--rx", rx}} {
+		dir  kernel.Direction
+	}{{"--tx", tx, kernel.TX}, {"--rx", rx, kernel.RX}} {
 		if d.mode != ktls.Required {
 			continue
 		}
-		if err := kernel.FeatureULP.Check(); err != nil {
+		if err := serve.CheckCapability(d.dir); err != nil {
 			return nil, fmt.Errorf("%s on: kernel TLS is required, and this kernel can't offload: %w", d.flag, err)
 		}
 	}

@@ -38,8 +38,11 @@ connection by --idle-timeout, and a client that takes nothing it is sent by
 large file still reaches a slow client that reads).
 
 The first line it prints is "serving https://ADDR (kernel TLS: ...)", with
-what the kernel will do, or why it won't. It logs each request to stderr and
-shuts down gracefully on SIGINT or SIGTERM.`,
+what --tx and --rx ask of the kernel; with --tx on or --rx on it refuses to
+start where the kernel can't offload at all. What the kernel took of each
+connection, or why not, is logged (an "offload" line for the first connection
+of each kind, ktls= on every request) and counted in the metrics. It logs each
+request to stderr and shuts down gracefully on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := positiveDurations(cmd, "shutdown-timeout", "write-timeout", "read-header-timeout", "read-timeout", "idle-timeout"); err != nil {

@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	state := serve.KernelState(cfg.Options)
+	state := serve.OffloadModes(cfg.Options)
 	fmt.Fprintf(cfg.Stdout, "proxying tls://%s to %s (kernel TLS: %s)\n", ln.Addr(), cfg.Backend, state)
 	cfg.Log.Info("proxying", "listen", ln.Addr().String(), "backend", cfg.Backend, "kernel_tls", state)
 

@@ -16,10 +16,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/khttp"
 )
 
@@ -135,16 +137,18 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		},
 	}
+	var offloads offloadLog
 	ks := &khttp.Server{HTTP: srv, Options: cfg.Options, OnHandshake: func(c *ktls.Conn, err error) {
 		m.handshake(c, err)
 		if err == nil {
 			m.open.Inc()
+			offloads.first(cfg.Log, c.Offload())
 		}
 	}}
 
-	state := KernelState(cfg.Options)
-	fmt.Fprintf(cfg.Stdout, "serving https://%s (kernel TLS: %s)\n", ln.Addr(), state)
-	attrs := []any{"addr", ln.Addr().String(), "dir", cfg.Dir, "kernel_tls", state}
+	modes := OffloadModes(cfg.Options)
+	fmt.Fprintf(cfg.Stdout, "serving https://%s (kernel TLS: %s)\n", ln.Addr(), modes)
+	attrs := []any{"addr", ln.Addr().String(), "dir", cfg.Dir, "kernel_tls", modes}
 	if cfg.CertFile == "" {
 		sum := sha256.Sum256(cert.Certificate[0])
 		fmt.Fprintf(cfg.Stdout, "self-signed certificate, SHA-256 fingerprint %s\n", fingerprint(sum[:]))
@@ -278,36 +282,90 @@ func Certificate(certFile, keyFile string) (tls.Certificate, error) {
 	return cert, nil
 }
 
-// KernelState says, before any connection, what the kernel will do for
-// connections with these options: what it can offload, or why nothing.
-func KernelState(opts *ktls.Options) string {
-	if opts != nil && opts.TX == ktls.Disabled {
+// OffloadModes says what the options ask of the kernel, for the serving
+// line. It probes nothing: what the kernel can do shows in what it does,
+// and that is reported per connection, from each one's Offload (the first
+// of each kind in the log, every request's ktls=, the handshake metrics).
+func OffloadModes(opts *ktls.Options) string {
+	if opts == nil {
+		opts = &ktls.Options{}
+	}
+	if opts.TX == ktls.Disabled {
 		return "off, connections stay on crypto/tls: TX offload is disabled"
 	}
-	if err := kernel.FeatureULP.Check(); err != nil {
-		return "off, connections stay on crypto/tls: " + err.Error()
-	}
-	var have []string
-	for _, c := range []struct {
-		name    string
-		version uint16
-		cipher  kernel.Cipher
-	}{
-		{"AES-GCM", kernel.VersionTLS13, kernel.CipherAESGCM128},
-		{"ChaCha20-Poly1305", kernel.VersionTLS13, kernel.CipherChaCha20Poly1305},
-	} {
-		if kernel.CipherFeature(c.version, c.cipher, kernel.TX).Check() == nil {
-			have = append(have, c.name)
+	return "TX " + modeName(opts.TX) + ", RX " + modeName(opts.RX) + "; offload is logged per connection"
+}
+
+// CheckCapability asks whether this kernel can offload, in dir, some
+// suite of the table (kernel.Offloadable), and says why not for the first
+// where none: a check of capability, not of what any connection got, for
+// a direction the options make Required, so that a server that can't
+// offload anything refuses to start rather than fail every connection.
+// RX counts only with TX, which it needs.
+func CheckCapability(dir kernel.Direction) error {
+	var first error
+	for _, s := range keyschedule.Suites() {
+		err := kernel.Offloadable(s.Version, s.ID, kernel.TX)
+		if err == nil && dir == kernel.RX {
+			err = kernel.Offloadable(s.Version, s.ID, kernel.RX)
+		}
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
 		}
 	}
-	if len(have) == 0 {
-		return "off: the kernel has the tls ULP but none of the ciphers"
+	return first
+}
+
+// modeName is a Mode as the --tx and --rx flags say it, but for Required
+// ("on"), which is named for what it does.
+func modeName(m ktls.Mode) string {
+	switch m {
+	case ktls.Disabled:
+		return "off"
+	case ktls.Required:
+		return "required"
 	}
-	dirs := "TX"
-	if (opts == nil || opts.RX != ktls.Disabled) && kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherAESGCM128, kernel.RX).Check() == nil {
-		dirs = "TX+RX"
+	return "auto"
+}
+
+// offloadLog logs what the handoff did, the first time each outcome is
+// seen: the directions the kernel took, with which version and suite, or
+// why not. Outcomes are few (a version and suite crypto/tls negotiates,
+// and reason codes), so whatever clients do the log stays short; every
+// request's line has the word (ktls=), and the metrics the counts.
+type offloadLog struct {
+	mu   sync.Mutex
+	seen map[offloadKind]bool
+}
+
+type offloadKind struct {
+	tx, rx               bool
+	txCode, rxCode       string
+	version, cipherSuite uint16
+}
+
+func (l *offloadLog) first(log *slog.Logger, o ktls.Offload) {
+	k := offloadKind{o.TX, o.RX, o.TXCode(), o.RXCode(), o.Version, o.CipherSuite}
+	l.mu.Lock()
+	seen := l.seen[k]
+	if !seen {
+		if l.seen == nil {
+			l.seen = map[offloadKind]bool{}
+		}
+		l.seen[k] = true
 	}
-	return fmt.Sprintf("on, %s, %s", dirs, strings.Join(have, ", "))
+	l.mu.Unlock()
+	if seen {
+		return
+	}
+	attrs := []any{"ktls", OffloadLabel(o)}
+	if code := reasonLabel(o); code != "" {
+		attrs = append(attrs, "ktls_reason", code)
+	}
+	log.Info("offload", append(attrs, "offload", o.String())...)
 }
 
 func fingerprint(b []byte) string {

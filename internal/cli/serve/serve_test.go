@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/cli/serve"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
@@ -663,5 +664,67 @@ func TestServeManyRanges(t *testing.T) {
 	resp, body = get("bytes=0-1,10-11")
 	if resp.StatusCode != http.StatusPartialContent || !strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges") || len(body) > 1000 {
 		t.Errorf("2 ranges: %d %s, %d bytes; want 206 multipart/byteranges", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	}
+}
+
+// TestServeLogsOffload: what the kernel took of a connection is logged
+// from the connection's own Offload, once per kind of connection, and
+// agrees with the access log; the serving line predicts nothing, it says
+// what the options ask.
+func TestServeLogsOffload(t *testing.T) {
+	s := start(t, serve.Config{Dir: t.TempDir()})
+	for range 2 {
+		if code, _ := s.get(t, "/"); code != 200 {
+			t.Fatalf("GET / = %d", code)
+		}
+	}
+	cfg := testcert.Get(testcert.ECDSA).ClientConfig()
+	cfg.MaxVersion = tls.VersionTLS12
+	c, err := tls.Dial("tcp", s.addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	want, reason := "ktls=none ktls_reason=no-ulp", "kernel TLS (the tls ULP) is not"
+	if kernel.FeatureULP.Check() == nil {
+		want, reason = "ktls=tx+rx", ""
+	}
+	if _, ok := s.log.waitFor("msg=offload ktls=", hostiletest.Bound); !ok {
+		t.Fatalf("no offload line in the log:\n%s", s.log)
+	}
+	s.log.waitFor("TLS 1.2,", hostiletest.Bound)
+	var lines []string
+	for _, l := range strings.Split(s.log.String(), "\n") {
+		if strings.Contains(l, "msg=offload ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d offload lines, want 2: one for the two TLS 1.3 connections, one for the TLS 1.2 one:\n%s", len(lines), s.log)
+	}
+	for i, version := range []string{"TLS 1.3", "TLS 1.2"} {
+		if l := lines[i]; !strings.Contains(l, " "+want+" ") || !strings.Contains(l, "("+version+", TLS_") || !strings.Contains(l, reason) {
+			t.Errorf("offload line %q, want %s, %s and %q", l, want, version, reason)
+		}
+	}
+	if req, ok := s.log.waitFor("msg=request", 0); !ok || !strings.HasSuffix(req, " "+want) {
+		t.Errorf("request line %q, want it to end %q as the offload line", req, want)
+	}
+}
+
+func TestOffloadModes(t *testing.T) {
+	for _, tc := range []struct {
+		opts *ktls.Options
+		want string
+	}{
+		{nil, "TX auto, RX auto; offload is logged per connection"},
+		{&ktls.Options{TX: ktls.Enabled, RX: ktls.Disabled}, "TX auto, RX off; offload is logged per connection"},
+		{&ktls.Options{TX: ktls.Required, RX: ktls.Required}, "TX required, RX required; offload is logged per connection"},
+		{&ktls.Options{TX: ktls.Disabled}, "off, connections stay on crypto/tls: TX offload is disabled"},
+	} {
+		if got := serve.OffloadModes(tc.opts); got != tc.want {
+			t.Errorf("OffloadModes(%+v) = %q, want %q", tc.opts, got, tc.want)
+		}
 	}
 }
