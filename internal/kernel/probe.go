@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -101,22 +102,12 @@ func CipherFeature(version uint16, c Cipher, dir Direction) *Feature {
 		return f
 	}
 	f := &Feature{
-		Name:      fmt.Sprintf("%s %v %v", versionName(version), c, dir),
+		Name:      fmt.Sprintf("%s %v %v", tls.VersionName(version), c, dir),
 		MinKernel: cipherMinKernel(version, c, dir),
 	}
 	f.probe = func() error { return probeCipher(f, version, c, dir) }
 	cipherFeatures[key] = f
 	return f
-}
-
-func versionName(v uint16) string {
-	switch v {
-	case VersionTLS12:
-		return "TLS 1.2"
-	case VersionTLS13:
-		return "TLS 1.3"
-	}
-	return fmt.Sprintf("TLS(%#04x)", v)
 }
 
 // cipherMinKernel is the first release with every part of the combination:

@@ -13,6 +13,7 @@ package check
 import (
 	"bytes"
 	"cmp"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -234,7 +235,7 @@ func collect(sys system) *Report {
 	}
 	for _, p := range pairs {
 		c := Cipher{
-			Version:   versionName(p.version),
+			Version:   tls.VersionName(p.version),
 			Cipher:    p.cipher.String(),
 			MinKernel: kernel.CipherFeature(p.version, p.cipher, kernel.RX).MinKernel,
 			CryptoTLS: p.suite != nil,
@@ -400,13 +401,3 @@ const capNetAdmin = 12
 // and, before Linux 6.15, before it reports a socket's TLS state through
 // sock_diag.
 func HasCapNetAdmin() bool { return hasCapNetAdmin(host) }
-
-func versionName(v uint16) string {
-	switch v {
-	case kernel.VersionTLS12:
-		return "TLS 1.2"
-	case kernel.VersionTLS13:
-		return "TLS 1.3"
-	}
-	return fmt.Sprintf("TLS(%#04x)", v)
-}

@@ -2,6 +2,7 @@ package check
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -145,7 +146,7 @@ func TestCiphersAreTheTable(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, s := range keyschedule.Suites() {
-		name := versionName(s.Version) + " " + kernel.Cipher(s.KernelCipher).String()
+		name := tls.VersionName(s.Version) + " " + kernel.Cipher(s.KernelCipher).String()
 		seen[name] = true
 		i := slices.IndexFunc(r.Ciphers, func(c Cipher) bool { return c.Version+" "+c.Cipher == name })
 		if i < 0 || !r.Ciphers[i].CryptoTLS {
