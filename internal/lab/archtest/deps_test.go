@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -88,12 +89,21 @@ var labForCmdLab = []string{"internal/kernel"}
 var rigMayImport = []string{"internal/kernel", "internal/keylog", "internal/keyschedule",
 	"internal/record", "internal/recordio", "internal/lab/job"}
 
-// knownTestViolations are rule breaks in test code that issue 15's test
+// coreTestModules are the modules the library core's tests may add to
+// coreModules. A user's `go mod tidy` records in go.sum, and downloads,
+// every module that the tests of the packages it imports (ktls, khttp and
+// everything of ours below them) need: see docs/ARCHITECTURE.md, "One
+// module". So the core's tests stay as lean as the core.
+var coreTestModules = []string{"github.com/google/go-cmp", "go.uber.org/goleak"}
+
+// knownTestViolations are packages that tests of the core import against
+// TestTests or TestLibraryTestModules, which issue 15's test
 // reorganisation removes. TODO(issue 15): empty this once the root's
 // end-to-end tests have their own package.
 var knownTestViolations = map[string][]string{
-	// load_test.go drives internal/cli/serve as its server.
-	".": {"internal/cli/serve"},
+	// load_test.go drives internal/cli/serve (and so prometheus);
+	// netns_test.go uses internal/lab/labnet (and so netlink).
+	".": {"internal/cli/serve", "internal/lab/labnet"},
 }
 
 // TestEveryPackageHasAHome fails for a package that no rule places, so that
@@ -233,6 +243,45 @@ func TestTests(t *testing.T) {
 				continue
 			}
 			t.Errorf("tests of %s (%s) import %s (%s)", rel, h, d, dh)
+		}
+	}
+}
+
+// TestLibraryTestModules: the tests of the library core build from the
+// core's modules and coreTestModules only, so that what a user's go.sum
+// and module cache gain from ktls stays what the core needs.
+func TestLibraryTestModules(t *testing.T) {
+	g := loadGraph(t, "linux")
+	allowed := slices.Concat(coreModules, coreTestModules)
+	for _, rel := range g.ours() {
+		if homeOf(rel) != core {
+			continue
+		}
+		p := g.pkg(rel)
+		bad := map[string]string{} // module → a package that needs it
+		for _, imp := range slices.Concat(p.TestImports, p.XTestImports) {
+			if r := g.rel(imp); r != "" && slices.Contains(knownTestViolations[rel], r) {
+				t.Logf("known, to be removed (issue 15): tests of %s import %s", rel, r)
+				continue
+			}
+			q := g.byPath[imp]
+			if q == nil {
+				t.Errorf("tests of %s: import %s not listed", rel, imp)
+				continue
+			}
+			for _, d := range append([]string{imp}, q.Deps...) {
+				dp := g.byPath[d]
+				if dp == nil || dp.Standard || dp.Module != nil && slices.Contains(allowed, dp.Module.Path) {
+					continue
+				}
+				if _, ok := bad[g.describe(d)]; !ok {
+					bad[g.describe(d)] = imp
+				}
+			}
+		}
+		for _, m := range slices.Sorted(maps.Keys(bad)) {
+			imp := bad[m]
+			t.Errorf("tests of library package %s need %s (through %s), not one of coreModules or coreTestModules", rel, m, imp)
 		}
 	}
 }
