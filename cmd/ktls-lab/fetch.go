@@ -15,11 +15,7 @@ func newFetchCmd() *cobra.Command {
 		Use:   "fetch",
 		Short: "Download the kernels and install qemu, without booting",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ks, err := lab.ParseKernels(m.kernel)
-			if err != nil {
-				return err
-			}
-			r, err := m.runner()
+			ks, r, err := m.runner()
 			if err != nil {
 				return err
 			}

@@ -36,14 +36,20 @@ func (m *machineFlags) register(cmd *cobra.Command, defaultKernel string, timeou
 	cmd.Flags().BoolVarP(&m.quiet, "quiet", "q", false, "don't report the lab's own progress")
 }
 
-func (m *machineFlags) runner() (*lab.Runner, error) {
+// runner returns the kernels --kernel names and a runner set up as the
+// flags say.
+func (m *machineFlags) runner() ([]lab.Kernel, *lab.Runner, error) {
+	ks, err := lab.ParseKernels(m.kernel)
+	if err != nil {
+		return nil, nil, err
+	}
 	accel, err := lab.ParseAccel(m.accel)
 	if err != nil {
-		return nil, fmt.Errorf("--accel: %w", err)
+		return nil, nil, fmt.Errorf("--accel: %w", err)
 	}
 	cache, err := lab.DefaultCache()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := &lab.Runner{
 		Cache:   cache,
@@ -56,7 +62,7 @@ func (m *machineFlags) runner() (*lab.Runner, error) {
 	if m.quiet {
 		r.Logf = func(string, ...any) {}
 	}
-	return r, nil
+	return ks, r, nil
 }
 
 func newRunCmd() *cobra.Command {
@@ -74,16 +80,12 @@ though the guest has its own /tmp, so this works as go test's -exec:
   go test -exec 'go run github.com/ktlsgo/ktls/cmd/ktls-lab run -k 6.1' ./...`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ks, err := lab.ParseKernels(m.kernel)
+			ks, r, err := m.runner()
 			if err != nil {
 				return err
 			}
 			if len(ks) != 1 {
 				return fmt.Errorf("run takes one kernel, not %q", m.kernel)
-			}
-			r, err := m.runner()
-			if err != nil {
-				return err
 			}
 			wd, err := os.Getwd()
 			if err != nil {

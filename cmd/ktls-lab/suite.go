@@ -31,11 +31,7 @@ func newSuiteCmd() *cobra.Command {
 		Use:   "suite",
 		Short: "Run the whole test suite: gofmt, go vet, host tests with -race, lab tests on every kernel",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ks, err := lab.ParseKernels(m.kernel)
-			if err != nil {
-				return err
-			}
-			r, err := m.runner()
+			ks, r, err := m.runner()
 			if err != nil {
 				return err
 			}

@@ -33,11 +33,7 @@ per kernel. It fails if any test fails or any guest does not finish.`,
 			if len(args) == 0 {
 				args = []string{"./..."}
 			}
-			ks, err := lab.ParseKernels(f.kernel)
-			if err != nil {
-				return err
-			}
-			r, err := f.runner()
+			ks, r, err := f.runner()
 			if err != nil {
 				return err
 			}
