@@ -190,32 +190,32 @@ func TestCommandInternals(t *testing.T) {
 // package. cmd/ktls-lab, which also runs the project's suite, may in
 // addition ask internal/kernel about the host.
 func TestLabRunner(t *testing.T) {
-	g := loadGraph(t, "linux")
-	for _, rel := range g.ours() {
-		if homeOf(rel) != runner {
-			continue
-		}
-		for _, d := range g.ourDeps(g.pkg(rel)) {
-			if homeOf(d) == runner || rel == "cmd/ktls-lab" && slices.Contains(labForCmdLab, d) {
-				continue
-			}
-			t.Errorf("lab runner package %s depends on %s (%s)", rel, d, homeOf(d))
-		}
-	}
+	checkDeps(t, runner, func(rel, d string) bool {
+		return homeOf(d) == runner || rel == "cmd/ktls-lab" && slices.Contains(labForCmdLab, d)
+	})
 }
 
 // TestTestRig: the test rig imports only the core's internal packages and
 // lab/job, so that the tests of any home (the root package's included) can
 // import it without a cycle or a command in their build.
 func TestTestRig(t *testing.T) {
+	checkDeps(t, rig, func(_, d string) bool {
+		return homeOf(d) == rig || slices.Contains(rigMayImport, d)
+	})
+}
+
+// checkDeps reports each package of ours that a package of home h needs
+// for its non-test build and that may(h's package, it) refuses.
+func checkDeps(t *testing.T, h home, may func(rel, dep string) bool) {
+	t.Helper()
 	g := loadGraph(t, "linux")
 	for _, rel := range g.ours() {
-		if homeOf(rel) != rig {
+		if homeOf(rel) != h {
 			continue
 		}
 		for _, d := range g.ourDeps(g.pkg(rel)) {
-			if homeOf(d) != rig && !slices.Contains(rigMayImport, d) {
-				t.Errorf("test rig package %s depends on %s (%s); it may use only %v and the rig", rel, d, homeOf(d), rigMayImport)
+			if !may(rel, d) {
+				t.Errorf("%s package %s depends on %s (%s)", h, rel, d, homeOf(d))
 			}
 		}
 	}
