@@ -36,6 +36,18 @@ func (m *machineFlags) register(cmd *cobra.Command, defaultKernel string, timeou
 	cmd.Flags().BoolVarP(&m.quiet, "quiet", "q", false, "don't report the lab's own progress")
 }
 
+// withRunner makes a command's RunE that hands fn the kernels --kernel
+// names and a runner set up as the flags say.
+func (m *machineFlags) withRunner(fn func(cmd *cobra.Command, args []string, ks []lab.Kernel, r *lab.Runner) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ks, r, err := m.runner()
+		if err != nil {
+			return err
+		}
+		return fn(cmd, args, ks, r)
+	}
+}
+
 // runner returns the kernels --kernel names and a runner set up as the
 // flags say.
 func (m *machineFlags) runner() ([]lab.Kernel, *lab.Runner, error) {
@@ -79,11 +91,7 @@ though the guest has its own /tmp, so this works as go test's -exec:
 
   go test -exec 'go run github.com/ktlsgo/ktls/cmd/ktls-lab run -k 6.1' ./...`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ks, r, err := m.runner()
-			if err != nil {
-				return err
-			}
+		RunE: m.withRunner(func(cmd *cobra.Command, args []string, ks []lab.Kernel, r *lab.Runner) error {
 			if len(ks) != 1 {
 				return fmt.Errorf("run takes one kernel, not %q", m.kernel)
 			}
@@ -116,7 +124,7 @@ though the guest has its own /tmp, so this works as go test's -exec:
 				return exitCode(code)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().SetInterspersed(false)
 	m.register(cmd, "7", 20*time.Minute)

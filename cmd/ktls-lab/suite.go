@@ -30,11 +30,7 @@ func newSuiteCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "suite",
 		Short: "Run the whole test suite: gofmt, go vet, host tests with -race, lab tests on every kernel",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ks, r, err := m.runner()
-			if err != nil {
-				return err
-			}
+		RunE: m.withRunner(func(cmd *cobra.Command, args []string, ks []lab.Kernel, r *lab.Runner) error {
 			s := &suiteRun{}
 			s.step("gofmt", checkGofmt)
 			s.step("go vet", func() (string, error) { return "", runTool("go", "vet", "./...") })
@@ -79,7 +75,7 @@ func newSuiteCmd() *cobra.Command {
 				}
 			}
 			return s.finish()
-		},
+		}),
 	}
 	m.register(cmd, "all", 45*time.Minute)
 	cmd.Flags().BoolVar(&noLab, "no-lab", false, "skip the kernel lab")
