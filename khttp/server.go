@@ -128,10 +128,10 @@ func (s *Server) serve(l net.Listener, cfg *tls.Config) error {
 		}
 		cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
 	}
-	if !s.track(l, true) {
+	if !track(s, &s.listeners, l, true) {
 		return http.ErrServerClosed
 	}
-	defer s.track(l, false)
+	defer track(s, &s.listeners, l, false)
 
 	// HTTP/1.1 connections go to the http.Server through h1, once their
 	// handshake is done.
@@ -164,7 +164,7 @@ func (s *Server) serve(l net.Listener, cfg *tls.Config) error {
 		}
 		backoff = 0
 		c := ktls.ServerWithOptions(raw, cfg, s.Options)
-		if !s.trackConn(c, true) {
+		if !track(s, &s.conns, c, true) {
 			c.Close()
 			return http.ErrServerClosed
 		}
@@ -232,7 +232,7 @@ func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
 		s.OnHandshake(c, err)
 	}
 	if err != nil {
-		s.trackConn(c, false)
+		track(s, &s.conns, c, false)
 		reason := err.Error()
 		// As net/http: a client speaking plain HTTP (a user who typed
 		// http://) gets a 400 it can read, in plain text on the socket.
@@ -246,14 +246,14 @@ func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
 	}
 	c.SetDeadline(time.Time{})
 	if c.ConnectionState().NegotiatedProtocol != "h2" {
-		s.trackConn(c, false)
+		track(s, &s.conns, c, false)
 		if !h1.push(c) {
 			c.Close()
 		}
 		return
 	}
 	// HTTP/2: served here, on the http.Server's settings.
-	defer s.trackConn(c, false)
+	defer track(s, &s.conns, c, false)
 	ctx := context.Background()
 	if srv.BaseContext != nil {
 		ctx = srv.BaseContext(l)
@@ -303,37 +303,22 @@ func (s *Server) logf(format string, args ...any) {
 	}
 }
 
-func (s *Server) track(l net.Listener, add bool) bool {
+// track adds x to the set, or removes it, under s.mu. It adds nothing
+// once the server is closing, and says so.
+func track[T comparable](s *Server, set *map[T]struct{}, x T, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if add {
-		if s.closing {
-			return false
-		}
-		if s.listeners == nil {
-			s.listeners = map[net.Listener]struct{}{}
-		}
-		s.listeners[l] = struct{}{}
-	} else {
-		delete(s.listeners, l)
+	if !add {
+		delete(*set, x)
+		return true
 	}
-	return true
-}
-
-func (s *Server) trackConn(c *ktls.Conn, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if add {
-		if s.closing {
-			return false
-		}
-		if s.conns == nil {
-			s.conns = map[*ktls.Conn]struct{}{}
-		}
-		s.conns[c] = struct{}{}
-	} else {
-		delete(s.conns, c)
+	if s.closing {
+		return false
 	}
+	if *set == nil {
+		*set = map[T]struct{}{}
+	}
+	(*set)[x] = struct{}{}
 	return true
 }
 

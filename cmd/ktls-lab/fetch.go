@@ -14,15 +14,7 @@ func newFetchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fetch",
 		Short: "Download the kernels and install qemu, without booting",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ks, err := lab.ParseKernels(m.kernel)
-			if err != nil {
-				return err
-			}
-			r, err := m.runner()
-			if err != nil {
-				return err
-			}
+		RunE: m.withRunner(func(cmd *cobra.Command, args []string, ks []lab.Kernel, r *lab.Runner) error {
 			if _, err := lab.EnsureQEMU(r.Logf); err != nil {
 				return err
 			}
@@ -34,7 +26,7 @@ func newFetchCmd() *cobra.Command {
 				fmt.Printf("%-5s %s %s (%s)\n", k.Name, fk.Package, fk.Version, fk.Dir)
 			}
 			return nil
-		},
+		}),
 	}
 	m.register(cmd, "all", 45*time.Minute)
 	return cmd

@@ -36,14 +36,32 @@ func (m *machineFlags) register(cmd *cobra.Command, defaultKernel string, timeou
 	cmd.Flags().BoolVarP(&m.quiet, "quiet", "q", false, "don't report the lab's own progress")
 }
 
-func (m *machineFlags) runner() (*lab.Runner, error) {
+// withRunner makes a command's RunE that hands fn the kernels --kernel
+// names and a runner set up as the flags say.
+func (m *machineFlags) withRunner(fn func(cmd *cobra.Command, args []string, ks []lab.Kernel, r *lab.Runner) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ks, r, err := m.runner()
+		if err != nil {
+			return err
+		}
+		return fn(cmd, args, ks, r)
+	}
+}
+
+// runner returns the kernels --kernel names and a runner set up as the
+// flags say.
+func (m *machineFlags) runner() ([]lab.Kernel, *lab.Runner, error) {
+	ks, err := lab.ParseKernels(m.kernel)
+	if err != nil {
+		return nil, nil, err
+	}
 	accel, err := lab.ParseAccel(m.accel)
 	if err != nil {
-		return nil, fmt.Errorf("--accel: %w", err)
+		return nil, nil, fmt.Errorf("--accel: %w", err)
 	}
 	cache, err := lab.DefaultCache()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := &lab.Runner{
 		Cache:   cache,
@@ -56,7 +74,7 @@ func (m *machineFlags) runner() (*lab.Runner, error) {
 	if m.quiet {
 		r.Logf = func(string, ...any) {}
 	}
-	return r, nil
+	return ks, r, nil
 }
 
 func newRunCmd() *cobra.Command {
@@ -73,17 +91,9 @@ though the guest has its own /tmp, so this works as go test's -exec:
 
   go test -exec 'go run github.com/ktlsgo/ktls/cmd/ktls-lab run -k 6.1' ./...`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ks, err := lab.ParseKernels(m.kernel)
-			if err != nil {
-				return err
-			}
+		RunE: m.withRunner(func(cmd *cobra.Command, args []string, ks []lab.Kernel, r *lab.Runner) error {
 			if len(ks) != 1 {
 				return fmt.Errorf("run takes one kernel, not %q", m.kernel)
-			}
-			r, err := m.runner()
-			if err != nil {
-				return err
 			}
 			wd, err := os.Getwd()
 			if err != nil {
@@ -114,7 +124,7 @@ though the guest has its own /tmp, so this works as go test's -exec:
 				return exitCode(code)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().SetInterspersed(false)
 	m.register(cmd, "7", 20*time.Minute)

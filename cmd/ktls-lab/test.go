@@ -29,17 +29,9 @@ func newTestCmd() *cobra.Command {
 		Long: `Test compiles the test binaries of the packages (default ./...) on the host,
 then boots each kernel once and runs them all in it, printing a summary line
 per kernel. It fails if any test fails or any guest does not finish.`,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: f.withRunner(func(cmd *cobra.Command, args []string, ks []lab.Kernel, r *lab.Runner) error {
 			if len(args) == 0 {
 				args = []string{"./..."}
-			}
-			ks, err := lab.ParseKernels(f.kernel)
-			if err != nil {
-				return err
-			}
-			r, err := f.runner()
-			if err != nil {
-				return err
 			}
 			reports, err := runLabTests(cmd, r, ks, args, f.testArgs())
 			if err != nil {
@@ -55,7 +47,7 @@ per kernel. It fails if any test fails or any guest does not finish.`,
 				return exitCode(1)
 			}
 			return nil
-		},
+		}),
 	}
 	f.register(cmd, "all", 45*time.Minute)
 	cmd.Flags().StringVar(&f.run, "run", "", "run only tests matching this regular expression")

@@ -22,8 +22,6 @@ import (
 	"github.com/ktlsgo/ktls/khttp"
 )
 
-func init() { subcommands = append(subcommands, newBenchCmd(), newBenchServerCmd()) }
-
 func newBenchCmd() *cobra.Command {
 	var (
 		scenarios, servers, sizes string

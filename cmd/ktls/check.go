@@ -8,8 +8,6 @@ import (
 	"github.com/ktlsgo/ktls/internal/cli/check"
 )
 
-func init() { subcommands = append(subcommands, newCheckCmd()) }
-
 func newCheckCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{

@@ -90,9 +90,9 @@ connection, it stays on crypto/tls and says why.`,
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("ktls {{.Version}}\n")
-	root.AddCommand(subcommands...)
+	// Each call makes its commands afresh, so flag values never carry
+	// from one run to the next in a test that calls run twice.
+	root.AddCommand(newServeCmd(), newProxyCmd(), newCheckCmd(), newStatCmd(),
+		newBenchCmd(), newBenchServerCmd(), newVersionCmd())
 	return root
 }
-
-// subcommands is filled by each command's file.
-var subcommands []*cobra.Command

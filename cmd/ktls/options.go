@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -9,6 +10,40 @@ import (
 	"github.com/ktlsgo/ktls/internal/cli/serve"
 	"github.com/ktlsgo/ktls/internal/kernel"
 )
+
+// serverFlags are the flags every serving command (serve, proxy) takes:
+// the certificate, the log format and the offload options.
+type serverFlags struct {
+	offloadFlags
+	json bool
+}
+
+// register adds the flags, with the certificate's paths written to
+// certFile and keyFile.
+func (s *serverFlags) register(cmd *cobra.Command, certFile, keyFile *string) {
+	f := cmd.Flags()
+	f.StringVar(certFile, "cert", "", "certificate chain, PEM (default: self-signed)")
+	f.StringVar(keyFile, "key", "", "private key, PEM")
+	f.BoolVar(&s.json, "log-json", false, "log as JSON")
+	s.offloadFlags.register(cmd)
+}
+
+// prepare checks that each named duration flag is positive and returns
+// the options and the logger the flags ask for.
+func (s *serverFlags) prepare(cmd *cobra.Command, durations ...string) (*ktls.Options, *slog.Logger, error) {
+	if err := positiveDurations(cmd, durations...); err != nil {
+		return nil, nil, err
+	}
+	opts, err := s.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
+	if s.json {
+		h = slog.NewJSONHandler(cmd.ErrOrStderr(), nil)
+	}
+	return opts, slog.New(h), nil
+}
 
 // offloadFlags are the ktls.Options every serving command takes.
 type offloadFlags struct {

@@ -8,13 +8,10 @@ import (
 	"github.com/ktlsgo/ktls/internal/cli/proxy"
 )
 
-func init() { subcommands = append(subcommands, newProxyCmd()) }
-
 func newProxyCmd() *cobra.Command {
 	var (
-		cfg  proxy.Config
-		off  offloadFlags
-		json bool
+		cfg   proxy.Config
+		flags serverFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --backend HOST:PORT",
@@ -31,28 +28,20 @@ reading). Each connection is logged.
 The first line it prints is "proxying tls://ADDR to BACKEND (kernel TLS: ...)".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := positiveDurations(cmd, "idle", "write-timeout", "handshake-timeout"); err != nil {
-				return err
-			}
-			opts, err := off.options()
+			opts, log, err := flags.prepare(cmd, "idle", "write-timeout", "handshake-timeout")
 			if err != nil {
 				return err
 			}
-			cfg.Options = opts
-			cfg.Stdout = cmd.OutOrStdout()
-			cfg.Log = logger(cmd, json)
+			cfg.Options, cfg.Stdout, cfg.Log = opts, cmd.OutOrStdout(), log
 			return proxy.Run(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "address to listen on")
 	f.StringVar(&cfg.Backend, "backend", "", "plaintext TCP backend, host:port (required)")
-	f.StringVar(&cfg.CertFile, "cert", "", "certificate chain, PEM (default: self-signed)")
-	f.StringVar(&cfg.KeyFile, "key", "", "private key, PEM")
 	f.DurationVar(&cfg.IdleTimeout, "idle", 5*time.Minute, "close connections idle both ways for this long")
 	f.DurationVar(&cfg.WriteTimeout, "write-timeout", time.Minute, "close a connection when a write to either peer makes no progress for this long")
 	f.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 10*time.Second, "bound on the TLS handshake")
-	f.BoolVar(&json, "log-json", false, "log as JSON")
-	off.register(cmd)
+	flags.register(cmd, &cfg.CertFile, &cfg.KeyFile)
 	return cmd
 }

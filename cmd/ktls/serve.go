@@ -1,7 +1,6 @@
 package main
 
 import (
-	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -9,13 +8,10 @@ import (
 	"github.com/ktlsgo/ktls/internal/cli/serve"
 )
 
-func init() { subcommands = append(subcommands, newServeCmd()) }
-
 func newServeCmd() *cobra.Command {
 	var (
-		cfg  serve.Config
-		off  offloadFlags
-		json bool
+		cfg   serve.Config
+		flags serverFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -45,24 +41,17 @@ of each kind, ktls= on every request) and counted in the metrics. It logs each
 request to stderr and shuts down gracefully on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := positiveDurations(cmd, "shutdown-timeout", "write-timeout", "read-header-timeout", "read-timeout", "idle-timeout"); err != nil {
-				return err
-			}
-			opts, err := off.options()
+			opts, log, err := flags.prepare(cmd, "shutdown-timeout", "write-timeout", "read-header-timeout", "read-timeout", "idle-timeout")
 			if err != nil {
 				return err
 			}
-			cfg.Options = opts
-			cfg.Stdout = cmd.OutOrStdout()
-			cfg.Log = logger(cmd, json)
+			cfg.Options, cfg.Stdout, cfg.Log = opts, cmd.OutOrStdout(), log
 			return serve.Run(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:8443", "address to listen on")
 	f.StringVar(&cfg.Dir, "dir", ".", "directory to serve")
-	f.StringVar(&cfg.CertFile, "cert", "", "certificate chain, PEM (default: self-signed)")
-	f.StringVar(&cfg.KeyFile, "key", "", "private key, PEM")
 	f.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on this address (/metrics)")
 	f.BoolVar(&cfg.Dotfiles, "dotfiles", false, `serve paths with an element that starts with "." (.git, .env)`)
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
@@ -70,14 +59,6 @@ request to stderr and shuts down gracefully on SIGINT or SIGTERM.`,
 	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "bound on the TLS handshake and on reading each request header")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", time.Minute, "bound on reading a request body")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 2*time.Minute, "close a kept-alive connection with no request for this long")
-	f.BoolVar(&json, "log-json", false, "log as JSON")
-	off.register(cmd)
+	flags.register(cmd, &cfg.CertFile, &cfg.KeyFile)
 	return cmd
-}
-
-func logger(cmd *cobra.Command, json bool) *slog.Logger {
-	if json {
-		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
-	}
-	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 }

@@ -22,8 +22,6 @@ import (
 	"github.com/ktlsgo/ktls/internal/kernel"
 )
 
-func init() { subcommands = append(subcommands, newStatCmd()) }
-
 func newStatCmd() *cobra.Command {
 	var (
 		watch  time.Duration

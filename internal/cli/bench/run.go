@@ -92,6 +92,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		_, err = io.CopyN(f, rand.Reader, size)
 		return name, err
 	}
+	// add queues a case of scenario sc on every server, each with its own
+	// copy of the client's TLS config (base, unless the load has one).
+	add := func(sc, cse string, ld load) {
+		tc := ld.tls
+		if tc == nil {
+			tc = base
+		}
+		for _, srv := range cfg.Servers {
+			ld.tls = tc.Clone()
+			jobs = append(jobs, job{sc, srv, cse, ld})
+		}
+	}
 	for _, sc := range cfg.Scenarios {
 		switch sc {
 		case "files":
@@ -104,10 +116,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				// Small files are about requests, not bytes: a few
 				// thousand make a sample.
 				requests := int(min(max(int64(conns), cfg.PerSample/size), 4000))
-				for _, srv := range cfg.Servers {
-					jobs = append(jobs, job{sc, srv, sizeName(size), load{url: "/" + name, size: size, conns: conns,
-						requests: requests, keepAlive: true, tls: base.Clone()}})
-				}
+				add(sc, sizeName(size), load{url: "/" + name, size: size, conns: conns, requests: requests, keepAlive: true})
 			}
 		case "bulk":
 			name, err := file(cfg.BulkSize)
@@ -115,38 +124,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return nil, err
 			}
 			for _, c := range bulkCiphers {
-				for _, srv := range cfg.Servers {
-					t := base.Clone()
-					c.config(t)
-					jobs = append(jobs, job{sc, srv, c.name, load{url: "/" + name, size: cfg.BulkSize, conns: 1,
-						requests: 1, keepAlive: true, tls: t}})
-				}
+				t := base.Clone()
+				c.config(t)
+				add(sc, c.name, load{url: "/" + name, size: cfg.BulkSize, conns: 1, requests: 1, keepAlive: true, tls: t})
 			}
 		case "upload":
 			// What the server spends receiving: the RX side, where kernel
 			// TLS is said to lose.
-			for _, srv := range cfg.Servers {
-				jobs = append(jobs, job{sc, srv, sizeName(cfg.BulkSize) + " POST", load{url: "/upload", size: cfg.BulkSize,
-					conns: 1, requests: 1, keepAlive: true, tls: base.Clone(), upload: true}})
-			}
+			add(sc, sizeName(cfg.BulkSize)+" POST", load{url: "/upload", size: cfg.BulkSize, conns: 1, requests: 1,
+				keepAlive: true, upload: true})
 		case "latency":
 			name, err := file(128)
 			if err != nil {
 				return nil, err
 			}
-			for _, srv := range cfg.Servers {
-				jobs = append(jobs, job{sc, srv, "128 B", load{url: "/" + name, size: 128, conns: 1,
-					requests: 300, keepAlive: true, tls: base.Clone(), latencies: true}})
-			}
+			add(sc, "128 B", load{url: "/" + name, size: 128, conns: 1, requests: 300, keepAlive: true, latencies: true})
 		case "handshake":
 			name, err := file(128)
 			if err != nil {
 				return nil, err
 			}
-			for _, srv := range cfg.Servers {
-				jobs = append(jobs, job{sc, srv, "new conn + 128 B", load{url: "/" + name, size: 128, conns: 4,
-					requests: 200, keepAlive: false, tls: base.Clone()}})
-			}
+			add(sc, "new conn + 128 B", load{url: "/" + name, size: 128, conns: 4, requests: 200})
 		default:
 			return nil, fmt.Errorf("unknown scenario %q (have %s)", sc, strings.Join(Scenarios, ", "))
 		}

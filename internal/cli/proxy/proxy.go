@@ -174,27 +174,22 @@ func (p *proxy) handle(c *ktls.Conn) {
 	var up, down int64
 	var upErr, downErr error
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
+	// relay runs one way until its source ends, then passes the end on
+	// (FIN, or close_notify) to the other side.
+	relay := func(n *int64, err *error, copy func() (int64, error), closeWrite func() error) {
 		defer wg.Done()
-		up, upErr = pr.up()
-		if upErr != nil {
-			// The client is gone, broken, idle or not taking what it is
+		*n, *err = copy()
+		if *err != nil {
+			// A peer is gone, broken, idle or not taking what it is
 			// sent: the pair ends, both ways.
 			pr.abort()
 			return
 		}
-		pr.backend.CloseWrite()
-	}()
-	go func() {
-		defer wg.Done()
-		down, downErr = pr.down()
-		if downErr != nil {
-			pr.abort()
-			return
-		}
-		c.CloseWrite()
-	}()
+		closeWrite()
+	}
+	wg.Add(2)
+	go relay(&up, &upErr, pr.up, pr.backend.CloseWrite)
+	go relay(&down, &downErr, pr.down, c.CloseWrite)
 	wg.Wait()
 	// The reason's sentence is on the startup line; each connection
 	// says what the kernel took, and why not in one word.

@@ -27,16 +27,11 @@ const (
 	ConfHWRecord Conf = 4
 )
 
+var confNames = [...]string{ConfBase: "base", ConfSW: "sw", ConfHW: "hw", ConfHWRecord: "hw-record"}
+
 func (c Conf) String() string {
-	switch c {
-	case ConfBase:
-		return "base"
-	case ConfSW:
-		return "sw"
-	case ConfHW:
-		return "hw"
-	case ConfHWRecord:
-		return "hw-record"
+	if int(c) < len(confNames) && confNames[c] != "" {
+		return confNames[c]
 	}
 	return fmt.Sprintf("conf(%d)", uint16(c))
 }
