@@ -678,13 +678,17 @@ func TestServeLogsOffload(t *testing.T) {
 			t.Fatalf("GET / = %d", code)
 		}
 	}
-	cfg := testcert.Get(testcert.ECDSA).ClientConfig()
-	cfg.MaxVersion = tls.VersionTLS12
-	c, err := tls.Dial("tcp", s.addr, cfg)
+	// A request, not a bare handshake: a client that closes at once can
+	// be gone before the server's handoff, which then (truly) logs that
+	// the kernel refused the socket.
+	c := s.client()
+	c.Transport.(*http.Transport).TLSClientConfig.MaxVersion = tls.VersionTLS12
+	resp, err := c.Get("https://" + s.addr + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	resp.Body.Close()
+	c.CloseIdleConnections()
 
 	want, reason := "ktls=none ktls_reason=no-ulp", "kernel TLS (the tls ULP) is not"
 	if kernel.FeatureULP.Check() == nil {
@@ -693,7 +697,6 @@ func TestServeLogsOffload(t *testing.T) {
 	if _, ok := s.log.waitFor("msg=offload ktls=", hostiletest.Bound); !ok {
 		t.Fatalf("no offload line in the log:\n%s", s.log)
 	}
-	s.log.waitFor("TLS 1.2,", hostiletest.Bound)
 	var lines []string
 	for _, l := range strings.Split(s.log.String(), "\n") {
 		if strings.Contains(l, "msg=offload ") {
