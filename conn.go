@@ -41,9 +41,7 @@ type Conn struct {
 
 	// Set by the handoff.
 	suite    *keyschedule.Suite
-	txSecret *keyschedule.ApplicationSecret // TLS 1.3, for KeyUpdate
 	rxSecret *keyschedule.ApplicationSecret
-	kernelTX bool
 	kernelRX atomic.Bool
 	deferred *deferredRX // TLS 1.3 client RX, waiting for tickets
 
@@ -59,33 +57,13 @@ type Conn struct {
 		err     error // sticky, except for timeouts
 		sys     kernelReadState
 	}
-	out struct {
-		sync.Mutex
-		err     error // sticky
-		closing bool  // close_notify sent
-		// Records under the current write key: counted exactly at the
-		// last check, and at most estimated since. See afterWrite.
-		counted, estimated uint64
-	}
-	// updateTX is set when the peer asked for a key update while a write
-	// held c.out: the update then happens before the next chunk of data.
-	// Waiting for c.out in the reader could deadlock two ends whose
-	// writers each wait for the other's reader.
-	updateTX atomic.Bool
+	tx txHalf
 	// activeCall counts writes in flight (Write, ReadFrom, UpdateKeys,
 	// CloseWrite, and a relay from another Conn's WriteTo into this one)
 	// and has bit 0 set once Close has been called, as in crypto/tls: a
 	// Close during a write only closes the socket, to unblock it, and never
-	// waits for c.out.
+	// waits for the sending side's lock.
 	activeCall atomic.Int32
-	// writeFailed is the fatal alert the read side sent, or would have
-	// sent had a writer not held c.out. A fatal error ends both directions
-	// (RFC 8446, Section 6.2), but the reader can't wait for c.out: a
-	// writer may hold it for as long as the peer doesn't read. So the
-	// reader records the error here, without the lock, and shuts the
-	// socket for writing to end a blocked call; writers check it between
-	// chunks and report it in place of the error the shutdown gave them.
-	writeFailed atomic.Pointer[error]
 }
 
 // handshakeConn is what crypto/tls runs over: the record-boundary reader,
@@ -135,6 +113,8 @@ func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *C
 		c.opts = *opts
 	}
 	c.hc = &handshakeConn{Conn: recordio.NewConn(conn, isClient)}
+	c.tx.sock = socket{conn}
+	c.tx.keyUpdateLimit = c.opts.keyUpdateLimit
 	return c
 }
 
@@ -176,13 +156,13 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// so it wiped nothing: the secrets kept for KeyUpdates are wiped
 		// here, as Close would have. (Either it sees handshakeDone, or
 		// this sees its bit.) A write in flight, such as one that ran
-		// this handshake or a relay into this Conn, may hold c.out for
-		// long: the last of them to end wipes the write secret
-		// (endWrite).
+		// this handshake or a relay into this Conn, may hold the sending
+		// side's lock for long: the last of them to end wipes the write
+		// secret (endWrite).
 		if x == 1 {
-			c.out.Lock()
-			c.zeroTXLocked()
-			c.out.Unlock()
+			c.tx.Lock()
+			c.tx.zeroSecretLocked()
+			c.tx.Unlock()
 		}
 		c.zeroRX()
 		// Close went to crypto/tls, which may have sealed its
@@ -214,10 +194,10 @@ func (c *Conn) missingRequired() error {
 // socket without close_notify, so the peer doesn't take the end for a
 // clean one. The handshake's secrets are zeroed.
 func (c *Conn) abortRequired() {
-	if c.kernelTX {
-		c.out.Lock()
-		c.sendAlertLocked(record.AlertLevelFatal, record.AlertInternalError)
-		c.out.Unlock()
+	if c.tx.kernel {
+		c.tx.Lock()
+		c.tx.sendAlertLocked(record.AlertLevelFatal, record.AlertInternalError)
+		c.tx.Unlock()
 	}
 	c.raw.Close()
 	c.in.Lock()
@@ -326,15 +306,15 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
-	if !c.kernelTX {
+	if !c.tx.kernel {
 		n, err := c.tc.Write(b)
 		return n, fromTLS(err)
 	}
-	if err := c.lockOut(); err != nil {
+	if err := c.tx.lockWrite(); err != nil {
 		return 0, err
 	}
-	defer c.out.Unlock()
-	return c.writeKernel(b)
+	defer c.tx.Unlock()
+	return c.tx.writeKernel(b)
 }
 
 // beginWrite counts a write in flight, as crypto/tls does, so that a Close
@@ -357,47 +337,12 @@ func (c *Conn) endWrite() {
 	if c.activeCall.Add(-2) != 1 {
 		return
 	}
-	c.out.Lock()
-	if c.out.err == nil {
-		c.out.err = net.ErrClosed
+	c.tx.Lock()
+	if c.tx.err == nil {
+		c.tx.err = net.ErrClosed
 	}
-	c.zeroTXLocked()
-	c.out.Unlock()
-}
-
-// writeFailure returns the error that ended the writing side from the
-// read side (see writeFailed), or nil.
-func (c *Conn) writeFailure() error {
-	if p := c.writeFailed.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// failWrites records err as the end of the writing side, unless an error
-// is there already, and returns the one that stays.
-func (c *Conn) failWrites(err error) error {
-	c.writeFailed.CompareAndSwap(nil, &err)
-	return c.writeFailure()
-}
-
-// lockOut locks the writing side of an offloaded connection, or says why
-// nothing more can be written.
-func (c *Conn) lockOut() error {
-	c.out.Lock()
-	if err := c.writeFailure(); err != nil && c.out.err == nil {
-		c.out.err = err
-	}
-	switch {
-	case c.out.err != nil:
-		err := c.out.err
-		c.out.Unlock()
-		return err
-	case c.out.closing:
-		c.out.Unlock()
-		return errShutdown
-	}
-	return nil
+	c.tx.zeroSecretLocked()
+	c.tx.Unlock()
 }
 
 // UpdateKeys sends a TLS 1.3 KeyUpdate and moves to the next write key
@@ -409,18 +354,18 @@ func (c *Conn) UpdateKeys(requestPeer bool) error {
 	if err := c.Handshake(); err != nil {
 		return err
 	}
-	if !c.kernelTX {
+	if !c.tx.kernel {
 		return fmt.Errorf("ktls: UpdateKeys needs TX offload: %w", ErrNotSupported)
 	}
 	if err := c.beginWrite(); err != nil {
 		return err
 	}
 	defer c.endWrite()
-	if err := c.lockOut(); err != nil {
+	if err := c.tx.lockWrite(); err != nil {
 		return err
 	}
-	defer c.out.Unlock()
-	return c.updateTXLocked(requestPeer)
+	defer c.tx.Unlock()
+	return c.tx.updateKeyLocked(requestPeer)
 }
 
 // Close sends a close_notify alert, unless a write is in flight, and
@@ -442,7 +387,7 @@ func (c *Conn) Close() error {
 			break
 		}
 	}
-	if !c.handshakeDone.Load() || !c.kernelTX {
+	if !c.handshakeDone.Load() || !c.tx.kernel {
 		// The handoff wiped the secrets of a connection the kernel didn't
 		// take, and a failed handshake its own.
 		return c.tc.Close()
@@ -454,11 +399,11 @@ func (c *Conn) Close() error {
 		c.zeroRX()
 		return err
 	}
-	// No write can start now, but the read side may hold c.out to send an
-	// alert or a KeyUpdate to a peer that doesn't read: the deadline
-	// bounds that wait, as it bounds the close_notify.
+	// No write can start now, but the read side may hold the sending
+	// side's lock to send an alert or a KeyUpdate to a peer that doesn't
+	// read: the deadline bounds that wait, as it bounds the close_notify.
 	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
-	alertErr := c.closeNotify()
+	alertErr := c.tx.closeNotify()
 	err := c.raw.Close()
 	c.zeroRX()
 	if err != nil {
@@ -479,8 +424,8 @@ func (c *Conn) CloseWrite() error {
 	}
 	defer c.endWrite()
 	var err error
-	if c.kernelTX {
-		err = c.closeNotify()
+	if c.tx.kernel {
+		err = c.tx.closeNotify()
 	} else {
 		err = c.tc.CloseWrite()
 	}
@@ -491,39 +436,6 @@ func (c *Conn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
-}
-
-// closeNotifyTimeout bounds the close_notify, as in crypto/tls, so Close
-// never hangs on a peer that doesn't read.
-const closeNotifyTimeout = 5 * time.Second
-
-// closeNotify sends close_notify through the kernel. Nothing is written
-// after it, not even a KeyUpdate, so the write secret is wiped.
-func (c *Conn) closeNotify() error {
-	c.out.Lock()
-	defer c.out.Unlock()
-	if c.out.closing {
-		return nil
-	}
-	c.out.closing = true
-	defer c.zeroTXLocked()
-	if c.writeFailure() != nil {
-		// A fatal alert went first, or the socket is shut for writing.
-		return nil
-	}
-	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
-	err := c.sendAlertLocked(record.AlertLevelWarning, record.AlertCloseNotify)
-	c.raw.SetWriteDeadline(time.Time{})
-	return err
-}
-
-// zeroTXLocked wipes the TLS 1.3 write secret, which only a KeyUpdate
-// needs, once nothing more can be written. c.out is locked.
-func (c *Conn) zeroTXLocked() {
-	if c.txSecret != nil {
-		c.txSecret.Zero()
-		c.txSecret = nil
-	}
 }
 
 // unlockIn unlocks the reading side. After a Close, whose zeroRX found it

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -27,58 +26,6 @@ type kernelReadState struct {
 	useless int
 }
 
-// install attaches the ULP if asked and installs one direction's key.
-func (c *Conn) install(rc syscall.RawConn, dir kernel.Direction, info *kernel.CryptoInfo, attach bool) error {
-	var serr error
-	err := rc.Control(func(fd uintptr) {
-		if attach {
-			if serr = kernel.AttachULP(int(fd)); serr != nil {
-				return
-			}
-		}
-		serr = kernel.SetCryptoInfo(int(fd), dir, info)
-	})
-	if err != nil {
-		return fmt.Errorf("ktls: %w", err)
-	}
-	if serr != nil {
-		return fmt.Errorf("ktls: installing the %v key: %w", dir, serr)
-	}
-	return nil
-}
-
-// opError wraps err as net does for a Read or Write on c.
-func (c *Conn) opError(op string, err error) error {
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		// The poller's errors come as "raw-read" and "raw-write".
-		err = oe.Err
-	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.raw.LocalAddr(), Addr: c.raw.RemoteAddr(), Err: err}
-}
-
-// recvRecord reads plaintext of one content type into buf, waiting in the
-// poller for data, so deadlines and Close work as for any net.Conn.
-func (c *Conn) recvRecord(buf []byte) (n int, typ uint8, err error) {
-	if c.in.sys.oob == nil {
-		c.in.sys.oob = make([]byte, kernel.OOBSize)
-	}
-	var serr error
-	err = c.rawConn().Read(func(fd uintptr) bool {
-		for {
-			n, typ, serr = kernel.RecvRecord(int(fd), buf, c.in.sys.oob, 0)
-			if errors.Is(serr, unix.EINTR) {
-				continue
-			}
-			return !errors.Is(serr, unix.EAGAIN)
-		}
-	})
-	if err != nil {
-		return 0, 0, c.opError("read", err)
-	}
-	return n, typ, serr
-}
-
 // readKernel reads from a socket the kernel decrypts. c.in is locked.
 func (c *Conn) readKernel(b []byte) (int, error) {
 	for {
@@ -90,7 +37,10 @@ func (c *Conn) readKernel(b []byte) (int, error) {
 			}
 			buf = c.in.buf[:record.MaxPlaintext]
 		}
-		n, typ, err := c.recvRecord(buf)
+		if c.in.sys.oob == nil {
+			c.in.sys.oob = make([]byte, kernel.OOBSize)
+		}
+		n, typ, err := c.tx.sock.recvRecord(buf, c.in.sys.oob)
 		if err != nil {
 			return 0, c.readError(err)
 		}
@@ -155,7 +105,7 @@ func (c *Conn) readError(err error) error {
 	case errors.Is(err, unix.EMSGSIZE):
 		return c.fatal(record.AlertRecordOverflow)
 	}
-	c.in.err = c.opError("read", err)
+	c.in.err = c.tx.sock.opError("read", err)
 	return c.in.err
 }
 
@@ -255,7 +205,7 @@ func (c *Conn) postHandshakeLimit() func(typ uint8, n int) error {
 }
 
 func (c *Conn) refuseRenegotiation() error {
-	c.sendAlertBestEffort(record.AlertLevelWarning, record.AlertNoRenegotiation)
+	c.tx.sendAlertBestEffort(record.AlertLevelWarning, record.AlertNoRenegotiation)
 	c.in.err = localAlert(record.AlertNoRenegotiation)
 	return c.in.err
 }
@@ -263,7 +213,7 @@ func (c *Conn) refuseRenegotiation() error {
 // fatal sends a fatal alert and makes it the sticky error of both
 // directions.
 func (c *Conn) fatal(alert uint8) error {
-	c.sendAlertBestEffort(record.AlertLevelFatal, alert)
+	c.tx.sendAlertBestEffort(record.AlertLevelFatal, alert)
 	c.in.err = localAlert(alert)
 	return c.in.err
 }
@@ -277,234 +227,6 @@ func (c *Conn) fatalErr(err error) error {
 	return c.fatal(record.AlertInternalError)
 }
 
-// sendAlertBestEffort sends an alert from the read side. It doesn't wait
-// for a write in flight: the connection is failing, and a peer that
-// doesn't read must not block the reader's error. A fatal alert ends the
-// writing side too, whether or not it could be sent: writers in flight
-// stop at their next chunk, or at once if the peer doesn't read (see
-// writeFailed), and later ones fail with the alert's error.
-func (c *Conn) sendAlertBestEffort(level, alert uint8) {
-	if level == record.AlertLevelFatal {
-		c.failWrites(localAlert(alert))
-	}
-	if !c.out.TryLock() {
-		if level == record.AlertLevelFatal {
-			// The writer holding c.out may be blocked on a full socket.
-			// Shutting the socket for writing makes its call fail, and
-			// it reports the alert's error. The alert itself can't go
-			// out in the middle of the writer's data; the peer sees the
-			// stream end without close_notify, which is an error to it.
-			c.shutdownWrite()
-		}
-		return
-	}
-	defer c.out.Unlock()
-	// c.out.err may be the alert's own error, set by a writer that saw it
-	// (writeErrorLocked) before the alert was sent.
-	if c.out.closing || c.out.err != nil && c.out.err != c.writeFailure() {
-		return
-	}
-	c.sendAlertLocked(level, alert)
-}
-
-// shutdownWrite shuts the socket for writing, so that a write blocked on
-// it returns.
-func (c *Conn) shutdownWrite() {
-	c.rawConn().Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_WR) })
-}
-
-// writeErrorLocked makes the error of a write on the socket sticky,
-// except a timeout, after which the stream is still whole. When the read
-// side has failed, its error is the one reported: the failure a writer
-// sees (EPIPE after shutdownWrite, or EBADMSG) is only its consequence.
-// c.out is locked.
-func (c *Conn) writeErrorLocked(err error) error {
-	if errors.Is(err, unix.EBADMSG) {
-		// The kernel refuses to send while a received record that failed
-		// authentication is pending (see sendRecord): the read side is
-		// failing with bad_record_mac, and may not know it yet.
-		c.failWrites(localAlert(record.AlertBadRecordMAC))
-	}
-	if f := c.writeFailure(); f != nil {
-		err = f
-	} else if errors.Is(err, os.ErrDeadlineExceeded) {
-		return err
-	}
-	c.out.err = err
-	return err
-}
-
-// sendAlertLocked sends an alert through the kernel. After a fatal one,
-// writes fail with the same error. c.out is locked.
-func (c *Conn) sendAlertLocked(level, alert uint8) error {
-	_, err := c.sendRecord(record.TypeAlert, []byte{level, alert})
-	if level == record.AlertLevelFatal {
-		c.out.err = localAlert(alert)
-	}
-	return err
-}
-
-// sendRecord sends one record of the given content type. c.out is locked.
-func (c *Conn) sendRecord(typ uint8, p []byte) (int, error) {
-	var (
-		n    int
-		serr error
-	)
-	retried := false
-	err := c.rawConn().Write(func(fd uintptr) bool {
-		for {
-			n, serr = kernel.SendRecord(int(fd), typ, p, 0)
-			switch {
-			case errors.Is(serr, unix.EINTR):
-				continue
-			case errors.Is(serr, unix.EBADMSG) && !retried:
-				// When a received record fails authentication, the kernel
-				// leaves EBADMSG as the socket's pending error, and its
-				// TLS layer refuses to send while one is pending. Reading
-				// SO_ERROR takes it: recvmsg has told us already, and the
-				// bad_record_mac alert must still go out.
-				retried = true
-				unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-				continue
-			}
-			return !errors.Is(serr, unix.EAGAIN)
-		}
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		return n, c.opError("write", err)
-	}
-	return n, nil
-}
-
-// aesGCMRecordLimit is how many full-size records one AES-GCM key may
-// protect in TLS 1.3: 2^24.5 (RFC 8446, Section 5.5). ChaCha20-Poly1305's
-// limit is out of reach.
-const aesGCMRecordLimit = 23726566
-
-// recordLimit returns the number of records after which the write key
-// must be updated, or 0 for none.
-func (c *Conn) recordLimit() uint64 {
-	if c.opts.keyUpdateLimit != 0 {
-		return c.opts.keyUpdateLimit
-	}
-	if c.suite.Version == tls.VersionTLS13 && kernelCipher(c.suite) != kernel.CipherChaCha20Poly1305 {
-		return aesGCMRecordLimit
-	}
-	return 0
-}
-
-// recordMargin is how far before the record limit the key is updated: a
-// write that starts inside the limit less the margin, and makes no more
-// records than the margin, stays inside the limit.
-func (c *Conn) recordMargin() uint64 {
-	return min(1<<20, c.recordLimit()/2)
-}
-
-// writeChunk bounds one write while a record limit applies, so the count
-// is checked between chunks: at most 4097 records of 256 bytes, or 65
-// full ones.
-const writeChunk = 1 << 20
-
-// afterWrite counts the records n bytes of plaintext became, and updates
-// the write key before the record limit. The kernel doesn't say how many
-// records a write made, so the count is an upper bound (a record per 4
-// KiB, the smallest a spliced page makes, plus one), and the exact number
-// comes from getsockopt when the bound gets close. c.out is locked.
-func (c *Conn) afterWrite(n int64) error {
-	return c.afterRecords(uint64(n)/4096 + 1)
-}
-
-// afterRecords is afterWrite for a write that made at most records
-// records. c.out is locked.
-func (c *Conn) afterRecords(records uint64) error {
-	limit := c.recordLimit()
-	if limit == 0 {
-		return nil
-	}
-	c.out.estimated += records
-	if c.out.counted+c.out.estimated < limit-c.recordMargin() {
-		return nil
-	}
-	var seq uint64
-	var serr error
-	if err := c.rawConn().Control(func(fd uintptr) { seq, serr = kernel.RecSeq(int(fd), kernel.TX) }); err != nil {
-		return err
-	}
-	if serr != nil {
-		return serr
-	}
-	c.out.counted, c.out.estimated = seq, 0
-	if seq < limit-c.recordMargin() {
-		return nil
-	}
-	if err := c.updateTXLocked(false); err != nil {
-		c.out.err = fmt.Errorf("ktls: %d records under one key near the AEAD limit of %d (RFC 8446, Section 5.5), and the key can't be updated: %w", seq, limit, err)
-		return c.out.err
-	}
-	return nil
-}
-
-// writeKernel writes plaintext; the kernel frames and encrypts it. In TLS
-// 1.3 it writes in chunks, to check between them for a key update that is
-// due. c.out is locked.
-func (c *Conn) writeKernel(b []byte) (int, error) {
-	if c.suite.Version != tls.VersionTLS13 {
-		return c.writeKernelChunk(b)
-	}
-	var written int
-	for written < len(b) {
-		if err := c.writeFailure(); err != nil {
-			return written, err
-		}
-		if err := c.pendingUpdateLocked(); err != nil {
-			return written, err
-		}
-		n, err := c.writeKernelChunk(b[written:min(len(b), written+writeChunk)])
-		written += n
-		if err == nil {
-			err = c.afterWrite(int64(n))
-		}
-		if err != nil {
-			return written, err
-		}
-	}
-	return written, nil
-}
-
-func (c *Conn) writeKernelChunk(b []byte) (int, error) {
-	var (
-		written int
-		werr    error
-	)
-	err := c.rawConn().Write(func(fd uintptr) bool {
-		for written < len(b) {
-			n, err := unix.Write(int(fd), b[written:])
-			if n > 0 {
-				written += n
-			}
-			switch {
-			case err == unix.EINTR:
-			case err == unix.EAGAIN:
-				return false
-			case err != nil:
-				werr = os.NewSyscallError("write", err)
-				return true
-			}
-		}
-		return true
-	})
-	if err == nil {
-		err = werr
-	}
-	if err != nil {
-		return written, c.writeErrorLocked(c.opError("write", err))
-	}
-	return written, nil
-}
-
 // receiveKeyUpdate follows the peer to its next key (RFC 8446, Section
 // 4.6.3). The kernel (6.14+) has paused decryption at the KeyUpdate until
 // the new key is installed; reads in between fail with EKEYEXPIRED. c.in
@@ -513,7 +235,7 @@ func (c *Conn) receiveKeyUpdate(requested bool) error {
 	if err := kernel.FeatureRekey.Check(); err != nil {
 		// The records after this one are under a key this kernel can't
 		// take: stop here, with everything before delivered.
-		c.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
+		c.tx.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
 		c.in.err = fmt.Errorf("%w (%v)", ErrKeyUpdateNotSupported, err)
 		return c.in.err
 	}
@@ -521,70 +243,21 @@ func (c *Conn) receiveKeyUpdate(requested bool) error {
 	keys := next.Keys()
 	info := cryptoInfo(c.suite, keys, 0)
 	keys.Zero()
-	err := c.install(c.rawConn(), kernel.RX, info, false)
+	err := c.tx.sock.install(kernel.RX, info, false)
 	info.Zero()
 	if err != nil {
 		next.Zero()
 		c.in.err = err
-		c.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
+		c.tx.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
 		return err
 	}
 	c.rxSecret.Zero()
 	c.rxSecret = next
 	if requested {
 		// Our KeyUpdate must go before our next application data
-		// (RFC 8446, Section 4.6.3): now if no write is under way, else
-		// by the writer before its next chunk.
-		c.updateTX.Store(true)
-		if c.out.TryLock() {
-			err := c.pendingUpdateLocked()
-			c.out.Unlock()
-			return err
-		}
+		// (RFC 8446, Section 4.6.3).
+		return c.tx.updateSoon()
 	}
-	return nil
-}
-
-// pendingUpdateLocked sends the KeyUpdate the peer asked for, if one is
-// due. c.out is locked.
-func (c *Conn) pendingUpdateLocked() error {
-	if !c.updateTX.Swap(false) || c.out.err != nil || c.out.closing {
-		return nil
-	}
-	return c.updateTXLocked(false)
-}
-
-// updateTXLocked sends a KeyUpdate through the kernel and installs the
-// next write key. c.out is locked.
-func (c *Conn) updateTXLocked(requestPeer bool) error {
-	if c.suite.Version != tls.VersionTLS13 {
-		return errors.New("ktls: KeyUpdate is a TLS 1.3 message")
-	}
-	if err := kernel.FeatureRekey.Check(); err != nil {
-		return fmt.Errorf("%w (%v)", ErrKeyUpdateNotSupported, err)
-	}
-	if c.txSecret == nil {
-		return net.ErrClosed // wiped: nothing more is written (zeroTXLocked)
-	}
-	next := c.txSecret.Next()
-	keys := next.Keys()
-	info := cryptoInfo(c.suite, keys, 0)
-	keys.Zero()
-	defer info.Zero()
-	if _, err := c.sendRecord(record.TypeHandshake, record.MarshalKeyUpdate(requestPeer)); err != nil {
-		next.Zero()
-		c.out.err = err
-		return err
-	}
-	if err := c.install(c.rawConn(), kernel.TX, info, false); err != nil {
-		// The peer now expects the new key; nothing more can be sent.
-		next.Zero()
-		c.out.err = err
-		return err
-	}
-	c.txSecret.Zero()
-	c.txSecret = next
-	c.out.counted, c.out.estimated = 0, 0
 	return nil
 }
 
@@ -600,16 +273,8 @@ func (c *Conn) sendKeyUpdateFromTLS(msg []byte) error {
 	if err := c.advanceTranslator(); err != nil {
 		return err
 	}
-	c.updateTX.Store(true)
-	if c.out.TryLock() {
-		err := c.pendingUpdateLocked()
-		c.out.Unlock()
-		if err != nil {
-			// crypto/tls drops this error; the next Write sees it.
-			return err
-		}
-	}
-	return nil
+	// crypto/tls drops an error from this; the next Write sees it.
+	return c.tx.updateSoon()
 }
 
 // advanceTranslator moves the translator to crypto/tls's next write key.

@@ -120,7 +120,7 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 		if c.opts.rxRequired() {
 			// The data read stays unread: the connection fails here, as
 			// the handshake would have if RX had not waited.
-			c.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
+			c.tx.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
 			c.in.err = &RequiredError{Direction: "RX", Reason: reason}
 			c.handshakeMu.Lock()
 			c.offload.RXReason = reason

@@ -6,9 +6,9 @@ import "github.com/ktlsgo/ktls/internal/keyschedule"
 // consequences a real one has here: tests use it to make a peer that sends
 // alerts in mid-stream.
 func (c *Conn) SendAlert(level, desc uint8) error {
-	c.out.Lock()
-	defer c.out.Unlock()
-	_, err := c.sendRecord(21, []byte{level, desc})
+	c.tx.Lock()
+	defer c.tx.Unlock()
+	_, err := c.tx.sock.sendRecord(21, []byte{level, desc})
 	return err
 }
 
@@ -32,9 +32,9 @@ func (c *Conn) TrafficSecrets() map[string]*keyschedule.ApplicationSecret {
 			m[name] = s
 		}
 	}
-	c.out.Lock()
-	add("tx", c.txSecret)
-	c.out.Unlock()
+	c.tx.Lock()
+	add("tx", c.tx.secret)
+	c.tx.Unlock()
 	c.in.Lock()
 	add("rx", c.rxSecret)
 	add("translate", c.translateSecret)

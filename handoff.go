@@ -37,7 +37,7 @@ func (c *Conn) handoff() {
 		testHookAfterTX(c)
 	}
 	if c.opts.ZerocopySendfile {
-		o.ZerocopySendfileReason = c.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
+		o.ZerocopySendfileReason = c.tx.sock.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
 		o.ZerocopySendfile = o.ZerocopySendfileReason == nil
 	}
 	o.RXReason = c.offloadRX(keys)
@@ -58,23 +58,32 @@ var testHookAfterTX func(*Conn)
 type handoffKeys struct {
 	tx, rx       keyschedule.TrafficKeys
 	txSeq, rxSeq uint64
+	// txSecret is the TLS 1.3 write secret, until the sending side takes
+	// it.
+	txSecret *keyschedule.ApplicationSecret
 }
 
+// zero wipes the keys, and the secrets no direction took.
 func (k *handoffKeys) zero() {
 	k.tx.Zero()
 	k.rx.Zero()
+	if k.txSecret != nil {
+		k.txSecret.Zero()
+		k.txSecret = nil
+	}
 }
 
 func (c *Conn) zeroSecrets() {
 	if c.hc.secrets != nil {
 		c.hc.secrets.Zero()
 	}
-	for _, s := range []*keyschedule.ApplicationSecret{c.txSecret, c.rxSecret, c.translateSecret} {
+	c.tx.zeroSecretLocked()
+	for _, s := range []*keyschedule.ApplicationSecret{c.rxSecret, c.translateSecret} {
 		if s != nil {
 			s.Zero()
 		}
 	}
-	c.txSecret, c.rxSecret, c.translateSecret = nil, nil, nil
+	c.rxSecret, c.translateSecret = nil, nil
 	// The resumed session holds its own secret; it is crypto/tls's and
 	// can't be wiped, but it need not live as long as the Conn.
 	c.hc.resumed = nil
@@ -109,8 +118,7 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 	if !ok {
 		return nil, withCode(CodeNotTCP, fmt.Errorf("ktls: the connection is a %T, which has no socket: %w", c.raw, ErrNotSupported))
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	if _, err := sc.SyscallConn(); err != nil {
 		return nil, withCode(CodeNotTCP, fmt.Errorf("ktls: %w", err))
 	}
 	c.suite = suite
@@ -123,7 +131,7 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 	}
 	info := cryptoInfo(suite, keys.tx, keys.txSeq)
 	defer info.Zero()
-	if err := c.install(rc, kernel.TX, info, true); err != nil {
+	if err := c.tx.sock.install(kernel.TX, info, true); err != nil {
 		keys.zero()
 		return nil, withCode(CodeKernelRefused, err)
 	}
@@ -134,7 +142,8 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 		return nil, err
 	}
 	c.hc.HandOffWrite(c.translateRecord)
-	c.kernelTX = true
+	c.tx.toKernel(suite, keys.txSecret)
+	keys.txSecret = nil
 	return keys, nil
 }
 
@@ -189,13 +198,13 @@ func (c *Conn) rxStaysOnTLS(keys *handoffKeys) {
 func (c *Conn) installRX(keys keyschedule.TrafficKeys, seq uint64) (noPadReason, err error) {
 	info := cryptoInfo(c.suite, keys, seq)
 	defer info.Zero()
-	if err := c.install(c.rawConn(), kernel.RX, info, false); err != nil {
+	if err := c.tx.sock.install(kernel.RX, info, false); err != nil {
 		return nil, err
 	}
 	if c.suite.Version == tls.VersionTLS13 {
 		noPadReason = ErrDisabled
 		if c.opts.rxNoPad() {
-			noPadReason = c.setOption(kernel.FeatureRXExpectNoPad, kernel.SetRXExpectNoPad)
+			noPadReason = c.tx.sock.setOption(kernel.FeatureRXExpectNoPad, kernel.SetRXExpectNoPad)
 		}
 	}
 	c.hc.HandOffRead()
@@ -207,20 +216,6 @@ func (c *Conn) installRX(keys keyschedule.TrafficKeys, seq uint64) (noPadReason,
 	}
 	c.kernelRX.Store(true)
 	return noPadReason, nil
-}
-
-// setOption sets an optional socket option if the kernel has it. A kernel
-// without it is no reason to fail: the connection works without.
-func (c *Conn) setOption(f *kernel.Feature, set func(fd int) error) error {
-	if err := f.Check(); err != nil {
-		return err
-	}
-	var serr error
-	err := c.rawConn().Control(func(fd uintptr) { serr = set(int(fd)) })
-	if err == nil {
-		err = serr
-	}
-	return err
 }
 
 // deriveKeys computes both directions' keys from the captured secrets, and
@@ -275,19 +270,21 @@ func (c *Conn) deriveKeys() (*handoffKeys, error) {
 		}
 		server, err := keyschedule.NewApplicationSecret(c.suite, serverSecret)
 		if err != nil {
+			client.Zero()
 			return nil, err
 		}
-		c.txSecret, c.rxSecret = client, server
+		keys.txSecret, c.rxSecret = client, server
 		own, ownHS, peerHS := clientSecret, clientHS, serverHS
 		if !c.isClient {
-			c.txSecret, c.rxSecret = server, client
+			keys.txSecret, c.rxSecret = server, client
 			own, ownHS, peerHS = serverSecret, serverHS, clientHS
 		}
 		// crypto/tls's own write key, which it keeps using while it reads.
 		if c.translateSecret, err = keyschedule.NewApplicationSecret(c.suite, own); err != nil {
+			keys.zero()
 			return nil, err
 		}
-		keys.tx, keys.rx = c.txSecret.Keys(), c.rxSecret.Keys()
+		keys.tx, keys.rx = keys.txSecret.Keys(), c.rxSecret.Keys()
 		if hsTX, err = keyschedule.HandshakeKeys(c.suite, ownHS); err != nil {
 			keys.zero()
 			return nil, err
@@ -361,7 +358,7 @@ func (c *Conn) translateRecord(rec []byte) error {
 		// crypto/tls sends alerts as it fails. Like the kernel path's
 		// own, they don't wait for a Write in flight.
 		if len(msg) == 2 {
-			c.sendAlertBestEffort(msg[0], msg[1])
+			c.tx.sendAlertBestEffort(msg[0], msg[1])
 		}
 		return nil
 	case record.TypeHandshake:

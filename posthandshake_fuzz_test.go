@@ -131,13 +131,16 @@ func fuzzConn(t *testing.T, tls13, isClient bool) (*Conn, net.Conn) {
 		version, id = tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256
 	}
 	suite, _ := keyschedule.Lookup(version, id)
-	c := &Conn{raw: conns[0], isClient: isClient, suite: suite, kernelTX: true}
+	c := &Conn{raw: conns[0], isClient: isClient, suite: suite}
+	c.tx.sock = socket{conns[0]}
 	c.kernelRX.Store(true)
+	var txSecret *keyschedule.ApplicationSecret
 	if tls13 {
 		secret := bytes.Repeat([]byte{7}, 32)
-		c.txSecret, _ = keyschedule.NewApplicationSecret(suite, secret)
+		txSecret, _ = keyschedule.NewApplicationSecret(suite, secret)
 		c.rxSecret, _ = keyschedule.NewApplicationSecret(suite, secret)
 	}
+	c.tx.toKernel(suite, txSecret)
 	return c, conns[1]
 }
 
@@ -175,7 +178,7 @@ func checkOutcome(t *testing.T, c *Conn, err error, want phOutcome) {
 	if c.in.err != err {
 		t.Fatalf("the read side's sticky error is %v, not %v", c.in.err, err)
 	}
-	if len(want.sent) == 2 && want.sent[0] == record.AlertLevelFatal && c.out.err == nil {
+	if len(want.sent) == 2 && want.sent[0] == record.AlertLevelFatal && c.tx.err == nil {
 		t.Fatalf("after sending a fatal alert, writes can still go on")
 	}
 }

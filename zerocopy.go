@@ -21,14 +21,14 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
-	if !c.kernelTX {
+	if !c.tx.kernel {
 		return io.Copy(writerOnly{c}, r)
 	}
-	if err := c.lockOut(); err != nil {
+	if err := c.tx.lockWrite(); err != nil {
 		return 0, err
 	}
-	defer c.out.Unlock()
-	return c.readFromKernel(r)
+	defer c.tx.Unlock()
+	return c.tx.readFromKernel(r)
 }
 
 // WriteTo copies the plaintext the Conn reads to w until the peer's

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
@@ -20,8 +21,8 @@ import (
 const readFromStep = 16 << 20
 
 // readFromKernel copies r into the socket the kernel encrypts, in steps.
-// c.out is locked.
-func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
+// h is locked.
+func (h *txHalf) readFromKernel(r io.Reader) (int64, error) {
 	lr, limited := r.(*io.LimitedReader)
 	src := r
 	if limited {
@@ -36,15 +37,15 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 	// time.
 	stepLen := int64(readFromStep)
 	perByte := !isRegularFile(src)
-	if limit := c.recordLimit(); perByte && limit != 0 {
-		stepLen = max(1, min(stepLen, int64(c.recordMargin())))
+	if limit := h.recordLimit(); perByte && limit != 0 {
+		stepLen = max(1, min(stepLen, int64(h.recordMargin())))
 	}
 	var written int64
 	for {
-		if err := c.writeFailure(); err != nil {
+		if err := h.failure(); err != nil {
 			return written, err
 		}
-		if err := c.pendingUpdateLocked(); err != nil {
+		if err := h.pendingUpdateLocked(); err != nil {
 			return written, err
 		}
 		step := &io.LimitedReader{R: r, N: stepLen}
@@ -53,20 +54,20 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 			// it knows, a LimitedReader around the source.
 			step = &io.LimitedReader{R: lr.R, N: min(lr.N, stepLen)}
 		}
-		n, err := c.readFromKernelStep(step)
+		n, err := h.readFromKernelStep(step)
 		written += n
 		if limited {
 			lr.N -= n
 		}
 		if err == nil {
 			if perByte {
-				err = c.afterRecords(uint64(n))
+				err = h.afterRecords(uint64(n))
 			} else {
-				err = c.afterWrite(n)
+				err = h.afterWrite(n)
 			}
 		}
 		if err == nil && n > 0 {
-			err = c.checkSent()
+			err = h.checkSent()
 		}
 		if err != nil || n < stepLen || limited && lr.N <= 0 {
 			return written, err
@@ -98,14 +99,14 @@ var errClosedUnderTLS = fmt.Errorf("the connection was closed, and the kernel's 
 // error in 6 runs of 48, on each of 6.1.192, 6.12.118 and 7.3.4
 // (TestPeerClosesMidTransfer). poll(2) still reports the hangup. Plain
 // writes keep the error (TestWritesAfterPeerReset) and are not checked.
-// c.out is locked.
-func (c *Conn) checkSent() error {
+// h is locked.
+func (h *txHalf) checkSent() error {
 	var (
 		revents int16
 		soerr   int
 		serr    error
 	)
-	err := c.rawConn().Control(func(fd uintptr) {
+	err := h.sock.rawConn().Control(func(fd uintptr) {
 		if revents, serr = pollNow(fd, unix.POLLOUT); serr != nil {
 			serr = os.NewSyscallError("poll", serr)
 			return
@@ -129,11 +130,12 @@ func (c *Conn) checkSent() error {
 			return nil
 		}
 	}
-	c.out.err = c.opError("write", err)
-	return c.out.err
+	h.err = h.sock.opError("write", err)
+	return h.err
 }
 
-func (c *Conn) readFromKernelStep(r io.Reader) (int64, error) {
+// readFromKernelStep copies one step of readFromKernel. h is locked.
+func (h *txHalf) readFromKernelStep(r io.Reader) (int64, error) {
 	src, remain := r, int64(-1)
 	lr, limited := r.(*io.LimitedReader)
 	if limited {
@@ -148,27 +150,28 @@ func (c *Conn) readFromKernelStep(r io.Reader) (int64, error) {
 	)
 	if f, ok := src.(*os.File); ok && isPipe(f) {
 		// net's own ReadFrom would read a pipe into user space.
-		n, err = c.spliceFromPipe(f, remain)
+		n, err = h.sock.spliceFromPipe(f, remain)
 		if limited {
 			lr.N -= n
 		}
-	} else if rf, ok := c.raw.(io.ReaderFrom); ok {
+	} else if rf, ok := h.sock.conn.(io.ReaderFrom); ok {
 		// A *net.TCPConn: sendfile for files, splice for sockets, plain
 		// writes otherwise; all of it into the kernel's TLS layer.
 		n, err = rf.ReadFrom(r)
 	} else {
-		n, err = io.Copy(writerOnly{kernelWriter{c}}, r)
+		// kernelWriter has no ReadFrom of its own to come back to.
+		n, err = io.Copy(kernelWriter{h}, r)
 	}
 	if err != nil {
-		err = c.writeErrorLocked(c.opError("write", err))
+		err = h.writeErrorLocked(h.sock.opError("write", err))
 	}
 	return n, err
 }
 
-// kernelWriter writes through the kernel with c.out already locked.
-type kernelWriter struct{ c *Conn }
+// kernelWriter writes through the kernel with h already locked.
+type kernelWriter struct{ h *txHalf }
 
-func (w kernelWriter) Write(b []byte) (int, error) { return w.c.writeKernel(b) }
+func (w kernelWriter) Write(b []byte) (int, error) { return w.h.writeKernel(b) }
 
 func isPipe(f *os.File) bool {
 	st, err := f.Stat()
@@ -180,14 +183,14 @@ const spliceChunk = 1 << 20
 
 // spliceFromPipe splices from a pipe into the socket until the pipe's
 // writer closes it, or remain bytes (-1: no limit).
-func (c *Conn) spliceFromPipe(f *os.File, remain int64) (int64, error) {
+func (s socket) spliceFromPipe(f *os.File, remain int64) (int64, error) {
 	prc, err := f.SyscallConn()
 	if err != nil {
 		return 0, err
 	}
 	var pfd int
 	prc.Control(func(fd uintptr) { pfd = int(fd) })
-	src := c.rawConn()
+	src := s.rawConn()
 	var written int64
 	for remain != 0 {
 		// Ask for exactly what the pipe holds. Asked for more, the
@@ -287,8 +290,9 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 	// reported done. That check has not been seen to fire here: in 84
 	// relays to a peer that reset (TestRelayToResetPeer), splice itself
 	// failed with EPIPE or ECONNRESET every time.
-	d, _ := w.(*Conn)
-	if d != nil {
+	var d *txHalf
+	if dc, ok := w.(*Conn); ok {
+		d = &dc.tx
 		w = kernelWriter{d}
 	}
 	var written, unchecked int64 // unchecked: into d since its last checkSent
@@ -322,7 +326,7 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 		// have left the socket. Whatever fails, they go to w or stay
 		// for the next Read (rescuePipe), never to the pipe's close.
 		if d != nil {
-			err := d.writeFailure()
+			err := d.failure()
 			if err == nil {
 				err = d.pendingUpdateLocked()
 			}
@@ -417,7 +421,10 @@ func (c *Conn) controlRecord(w io.Writer, afterEmpty bool) (int64, error) {
 		c.in.buf = make([]byte, record.MaxCiphertextTLS12)
 	}
 	buf := c.in.buf[:record.MaxPlaintext]
-	n, typ, err := c.recvRecord(buf)
+	if c.in.sys.oob == nil {
+		c.in.sys.oob = make([]byte, kernel.OOBSize)
+	}
+	n, typ, err := c.tx.sock.recvRecord(buf, c.in.sys.oob)
 	if err != nil {
 		return 0, c.readError(err)
 	}
@@ -451,17 +458,17 @@ func spliceTarget(w io.Writer) (syscall.RawConn, func(), bool) {
 		// Another connection whose kernel encrypts: splice its socket.
 		// The relay is a write in flight there, so d's Close doesn't wait
 		// for it, and it holds d's write lock throughout.
-		if !d.handshakeDone.Load() || !d.kernelTX {
+		if !d.handshakeDone.Load() || !d.tx.kernel {
 			return nil, nil, false
 		}
 		if d.beginWrite() != nil {
 			return nil, nil, false
 		}
-		if d.lockOut() != nil {
+		if d.tx.lockWrite() != nil {
 			d.endWrite()
 			return nil, nil, false
 		}
-		return d.rawConn(), func() { d.out.Unlock(); d.endWrite() }, true
+		return d.tx.sock.rawConn(), func() { d.tx.Unlock(); d.endWrite() }, true
 	case *os.File:
 		rc, err := d.SyscallConn()
 		if err != nil || !spliceWritable(rc) {
@@ -536,7 +543,7 @@ func (c *Conn) spliceToPipe(p *splicePipe) (int64, error) {
 		}
 	})
 	if err != nil {
-		return 0, c.opError("read", err)
+		return 0, c.tx.sock.opError("read", err)
 	}
 	if serr != nil {
 		return 0, os.NewSyscallError("splice", serr)
