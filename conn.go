@@ -9,11 +9,9 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/ktlsgo/ktls/internal/keylog"
-	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
 	"github.com/ktlsgo/ktls/internal/recordio"
 )
@@ -39,24 +37,7 @@ type Conn struct {
 	offload       Offload
 	requiredErr   error // a Required direction was not offloaded: the connection failed
 
-	// Set by the handoff.
-	suite    *keyschedule.Suite
-	rxSecret *keyschedule.ApplicationSecret
-	kernelRX atomic.Bool
-	deferred *deferredRX // TLS 1.3 client RX, waiting for tickets
-
-	// While crypto/tls still reads, the records it writes are opened with
-	// its write state and sent again through the kernel.
-	translate       *record.Protector
-	translateSecret *keyschedule.ApplicationSecret // TLS 1.3
-
-	in struct {
-		sync.Mutex
-		pending []byte // plaintext read but not yet returned
-		buf     []byte
-		err     error // sticky, except for timeouts
-		sys     kernelReadState
-	}
+	rx rxHalf
 	tx txHalf
 	// activeCall counts writes in flight (Write, ReadFrom, UpdateKeys,
 	// CloseWrite, and a relay from another Conn's WriteTo into this one)
@@ -115,6 +96,10 @@ func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *C
 	c.hc = &handshakeConn{Conn: recordio.NewConn(conn, isClient)}
 	c.tx.sock = socket{conn}
 	c.tx.keyUpdateLimit = c.opts.keyUpdateLimit
+	c.rx.sock = socket{conn}
+	c.rx.tx = &c.tx
+	c.rx.rec = c.hc.Conn
+	c.rx.isClient = isClient
 	return c
 }
 
@@ -164,7 +149,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 			c.tx.zeroSecretLocked()
 			c.tx.Unlock()
 		}
-		c.zeroRX()
+		c.rx.zeroAfterClose()
 		// Close went to crypto/tls, which may have sealed its
 		// close_notify under the application key after the handoff
 		// counted the records and before it took over crypto/tls's
@@ -200,12 +185,13 @@ func (c *Conn) abortRequired() {
 		c.tx.Unlock()
 	}
 	c.raw.Close()
-	c.in.Lock()
-	if c.deferred != nil {
-		c.deferred.secret.Zero()
-		c.deferred = nil
-	}
-	c.in.Unlock()
+	c.rx.Lock()
+	c.rx.zeroSecretsLocked()
+	c.rx.deferred = nil
+	c.rx.Unlock()
+	c.tx.Lock()
+	c.tx.zeroSecretLocked()
+	c.tx.Unlock()
 	c.zeroSecrets()
 }
 
@@ -267,20 +253,20 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	c.in.Lock()
-	defer c.unlockIn()
-	if len(c.in.pending) > 0 {
-		n := copy(b, c.in.pending)
-		c.in.pending = c.in.pending[n:]
+	c.rx.Lock()
+	defer c.unlockRX()
+	if len(c.rx.pending) > 0 {
+		n := copy(b, c.rx.pending)
+		c.rx.pending = c.rx.pending[n:]
 		return n, nil
 	}
-	if c.in.err != nil {
-		return 0, c.in.err
+	if c.rx.err != nil {
+		return 0, c.rx.err
 	}
 	switch {
-	case c.kernelRX.Load():
-		return c.readKernel(b)
-	case c.deferred != nil:
+	case c.rx.kernel.Load():
+		return c.rx.readKernel(b)
+	case c.rx.deferred != nil:
 		return c.readDeferred(b)
 	}
 	return c.readTLS(b)
@@ -396,7 +382,7 @@ func (c *Conn) Close() error {
 		// A write is in flight: this Close is to unblock it. The last
 		// write to end wipes the write secret (endWrite).
 		err := c.raw.Close()
-		c.zeroRX()
+		c.rx.zeroAfterClose()
 		return err
 	}
 	// No write can start now, but the read side may hold the sending
@@ -405,7 +391,7 @@ func (c *Conn) Close() error {
 	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 	alertErr := c.tx.closeNotify()
 	err := c.raw.Close()
-	c.zeroRX()
+	c.rx.zeroAfterClose()
 	if err != nil {
 		return err
 	}
@@ -438,51 +424,16 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// unlockIn unlocks the reading side. After a Close, whose zeroRX found it
-// locked, the read that held it wipes the read secrets. Unlocking first
-// and trying the lock again can't miss: either Close's TryLock came after
-// this Unlock and did it, or it failed while this read held the lock,
-// after Close had set bit 0, which is then seen here.
-func (c *Conn) unlockIn() {
-	c.in.Unlock()
+// unlockRX unlocks the reading side. After a Close, whose zeroAfterClose
+// found it locked, the read that held it wipes the read secrets.
+// Unlocking first and trying the lock again can't miss: either Close's
+// TryLock came after this Unlock and did it, or it failed while this read
+// held the lock, after Close had set bit 0, which is then seen here.
+func (c *Conn) unlockRX() {
+	c.rx.Unlock()
 	if c.activeCall.Load()&1 != 0 {
-		c.zeroRX()
+		c.rx.zeroAfterClose()
 	}
-}
-
-// zeroRX wipes the read side's TLS 1.3 secrets after Close, unless a read
-// holds c.in; that read does it as it ends (unlockIn). Waiting for it
-// could mean waiting for a relay blocked on another connection.
-func (c *Conn) zeroRX() {
-	if !c.in.TryLock() {
-		return
-	}
-	defer c.in.Unlock()
-	if c.in.err == nil {
-		// Reads after Close fail before they could need a secret.
-		c.in.err = net.ErrClosed
-	}
-	for _, s := range []**keyschedule.ApplicationSecret{&c.rxSecret, &c.translateSecret} {
-		if *s != nil {
-			(*s).Zero()
-			*s = nil
-		}
-	}
-	if d := c.deferred; d != nil && d.secret != nil {
-		// The same secret as c.rxSecret, until a KeyUpdate.
-		d.secret.Zero()
-		d.secret = nil
-		if d.err == nil {
-			d.err = net.ErrClosed
-		}
-	}
-}
-
-// rawConn is the socket under the connection; the handoff checked it has
-// one.
-func (c *Conn) rawConn() syscall.RawConn {
-	rc, _ := c.raw.(syscall.Conn).SyscallConn()
-	return rc
 }
 
 var _ net.Conn = (*Conn)(nil)

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
@@ -268,20 +267,27 @@ func pollNow(fd uintptr, events int16) (revents int16, err error) {
 	}
 }
 
-// writeToKernel copies what the kernel decrypts to w. c.in is locked.
-func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
-	dst, release, ok := spliceTarget(w)
-	if !ok {
-		return c.copyKernel(w)
+// writeToKernel copies what the kernel decrypts to w. relay, if not nil,
+// is the sending side of w, another *Conn, locked for the relay
+// (Conn.lockRelay). h is locked.
+func (h *rxHalf) writeToKernel(w io.Writer, relay *txHalf) (int64, error) {
+	var dst syscall.RawConn
+	if relay != nil {
+		// Another connection whose kernel encrypts: splice its socket.
+		dst = relay.sock.rawConn()
+	} else {
+		var ok bool
+		if dst, ok = spliceTarget(w); !ok {
+			return h.copyKernel(w)
+		}
 	}
-	defer release()
 	p, err := newSplicePipe()
 	if err != nil {
-		return c.copyKernel(w)
+		return h.copyKernel(w)
 	}
 	defer p.close()
 	// Into another *Conn, the relay writes as that Conn's writer
-	// (spliceTarget holds its lock), so it does what a writer does: a
+	// (lockRelay holds its lock), so it does what a writer does: a
 	// KeyUpdate the peer asked for goes before the next chunk, a fatal
 	// error from its read side stops it, and the records count towards
 	// the key's limit. Splice also goes down the same kernel path as
@@ -290,14 +296,13 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 	// reported done. That check has not been seen to fire here: in 84
 	// relays to a peer that reset (TestRelayToResetPeer), splice itself
 	// failed with EPIPE or ECONNRESET every time.
-	var d *txHalf
-	if dc, ok := w.(*Conn); ok {
-		d = &dc.tx
+	d := relay
+	if d != nil {
 		w = kernelWriter{d}
 	}
 	var written, unchecked int64 // unchecked: into d since its last checkSent
 	for {
-		n, err := c.spliceToPipe(p)
+		n, err := h.sock.spliceToPipe(p)
 		switch {
 		case errors.Is(err, unix.EINVAL), err == nil && n == 0:
 			// EINVAL: the next record is not application data, and
@@ -305,7 +310,7 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			// or splice took an empty application_data record, which is
 			// legal. Either way recvmsg takes the next record, and tells
 			// them apart.
-			m, err := c.controlRecord(w, err == nil)
+			m, err := h.controlRecord(w, err == nil)
 			written += m
 			if err == io.EOF {
 				err = nil
@@ -319,9 +324,9 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			}
 			continue
 		case err != nil:
-			return written, c.readError(err)
+			return written, h.readError(err)
 		}
-		c.in.sys.useless = 0
+		h.useless = 0
 		// From here the n bytes in the pipe exist nowhere else: they
 		// have left the socket. Whatever fails, they go to w or stay
 		// for the next Read (rescuePipe), never to the pipe's close.
@@ -333,7 +338,7 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			if err != nil {
 				// d can't be written any more: writing the data after
 				// all would break its key schedule or its alert.
-				_, rerr := c.rescuePipe(p, n, w, false)
+				_, rerr := h.rescuePipe(p, n, w, false)
 				if rerr == nil {
 					rerr = err
 				}
@@ -346,14 +351,14 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			// Splice into dst failed: dst may not take splice at all (a
 			// file system without it), or it failed. Either way user
 			// space is the only way left to dst.
-			m, werr := c.rescuePipe(p, n-m, w, true)
+			m, werr := h.rescuePipe(p, n-m, w, true)
 			written += m
 			if werr != nil {
 				return written, werr
 			}
 			// dst took through write(2) what splice could not give it:
 			// go on that way.
-			m, err = c.copyKernel(w)
+			m, err = h.copyKernel(w)
 			written += m
 			if err == nil && d != nil && unchecked > 0 {
 				err = d.checkSent()
@@ -378,8 +383,8 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 // rescuePipe takes the left bytes in the pipe back into user space after
 // a splice into the destination failed, offers them to w once if write
 // is set, and keeps what w didn't take for the next Read. It returns
-// what w took, and w's error. c.in is locked, and c.in.pending is empty.
-func (c *Conn) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (int64, error) {
+// what w took, and w's error. h is locked, and h.pending is empty.
+func (h *rxHalf) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (int64, error) {
 	if left <= 0 {
 		return 0, nil
 	}
@@ -388,11 +393,11 @@ func (c *Conn) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (i
 		// Not seen to happen: the bytes are in the pipe. Should it, the
 		// stream has a hole in it, and reading on must fail rather than
 		// skip it.
-		c.in.err = fmt.Errorf("ktls: %d decrypted bytes could not be taken back from the splice pipe: %w", left, err)
-		return 0, c.in.err
+		h.err = fmt.Errorf("ktls: %d decrypted bytes could not be taken back from the splice pipe: %w", left, err)
+		return 0, h.err
 	}
 	if !write {
-		c.in.pending = buf
+		h.pending = buf
 		return 0, nil
 	}
 	m, err := w.Write(buf)
@@ -400,92 +405,70 @@ func (c *Conn) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (i
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		c.in.pending = buf[m:]
+		h.pending = buf[m:]
 	}
 	return int64(m), err
 }
 
 // copyKernel is writeToKernel for a writer splice can't reach. What w
-// doesn't take stays for the next Read. c.in is locked.
-func (c *Conn) copyKernel(w io.Writer) (int64, error) {
-	return copyKeeping(w, make([]byte, 64<<10), c.readKernel, c.keepPendingLocked)
+// doesn't take stays for the next Read. h is locked.
+func (h *rxHalf) copyKernel(w io.Writer) (int64, error) {
+	return copyKeeping(w, make([]byte, 64<<10), h.readKernel, h.keepPendingLocked)
 }
 
 // controlRecord reads the record that stopped a splice: an alert, a
 // handshake message, the end of the stream, or, if data came first after
 // all, data for w. afterEmpty says splice returned 0, which it does both
 // at the end of the stream and for an empty record it took: unless the
-// stream ended, that record counts as useless.
-func (c *Conn) controlRecord(w io.Writer, afterEmpty bool) (int64, error) {
-	if cap(c.in.buf) < record.MaxPlaintext {
-		c.in.buf = make([]byte, record.MaxCiphertextTLS12)
+// stream ended, that record counts as useless. h is locked.
+func (h *rxHalf) controlRecord(w io.Writer, afterEmpty bool) (int64, error) {
+	if cap(h.buf) < record.MaxPlaintext {
+		h.buf = make([]byte, record.MaxCiphertextTLS12)
 	}
-	buf := c.in.buf[:record.MaxPlaintext]
-	if c.in.sys.oob == nil {
-		c.in.sys.oob = make([]byte, kernel.OOBSize)
-	}
-	n, typ, err := c.tx.sock.recvRecord(buf, c.in.sys.oob)
+	buf := h.buf[:record.MaxPlaintext]
+	n, typ, err := h.recvRecord(buf)
 	if err != nil {
-		return 0, c.readError(err)
+		return 0, h.readError(err)
 	}
 	if afterEmpty && typ != 0 {
-		if err := c.uselessRecord(); err != nil {
+		if err := h.uselessRecord(); err != nil {
 			return 0, err
 		}
 	}
-	if typ == record.TypeApplicationData {
-		if n == 0 {
-			return 0, c.uselessRecord()
-		}
-		c.in.sys.useless = 0
-		m, err := w.Write(buf[:n])
-		if err == nil && m < n {
-			err = io.ErrShortWrite
-		}
-		if err != nil {
-			c.in.pending = buf[m:n] // for the next Read
-		}
-		return int64(m), err
+	if data, err := h.recordLocked(typ, buf[:n]); !data || err != nil {
+		return 0, err
 	}
-	return 0, c.controlRecordLocked(typ, buf[:n])
+	m, err := w.Write(buf[:n])
+	if err == nil && m < n {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		h.pending = buf[m:n] // for the next Read
+	}
+	return int64(m), err
 }
 
-// spliceTarget returns the raw connection splice writes to for w, and
-// what to call when done.
-func spliceTarget(w io.Writer) (syscall.RawConn, func(), bool) {
+// spliceTarget returns the raw connection splice writes to for w: a
+// file or a socket. (Another *Conn is Conn.lockRelay's.)
+func spliceTarget(w io.Writer) (syscall.RawConn, bool) {
 	switch d := w.(type) {
-	case *Conn:
-		// Another connection whose kernel encrypts: splice its socket.
-		// The relay is a write in flight there, so d's Close doesn't wait
-		// for it, and it holds d's write lock throughout.
-		if !d.handshakeDone.Load() || !d.tx.kernel {
-			return nil, nil, false
-		}
-		if d.beginWrite() != nil {
-			return nil, nil, false
-		}
-		if d.tx.lockWrite() != nil {
-			d.endWrite()
-			return nil, nil, false
-		}
-		return d.tx.sock.rawConn(), func() { d.tx.Unlock(); d.endWrite() }, true
 	case *os.File:
 		rc, err := d.SyscallConn()
 		if err != nil || !spliceWritable(rc) {
-			return nil, nil, false
+			return nil, false
 		}
-		return rc, func() {}, true
+		return rc, true
 	case syscall.Conn:
 		switch w.(type) {
 		case interface{ CloseWrite() error }: // TCP and Unix stream sockets
 			rc, err := d.SyscallConn()
 			if err != nil {
-				return nil, nil, false
+				return nil, false
 			}
-			return rc, func() {}, true
+			return rc, true
 		}
 	}
-	return nil, nil, false
+	return nil, false
 }
 
 // spliceWritable reports whether splice(2) can write to the file: it
@@ -528,12 +511,12 @@ func (p *splicePipe) close() {
 
 // spliceToPipe moves decrypted data from the socket into the pipe,
 // waiting in the poller for data.
-func (c *Conn) spliceToPipe(p *splicePipe) (int64, error) {
+func (s socket) spliceToPipe(p *splicePipe) (int64, error) {
 	var (
 		n    int64
 		serr error
 	)
-	err := c.rawConn().Read(func(fd uintptr) bool {
+	err := s.rawConn().Read(func(fd uintptr) bool {
 		for {
 			n, serr = unix.Splice(int(fd), nil, p.w, nil, spliceChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			if serr == unix.EINTR {
@@ -543,7 +526,7 @@ func (c *Conn) spliceToPipe(p *splicePipe) (int64, error) {
 		}
 	})
 	if err != nil {
-		return 0, c.tx.sock.opError("read", err)
+		return 0, s.opError("read", err)
 	}
 	if serr != nil {
 		return 0, os.NewSyscallError("splice", serr)
