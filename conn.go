@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/record"
 	"github.com/ktlsgo/ktls/internal/recordio"
 )
@@ -37,26 +36,17 @@ type Conn struct {
 	offload       Offload
 	requiredErr   error // a Required direction was not offloaded: the connection failed
 
-	rx rxHalf
-	tx txHalf
+	// The two directions, each with its own lock, secret, sticky error
+	// and protection; the handoff gives each to the kernel, or leaves it
+	// to crypto/tls. A reader never waits for the sending side's lock.
+	rx rxHalf // receive.go
+	tx txHalf // send.go
 	// activeCall counts writes in flight (Write, ReadFrom, UpdateKeys,
 	// CloseWrite, and a relay from another Conn's WriteTo into this one)
 	// and has bit 0 set once Close has been called, as in crypto/tls: a
 	// Close during a write only closes the socket, to unblock it, and never
 	// waits for the sending side's lock.
 	activeCall atomic.Int32
-}
-
-// handshakeConn is what crypto/tls runs over: the record-boundary reader,
-// plus the secrets of this connection's handshake. A server's
-// GetConfigForClient finds it as ClientHelloInfo.Conn.
-type handshakeConn struct {
-	*recordio.Conn
-	secrets *keylog.Secrets
-	// resumed is the session the handshake may resume, as the client's
-	// cache or the server's UnwrapSession gave it to crypto/tls; ktls
-	// only reads it (masterSecret).
-	resumed *tls.SessionState
 }
 
 // Client returns a new client side of a TLS connection over conn, as
@@ -127,7 +117,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// failure (a peer can fail a handshake after the traffic secrets,
 		// by sending no certificate, say): do it now.
 		c.zeroSecrets()
-		return c.handshakeError(err)
+		return handshakeError(err, c.raw)
 	}
 	c.handoff()
 	if err := c.missingRequired(); err != nil {

@@ -37,7 +37,7 @@ func (c *Conn) handoff() {
 		testHookAfterTX(c)
 	}
 	if c.opts.ZerocopySendfile {
-		o.ZerocopySendfileReason = c.tx.sock.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
+		o.ZerocopySendfileReason = c.tx.setZerocopySendfile()
 		o.ZerocopySendfile = o.ZerocopySendfileReason == nil
 	}
 	o.RXReason = c.offloadRX(keys)

@@ -379,7 +379,7 @@ func (h *rxHalf) handleHandshake(p []byte) error {
 // that starts a renegotiation.
 var errRenegotiation = errors.New("ktls: renegotiation is not supported")
 
-// postHandshakeLimit says which handshake messages c takes once the
+// postHandshakeLimit says which handshake messages h takes once the
 // kernel decrypts, and how long they may be.
 func (h *rxHalf) postHandshakeLimit() func(typ uint8, n int) error {
 	if h.suite.Version == tls.VersionTLS13 {

@@ -9,8 +9,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/record"
 )
+
+// setZerocopySendfile sets TLS_TX_ZEROCOPY_RO (Options.ZerocopySendfile)
+// on a socket the kernel encrypts: sendfile then encrypts straight from
+// the page cache. It returns why not, where the kernel lacks it.
+func (h *txHalf) setZerocopySendfile() error {
+	return h.sock.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
+}
 
 // readFromStep bounds one ReadFrom step. Between steps ReadFrom updates
 // the key if one is due (from a regular file, a step is at most 2^12
