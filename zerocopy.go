@@ -1,8 +1,6 @@
 package ktls
 
-import (
-	"io"
-)
+import "io"
 
 // ReadFrom copies from r until EOF, as io.Copy to the Conn does. Once the
 // kernel encrypts, a *os.File goes out with sendfile(2) and a TCP or Unix

@@ -279,10 +279,23 @@ func pollNow(fd uintptr, events int16) (revents int16, err error) {
 // is the sending side of w, another *Conn, locked for the relay
 // (Conn.lockRelay). h is locked.
 func (h *rxHalf) writeToKernel(w io.Writer, relay *txHalf) (int64, error) {
+	// Into another *Conn, the relay writes as that Conn's writer
+	// (lockRelay holds its lock), so it does what a writer does: a
+	// KeyUpdate the peer asked for goes before the next chunk, a fatal
+	// error from its read side stops it, and the records count towards
+	// the key's limit. Splice also goes down the same kernel path as
+	// ReadFrom's sendfile, which can lose a reset (see checkSent), so it
+	// gets the same check every readFromStep bytes and before the copy is
+	// reported done. That check has not been seen to fire here: in 84
+	// relays to a peer that reset (TestRelayToResetPeer), splice itself
+	// failed with EPIPE or ECONNRESET every time. Whatever does not go by
+	// splice goes through kernelWriter: the Conn's own Write would wait
+	// for the lock the relay holds.
 	var dst syscall.RawConn
-	if relay != nil {
-		// Another connection whose kernel encrypts: splice its socket.
-		dst = relay.sock.rawConn()
+	d := relay
+	if d != nil {
+		dst = d.sock.rawConn()
+		w = kernelWriter{d}
 	} else {
 		var ok bool
 		if dst, ok = spliceTarget(w); !ok {
@@ -294,20 +307,6 @@ func (h *rxHalf) writeToKernel(w io.Writer, relay *txHalf) (int64, error) {
 		return h.copyKernel(w)
 	}
 	defer p.close()
-	// Into another *Conn, the relay writes as that Conn's writer
-	// (lockRelay holds its lock), so it does what a writer does: a
-	// KeyUpdate the peer asked for goes before the next chunk, a fatal
-	// error from its read side stops it, and the records count towards
-	// the key's limit. Splice also goes down the same kernel path as
-	// ReadFrom's sendfile, which can lose a reset (see checkSent), so it
-	// gets the same check every readFromStep bytes and before the copy is
-	// reported done. That check has not been seen to fire here: in 84
-	// relays to a peer that reset (TestRelayToResetPeer), splice itself
-	// failed with EPIPE or ECONNRESET every time.
-	d := relay
-	if d != nil {
-		w = kernelWriter{d}
-	}
 	var written, unchecked int64 // unchecked: into d since its last checkSent
 	for {
 		n, err := h.sock.spliceToPipe(p)
