@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ktlsgo/ktls/internal/keylog"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // The secrets come from tls.Config.KeyLogWriter, so every handshake runs
@@ -46,6 +47,19 @@ import (
 // session UnwrapSession returns. Servers with one config, TLS 1.3
 // resumption, full handshakes and clients offload either way.
 var ErrResumedTLS12 = errors.New("ktls: the master secret of the resumed TLS 1.2 session is sealed in a session ticket that crypto/tls opened itself; an UnwrapSession on the config from GetConfigForClient would make it visible")
+
+// handshakeConn is what crypto/tls runs over: the record reader
+// (recordio.Conn), plus the secrets of this connection's handshake, which
+// the handoff takes. A server's
+// GetConfigForClient finds it as ClientHelloInfo.Conn.
+type handshakeConn struct {
+	*recordio.Conn
+	secrets *keylog.Secrets
+	// resumed is the session the handshake may resume, as the client's
+	// cache or the server's UnwrapSession gave it to crypto/tls; ktls
+	// only reads it (masterSecret).
+	resumed *tls.SessionState
+}
 
 // testHookResumedMaster, if set, sees (and may change) the master secret
 // read from a resumed session, before any key is derived from it: tests

@@ -9,11 +9,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/keylog"
-	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
 	"github.com/ktlsgo/ktls/internal/recordio"
 )
@@ -39,65 +36,17 @@ type Conn struct {
 	offload       Offload
 	requiredErr   error // a Required direction was not offloaded: the connection failed
 
-	// Set by the handoff.
-	suite    *keyschedule.Suite
-	txSecret *keyschedule.ApplicationSecret // TLS 1.3, for KeyUpdate
-	rxSecret *keyschedule.ApplicationSecret
-	kernelTX bool
-	kernelRX atomic.Bool
-	deferred *deferredRX // TLS 1.3 client RX, waiting for tickets
-
-	// While crypto/tls still reads, the records it writes are opened with
-	// its write state and sent again through the kernel.
-	translate       *record.Protector
-	translateSecret *keyschedule.ApplicationSecret // TLS 1.3
-
-	in struct {
-		sync.Mutex
-		pending []byte // plaintext read but not yet returned
-		buf     []byte
-		err     error // sticky, except for timeouts
-		sys     kernelReadState
-	}
-	out struct {
-		sync.Mutex
-		err     error // sticky
-		closing bool  // close_notify sent
-		// Records under the current write key: counted exactly at the
-		// last check, and at most estimated since. See afterWrite.
-		counted, estimated uint64
-	}
-	// updateTX is set when the peer asked for a key update while a write
-	// held c.out: the update then happens before the next chunk of data.
-	// Waiting for c.out in the reader could deadlock two ends whose
-	// writers each wait for the other's reader.
-	updateTX atomic.Bool
+	// The two directions, each with its own lock, secret, sticky error
+	// and protection; the handoff gives each to the kernel, or leaves it
+	// to crypto/tls. A reader never waits for the sending side's lock.
+	rx rxHalf // receive.go
+	tx txHalf // send.go
 	// activeCall counts writes in flight (Write, ReadFrom, UpdateKeys,
 	// CloseWrite, and a relay from another Conn's WriteTo into this one)
 	// and has bit 0 set once Close has been called, as in crypto/tls: a
 	// Close during a write only closes the socket, to unblock it, and never
-	// waits for c.out.
+	// waits for the sending side's lock.
 	activeCall atomic.Int32
-	// writeFailed is the fatal alert the read side sent, or would have
-	// sent had a writer not held c.out. A fatal error ends both directions
-	// (RFC 8446, Section 6.2), but the reader can't wait for c.out: a
-	// writer may hold it for as long as the peer doesn't read. So the
-	// reader records the error here, without the lock, and shuts the
-	// socket for writing to end a blocked call; writers check it between
-	// chunks and report it in place of the error the shutdown gave them.
-	writeFailed atomic.Pointer[error]
-}
-
-// handshakeConn is what crypto/tls runs over: the record-boundary reader,
-// plus the secrets of this connection's handshake. A server's
-// GetConfigForClient finds it as ClientHelloInfo.Conn.
-type handshakeConn struct {
-	*recordio.Conn
-	secrets *keylog.Secrets
-	// resumed is the session the handshake may resume, as the client's
-	// cache or the server's UnwrapSession gave it to crypto/tls; ktls
-	// only reads it (masterSecret).
-	resumed *tls.SessionState
 }
 
 // Client returns a new client side of a TLS connection over conn, as
@@ -135,6 +84,12 @@ func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *C
 		c.opts = *opts
 	}
 	c.hc = &handshakeConn{Conn: recordio.NewConn(conn, isClient)}
+	c.tx.sock = socket{conn}
+	c.tx.keyUpdateLimit = c.opts.keyUpdateLimit
+	c.rx.sock = socket{conn}
+	c.rx.tx = &c.tx
+	c.rx.rec = c.hc.Conn
+	c.rx.isClient = isClient
 	return c
 }
 
@@ -162,7 +117,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// failure (a peer can fail a handshake after the traffic secrets,
 		// by sending no certificate, say): do it now.
 		c.zeroSecrets()
-		return c.handshakeError(err)
+		return handshakeError(err, c.raw)
 	}
 	c.handoff()
 	if err := c.missingRequired(); err != nil {
@@ -176,15 +131,15 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// so it wiped nothing: the secrets kept for KeyUpdates are wiped
 		// here, as Close would have. (Either it sees handshakeDone, or
 		// this sees its bit.) A write in flight, such as one that ran
-		// this handshake or a relay into this Conn, may hold c.out for
-		// long: the last of them to end wipes the write secret
-		// (endWrite).
+		// this handshake or a relay into this Conn, may hold the sending
+		// side's lock for long: the last of them to end wipes the write
+		// secret (endWrite).
 		if x == 1 {
-			c.out.Lock()
-			c.zeroTXLocked()
-			c.out.Unlock()
+			c.tx.Lock()
+			c.tx.zeroSecretLocked()
+			c.tx.Unlock()
 		}
-		c.zeroRX()
+		c.rx.zeroAfterClose()
 		// Close went to crypto/tls, which may have sealed its
 		// close_notify under the application key after the handoff
 		// counted the records and before it took over crypto/tls's
@@ -214,18 +169,19 @@ func (c *Conn) missingRequired() error {
 // socket without close_notify, so the peer doesn't take the end for a
 // clean one. The handshake's secrets are zeroed.
 func (c *Conn) abortRequired() {
-	if c.kernelTX {
-		c.out.Lock()
-		c.sendAlertLocked(record.AlertLevelFatal, record.AlertInternalError)
-		c.out.Unlock()
+	if c.tx.kernel {
+		c.tx.Lock()
+		c.tx.sendAlertLocked(record.AlertLevelFatal, record.AlertInternalError)
+		c.tx.Unlock()
 	}
 	c.raw.Close()
-	c.in.Lock()
-	if c.deferred != nil {
-		c.deferred.secret.Zero()
-		c.deferred = nil
-	}
-	c.in.Unlock()
+	c.rx.Lock()
+	c.rx.zeroSecretsLocked()
+	c.rx.deferred = nil
+	c.rx.Unlock()
+	c.tx.Lock()
+	c.tx.zeroSecretLocked()
+	c.tx.Unlock()
 	c.zeroSecrets()
 }
 
@@ -287,20 +243,20 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	c.in.Lock()
-	defer c.unlockIn()
-	if len(c.in.pending) > 0 {
-		n := copy(b, c.in.pending)
-		c.in.pending = c.in.pending[n:]
+	c.rx.Lock()
+	defer c.unlockRX()
+	if len(c.rx.pending) > 0 {
+		n := copy(b, c.rx.pending)
+		c.rx.pending = c.rx.pending[n:]
 		return n, nil
 	}
-	if c.in.err != nil {
-		return 0, c.in.err
+	if c.rx.err != nil {
+		return 0, c.rx.err
 	}
 	switch {
-	case c.kernelRX.Load():
-		return c.readKernel(b)
-	case c.deferred != nil:
+	case c.rx.kernel.Load():
+		return c.rx.readKernel(b)
+	case c.rx.deferred != nil:
 		return c.readDeferred(b)
 	}
 	return c.readTLS(b)
@@ -326,15 +282,15 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
-	if !c.kernelTX {
+	if !c.tx.kernel {
 		n, err := c.tc.Write(b)
 		return n, fromTLS(err)
 	}
-	if err := c.lockOut(); err != nil {
+	if err := c.tx.lockWrite(); err != nil {
 		return 0, err
 	}
-	defer c.out.Unlock()
-	return c.writeKernel(b)
+	defer c.tx.Unlock()
+	return c.tx.writeKernel(b)
 }
 
 // beginWrite counts a write in flight, as crypto/tls does, so that a Close
@@ -357,47 +313,12 @@ func (c *Conn) endWrite() {
 	if c.activeCall.Add(-2) != 1 {
 		return
 	}
-	c.out.Lock()
-	if c.out.err == nil {
-		c.out.err = net.ErrClosed
+	c.tx.Lock()
+	if c.tx.err == nil {
+		c.tx.err = net.ErrClosed
 	}
-	c.zeroTXLocked()
-	c.out.Unlock()
-}
-
-// writeFailure returns the error that ended the writing side from the
-// read side (see writeFailed), or nil.
-func (c *Conn) writeFailure() error {
-	if p := c.writeFailed.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// failWrites records err as the end of the writing side, unless an error
-// is there already, and returns the one that stays.
-func (c *Conn) failWrites(err error) error {
-	c.writeFailed.CompareAndSwap(nil, &err)
-	return c.writeFailure()
-}
-
-// lockOut locks the writing side of an offloaded connection, or says why
-// nothing more can be written.
-func (c *Conn) lockOut() error {
-	c.out.Lock()
-	if err := c.writeFailure(); err != nil && c.out.err == nil {
-		c.out.err = err
-	}
-	switch {
-	case c.out.err != nil:
-		err := c.out.err
-		c.out.Unlock()
-		return err
-	case c.out.closing:
-		c.out.Unlock()
-		return errShutdown
-	}
-	return nil
+	c.tx.zeroSecretLocked()
+	c.tx.Unlock()
 }
 
 // UpdateKeys sends a TLS 1.3 KeyUpdate and moves to the next write key
@@ -409,18 +330,18 @@ func (c *Conn) UpdateKeys(requestPeer bool) error {
 	if err := c.Handshake(); err != nil {
 		return err
 	}
-	if !c.kernelTX {
+	if !c.tx.kernel {
 		return fmt.Errorf("ktls: UpdateKeys needs TX offload: %w", ErrNotSupported)
 	}
 	if err := c.beginWrite(); err != nil {
 		return err
 	}
 	defer c.endWrite()
-	if err := c.lockOut(); err != nil {
+	if err := c.tx.lockWrite(); err != nil {
 		return err
 	}
-	defer c.out.Unlock()
-	return c.updateTXLocked(requestPeer)
+	defer c.tx.Unlock()
+	return c.tx.updateKeyLocked(requestPeer)
 }
 
 // Close sends a close_notify alert, unless a write is in flight, and
@@ -442,7 +363,7 @@ func (c *Conn) Close() error {
 			break
 		}
 	}
-	if !c.handshakeDone.Load() || !c.kernelTX {
+	if !c.handshakeDone.Load() || !c.tx.kernel {
 		// The handoff wiped the secrets of a connection the kernel didn't
 		// take, and a failed handshake its own.
 		return c.tc.Close()
@@ -451,16 +372,16 @@ func (c *Conn) Close() error {
 		// A write is in flight: this Close is to unblock it. The last
 		// write to end wipes the write secret (endWrite).
 		err := c.raw.Close()
-		c.zeroRX()
+		c.rx.zeroAfterClose()
 		return err
 	}
-	// No write can start now, but the read side may hold c.out to send an
-	// alert or a KeyUpdate to a peer that doesn't read: the deadline
-	// bounds that wait, as it bounds the close_notify.
+	// No write can start now, but the read side may hold the sending
+	// side's lock to send an alert or a KeyUpdate to a peer that doesn't
+	// read: the deadline bounds that wait, as it bounds the close_notify.
 	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
-	alertErr := c.closeNotify()
+	alertErr := c.tx.closeNotify()
 	err := c.raw.Close()
-	c.zeroRX()
+	c.rx.zeroAfterClose()
 	if err != nil {
 		return err
 	}
@@ -479,8 +400,8 @@ func (c *Conn) CloseWrite() error {
 	}
 	defer c.endWrite()
 	var err error
-	if c.kernelTX {
-		err = c.closeNotify()
+	if c.tx.kernel {
+		err = c.tx.closeNotify()
 	} else {
 		err = c.tc.CloseWrite()
 	}
@@ -493,84 +414,16 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// closeNotifyTimeout bounds the close_notify, as in crypto/tls, so Close
-// never hangs on a peer that doesn't read.
-const closeNotifyTimeout = 5 * time.Second
-
-// closeNotify sends close_notify through the kernel. Nothing is written
-// after it, not even a KeyUpdate, so the write secret is wiped.
-func (c *Conn) closeNotify() error {
-	c.out.Lock()
-	defer c.out.Unlock()
-	if c.out.closing {
-		return nil
-	}
-	c.out.closing = true
-	defer c.zeroTXLocked()
-	if c.writeFailure() != nil {
-		// A fatal alert went first, or the socket is shut for writing.
-		return nil
-	}
-	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
-	err := c.sendAlertLocked(record.AlertLevelWarning, record.AlertCloseNotify)
-	c.raw.SetWriteDeadline(time.Time{})
-	return err
-}
-
-// zeroTXLocked wipes the TLS 1.3 write secret, which only a KeyUpdate
-// needs, once nothing more can be written. c.out is locked.
-func (c *Conn) zeroTXLocked() {
-	if c.txSecret != nil {
-		c.txSecret.Zero()
-		c.txSecret = nil
-	}
-}
-
-// unlockIn unlocks the reading side. After a Close, whose zeroRX found it
-// locked, the read that held it wipes the read secrets. Unlocking first
-// and trying the lock again can't miss: either Close's TryLock came after
-// this Unlock and did it, or it failed while this read held the lock,
-// after Close had set bit 0, which is then seen here.
-func (c *Conn) unlockIn() {
-	c.in.Unlock()
+// unlockRX unlocks the reading side. After a Close, whose zeroAfterClose
+// found it locked, the read that held it wipes the read secrets.
+// Unlocking first and trying the lock again can't miss: either Close's
+// TryLock came after this Unlock and did it, or it failed while this read
+// held the lock, after Close had set bit 0, which is then seen here.
+func (c *Conn) unlockRX() {
+	c.rx.Unlock()
 	if c.activeCall.Load()&1 != 0 {
-		c.zeroRX()
+		c.rx.zeroAfterClose()
 	}
-}
-
-// zeroRX wipes the read side's TLS 1.3 secrets after Close, unless a read
-// holds c.in; that read does it as it ends (unlockIn). Waiting for it
-// could mean waiting for a relay blocked on another connection.
-func (c *Conn) zeroRX() {
-	if !c.in.TryLock() {
-		return
-	}
-	defer c.in.Unlock()
-	if c.in.err == nil {
-		// Reads after Close fail before they could need a secret.
-		c.in.err = net.ErrClosed
-	}
-	for _, s := range []**keyschedule.ApplicationSecret{&c.rxSecret, &c.translateSecret} {
-		if *s != nil {
-			(*s).Zero()
-			*s = nil
-		}
-	}
-	if d := c.deferred; d != nil && d.secret != nil {
-		// The same secret as c.rxSecret, until a KeyUpdate.
-		d.secret.Zero()
-		d.secret = nil
-		if d.err == nil {
-			d.err = net.ErrClosed
-		}
-	}
-}
-
-// rawConn is the socket under the connection; the handoff checked it has
-// one.
-func (c *Conn) rawConn() syscall.RawConn {
-	rc, _ := c.raw.(syscall.Conn).SyscallConn()
-	return rc
 }
 
 var _ net.Conn = (*Conn)(nil)

@@ -1,8 +1,6 @@
 package ktls
 
 import (
-	"fmt"
-
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/record"
 )
@@ -77,65 +75,4 @@ func (d *deferredRX) see(rec []byte) {
 		d.secret.Zero()
 		d.secret, d.prot = next, p
 	}
-}
-
-// readDeferred reads through crypto/tls until the first application data,
-// then hands the receive direction to the kernel. c.in is locked.
-func (c *Conn) readDeferred(b []byte) (int, error) {
-	if cap(c.in.buf) < record.MaxCiphertextTLS12 {
-		c.in.buf = make([]byte, record.MaxCiphertextTLS12)
-	}
-	// A buffer larger than any record's plaintext: crypto/tls returns the
-	// whole record, so it holds nothing back when the kernel takes over.
-	buf := c.in.buf[:record.MaxCiphertextTLS12]
-	n, err := c.readTLS(buf)
-	if n == 0 {
-		return 0, err
-	}
-	d := c.deferred
-	c.deferred = nil
-	c.hc.OnRead(nil)
-
-	var reason, noPadReason error
-	switch {
-	case d.err != nil:
-		reason = withCode(CodeHandoff, fmt.Errorf("ktls: could not follow the peer's records before RX handoff: %w", d.err))
-	case d.hs.Pending():
-		reason = withCode(CodeHandoff, fmt.Errorf("ktls: a handshake message spans the RX handoff"))
-	default:
-		c.rxSecret = d.secret
-		keys := d.secret.Keys()
-		noPadReason, reason = c.installRX(keys, d.prot.Seq())
-		keys.Zero()
-		if reason != nil {
-			reason = withCode(CodeKernelRefused, reason)
-		}
-	}
-	if reason != nil {
-		// crypto/tls keeps reading, at full speed, and follows the peer's
-		// keys itself: ours are of no more use.
-		c.hc.ReadPassthrough()
-		d.secret.Zero()
-		c.rxSecret = nil
-		if c.opts.rxRequired() {
-			// The data read stays unread: the connection fails here, as
-			// the handshake would have if RX had not waited.
-			c.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
-			c.in.err = &RequiredError{Direction: "RX", Reason: reason}
-			c.handshakeMu.Lock()
-			c.offload.RXReason = reason
-			c.handshakeMu.Unlock()
-			return 0, c.in.err
-		}
-	}
-	c.handshakeMu.Lock()
-	c.offload.RX, c.offload.RXReason = reason == nil, reason
-	if reason == nil {
-		c.offload.RXNoPad, c.offload.RXNoPadReason = noPadReason == nil, noPadReason
-	}
-	c.handshakeMu.Unlock()
-
-	m := copy(b, buf[:n])
-	c.in.pending = buf[m:n]
-	return m, err
 }

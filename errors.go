@@ -53,7 +53,7 @@ var (
 	errEarlyCloseWrite = errors.New("tls: CloseWrite called before handshake complete")
 )
 
-// alertError is a fatal alert this side sent, in the form crypto/tls
+// localAlert is a fatal alert this side sent, in the form crypto/tls
 // returns it: a *net.OpError with Op "local error" around the alert, which
 // matches tls.AlertError with errors.As.
 func localAlert(alert uint8) error {
@@ -101,19 +101,19 @@ func fromTLS(err error) error {
 	return err
 }
 
-// handshakeError is fromTLS for a handshake's error. A first record that
-// is not TLS at all (the start of a plain HTTP request, say) gives a
-// tls.RecordHeaderError whose Conn is the connection crypto/tls runs
-// over, here the handoff's watcher; the caller uses it to answer in
-// plain text and close, as net/http answers an HTTP request to an HTTPS
-// server with a 400. It gets the socket itself, as from a tls.Conn, with
-// what else the peer had sent read, as crypto/tls would have read it (see
-// discardQueued). The error stays a bare RecordHeaderError, which is what
-// net/http checks for.
-func (c *Conn) handshakeError(err error) error {
+// handshakeError is fromTLS for the error of a handshake over raw. A
+// first record that is not TLS at all (the start of a plain HTTP request,
+// say) gives a tls.RecordHeaderError whose Conn is the connection
+// crypto/tls runs over, here the record reader (handshakeConn); the
+// caller uses it to answer in plain text and close, as net/http answers
+// an HTTP request to an HTTPS server with a 400. It gets raw itself, as
+// from a tls.Conn, with what else the peer had sent read, as crypto/tls
+// would have read it (see discardQueued). The error stays a bare
+// RecordHeaderError, which is what net/http checks for.
+func handshakeError(err error, raw net.Conn) error {
 	if re, ok := err.(tls.RecordHeaderError); ok && re.Conn != nil {
-		discardQueued(c.raw)
-		re.Conn = c.raw
+		discardQueued(raw)
+		re.Conn = raw
 		return re
 	}
 	return fromTLS(err)

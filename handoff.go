@@ -27,7 +27,7 @@ func (c *Conn) handoff() {
 		if !c.opts.rx() {
 			o.RXReason = ErrDisabled
 		}
-		c.hc.ReadPassthrough()
+		c.rx.stayOnTLS()
 		c.hc.WritePassthrough()
 		c.zeroSecrets()
 		return
@@ -37,13 +37,13 @@ func (c *Conn) handoff() {
 		testHookAfterTX(c)
 	}
 	if c.opts.ZerocopySendfile {
-		o.ZerocopySendfileReason = c.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
+		o.ZerocopySendfileReason = c.tx.setZerocopySendfile()
 		o.ZerocopySendfile = o.ZerocopySendfileReason == nil
 	}
 	o.RXReason = c.offloadRX(keys)
 	o.RX = o.RXReason == nil
 	keys.zero()
-	if c.suite.Version == tls.VersionTLS12 {
+	if keys.suite.Version == tls.VersionTLS12 {
 		c.zeroSecrets()
 	}
 }
@@ -56,25 +56,34 @@ var testHookAfterTX func(*Conn)
 // handoffKeys is the key material of both directions, with the sequence
 // number of the next record each way.
 type handoffKeys struct {
+	suite        *keyschedule.Suite
 	tx, rx       keyschedule.TrafficKeys
 	txSeq, rxSeq uint64
+	// The TLS 1.3 application traffic secrets, each until its direction
+	// takes it: the two the kernel's keys come from, kept for KeyUpdates,
+	// and crypto/tls's own write secret, which the translator follows
+	// while crypto/tls still reads (rxHalf.translate).
+	txSecret, rxSecret, translateSecret *keyschedule.ApplicationSecret
 }
 
+// zero wipes the keys, and the secrets no direction took.
 func (k *handoffKeys) zero() {
 	k.tx.Zero()
 	k.rx.Zero()
+	for _, s := range []**keyschedule.ApplicationSecret{&k.txSecret, &k.rxSecret, &k.translateSecret} {
+		if *s != nil {
+			(*s).Zero()
+			*s = nil
+		}
+	}
 }
 
+// zeroSecrets wipes the handshake's secrets: those the key log collected,
+// and the session the handshake may have resumed.
 func (c *Conn) zeroSecrets() {
 	if c.hc.secrets != nil {
 		c.hc.secrets.Zero()
 	}
-	for _, s := range []*keyschedule.ApplicationSecret{c.txSecret, c.rxSecret, c.translateSecret} {
-		if s != nil {
-			s.Zero()
-		}
-	}
-	c.txSecret, c.rxSecret, c.translateSecret = nil, nil, nil
 	// The resumed session holds its own secret; it is crypto/tls's and
 	// can't be wiped, but it need not live as long as the Conn.
 	c.hc.resumed = nil
@@ -102,12 +111,10 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 	if !ok {
 		return nil, withCode(CodeNotTCP, fmt.Errorf("ktls: the connection is a %T, which has no socket: %w", c.raw, ErrNotSupported))
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	if _, err := sc.SyscallConn(); err != nil {
 		return nil, withCode(CodeNotTCP, fmt.Errorf("ktls: %w", err))
 	}
-	c.suite = suite
-	keys, err := c.deriveKeys()
+	keys, err := c.deriveKeys(suite)
 	if err != nil {
 		if errors.Is(err, ErrResumedTLS12) {
 			return nil, err
@@ -116,51 +123,57 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 	}
 	info := kernel.NewCryptoInfo(suite, keys.tx, keys.txSeq)
 	defer info.Zero()
-	if err := c.install(rc, kernel.TX, info, true); err != nil {
+	if err := c.tx.sock.install(kernel.TX, info, true); err != nil {
 		keys.zero()
 		return nil, withCode(CodeKernelRefused, err)
 	}
 	// Until the kernel also decrypts, crypto/tls reads, and may answer
 	// with an alert under its own, now stale, write state.
-	c.translate, err = record.NewProtector(suite, keys.tx, keys.txSeq)
+	translate, err := record.NewProtector(suite, keys.tx, keys.txSeq)
 	if err != nil {
+		keys.zero()
 		return nil, err
 	}
-	c.hc.HandOffWrite(c.translateRecord)
-	c.kernelTX = true
+	c.rx.startTranslating(suite, translate, keys.translateSecret)
+	keys.translateSecret = nil
+	c.tx.toKernel(suite, keys.txSecret)
+	keys.txSecret = nil
 	return keys, nil
 }
 
 // offloadRX installs the receive key in the kernel, or says why not.
 func (c *Conn) offloadRX(keys *handoffKeys) error {
+	suite := keys.suite
 	if !c.opts.rx() {
 		c.rxStaysOnTLS(keys)
 		return ErrDisabled
 	}
-	if _, err := offloadable(c.suite.Version, c.suite.ID, kernel.RX); err != nil {
+	if _, err := offloadable(suite.Version, suite.ID, kernel.RX); err != nil {
 		c.rxStaysOnTLS(keys)
 		return err
 	}
-	if c.suite.Version == tls.VersionTLS13 && c.isClient && c.config != nil && c.config.ClientSessionCache != nil {
+	if suite.Version == tls.VersionTLS13 && c.isClient && c.config != nil && c.config.ClientSessionCache != nil {
 		// The server's NewSessionTicket messages follow its Finished.
 		// Only crypto/tls can turn them into sessions for the cache, so it
 		// reads until the first application data, and the kernel takes
-		// over from there: the follower keeps the secret until then.
-		d, err := newDeferredRX(c.suite, c.rxSecret, keys.rxSeq)
+		// over from there (readDeferred): the follower keeps the secret
+		// until then.
+		d, err := newDeferredRX(suite, keys.rxSecret, keys.rxSeq)
 		if err != nil {
 			c.rxStaysOnTLS(keys)
 			return withCode(CodeHandoff, err)
 		}
-		c.deferred = d
-		c.hc.OnRead(d.see)
+		keys.rxSecret = nil
+		c.rx.deferTo(d)
 		return ErrDeferred
 	}
-	noPadReason, err := c.installRX(keys.rx, keys.rxSeq)
+	noPadReason, err := c.rx.offload(suite, keys.rx, keys.rxSeq, keys.rxSecret, c.opts.rxNoPad())
 	if err != nil {
 		c.rxStaysOnTLS(keys)
 		return withCode(CodeKernelRefused, err)
 	}
-	c.offload.RXNoPad, c.offload.RXNoPadReason = noPadReason == nil && c.suite.Version == tls.VersionTLS13, noPadReason
+	keys.rxSecret = nil
+	c.offload.RXNoPad, c.offload.RXNoPadReason = noPadReason == nil && suite.Version == tls.VersionTLS13, noPadReason
 	return nil
 }
 
@@ -168,71 +181,90 @@ func (c *Conn) offloadRX(keys *handoffKeys) error {
 // has keys of its own and follows the peer's KeyUpdates itself, so ours
 // would only wait in memory to be stolen: they are zeroed and dropped.
 func (c *Conn) rxStaysOnTLS(keys *handoffKeys) {
-	c.hc.ReadPassthrough()
+	c.rx.stayOnTLS()
 	keys.rx.Zero()
-	if c.rxSecret != nil {
-		c.rxSecret.Zero()
-		c.rxSecret = nil
+	if keys.rxSecret != nil {
+		keys.rxSecret.Zero()
+		keys.rxSecret = nil
 	}
 }
 
-// installRX installs the receive key; from then on the kernel decrypts,
-// and crypto/tls neither reads nor writes the socket. It returns why
-// TLS_RX_EXPECT_NO_PAD is not in effect, for a TLS 1.3 connection.
-func (c *Conn) installRX(keys keyschedule.TrafficKeys, seq uint64) (noPadReason, err error) {
-	info := kernel.NewCryptoInfo(c.suite, keys, seq)
-	defer info.Zero()
-	if err := c.install(c.rawConn(), kernel.RX, info, false); err != nil {
-		return nil, err
+// readDeferred reads through crypto/tls until the first application data,
+// then hands the receive direction to the kernel: the handoff of a
+// receiving side that offloadRX deferred. c.rx is locked.
+func (c *Conn) readDeferred(b []byte) (int, error) {
+	h := &c.rx
+	if cap(h.buf) < record.MaxCiphertextTLS12 {
+		h.buf = make([]byte, record.MaxCiphertextTLS12)
 	}
-	if c.suite.Version == tls.VersionTLS13 {
-		noPadReason = ErrDisabled
-		if c.opts.rxNoPad() {
-			noPadReason = c.setOption(kernel.FeatureRXExpectNoPad, kernel.SetRXExpectNoPad)
+	// A buffer larger than any record's plaintext: crypto/tls returns the
+	// whole record, so it holds nothing back when the kernel takes over.
+	buf := h.buf[:record.MaxCiphertextTLS12]
+	n, err := c.readTLS(buf)
+	if n == 0 {
+		return 0, err
+	}
+	d := h.endDeferral()
+
+	var reason, noPadReason error
+	switch {
+	case d.err != nil:
+		reason = withCode(CodeHandoff, fmt.Errorf("ktls: could not follow the peer's records before RX handoff: %w", d.err))
+	case d.hs.Pending():
+		reason = withCode(CodeHandoff, fmt.Errorf("ktls: a handshake message spans the RX handoff"))
+	default:
+		keys := d.secret.Keys()
+		noPadReason, reason = h.offload(d.suite, keys, d.prot.Seq(), d.secret, c.opts.rxNoPad())
+		keys.Zero()
+		if reason != nil {
+			reason = withCode(CodeKernelRefused, reason)
 		}
 	}
-	c.hc.HandOffRead()
-	c.hc.StopTranslating()
-	c.translate = nil
-	if c.translateSecret != nil {
-		c.translateSecret.Zero()
-		c.translateSecret = nil
+	if reason != nil {
+		// crypto/tls keeps reading, at full speed, and follows the peer's
+		// keys itself: ours are of no more use.
+		h.stayOnTLS()
+		d.secret.Zero()
+		if c.opts.rxRequired() {
+			// The data read stays unread: the connection fails here, as
+			// the handshake would have if RX had not waited.
+			h.tx.sendAlertBestEffort(record.AlertLevelFatal, record.AlertInternalError)
+			h.err = &RequiredError{Direction: "RX", Reason: reason}
+			c.handshakeMu.Lock()
+			c.offload.RXReason = reason
+			c.handshakeMu.Unlock()
+			return 0, h.err
+		}
 	}
-	c.kernelRX.Store(true)
-	return noPadReason, nil
-}
+	c.handshakeMu.Lock()
+	c.offload.RX, c.offload.RXReason = reason == nil, reason
+	if reason == nil {
+		c.offload.RXNoPad, c.offload.RXNoPadReason = noPadReason == nil, noPadReason
+	}
+	c.handshakeMu.Unlock()
 
-// setOption sets an optional socket option if the kernel has it. A kernel
-// without it is no reason to fail: the connection works without.
-func (c *Conn) setOption(f *kernel.Feature, set func(fd int) error) error {
-	if err := f.Check(); err != nil {
-		return err
-	}
-	var serr error
-	err := c.rawConn().Control(func(fd uintptr) { serr = set(int(fd)) })
-	if err == nil {
-		err = serr
-	}
-	return err
+	m := copy(b, buf[:n])
+	h.pending = buf[m:n]
+	return m, err
 }
 
 // deriveKeys computes both directions' keys from the captured secrets, and
 // the sequence numbers from what crypto/tls read and wrote. Each sequence
 // number is proven, not assumed: see countRecords.
-func (c *Conn) deriveKeys() (*handoffKeys, error) {
+func (c *Conn) deriveKeys(suite *keyschedule.Suite) (*handoffKeys, error) {
 	sec := c.hc.secrets
 	if sec == nil {
 		return nil, errors.New("ktls: the handshake's secrets were not captured")
 	}
-	keys := &handoffKeys{}
+	keys := &handoffKeys{suite: suite}
 	// The keys of the records crypto/tls protected before the application
 	// keys, which the count needs: the TLS 1.3 handshake traffic keys of
 	// each direction. TLS 1.2 has one key change only.
 	var hsTX, hsRX keyschedule.TrafficKeys
 	defer func() { hsTX.Zero(); hsRX.Zero() }() // as set below, not now
-	switch c.suite.Version {
+	switch suite.Version {
 	case tls.VersionTLS12:
-		master, err := c.hc.masterSecret(c.suite.ID)
+		master, err := c.hc.masterSecret(suite.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +274,7 @@ func (c *Conn) deriveKeys() (*handoffKeys, error) {
 		if !ok1 || !ok2 {
 			return nil, errors.New("ktls: the TLS 1.2 randoms were not captured")
 		}
-		client, server, err := keyschedule.KeyBlock(c.suite, master, clientRandom[:], serverRandom[:])
+		client, server, err := keyschedule.KeyBlock(suite, master, clientRandom[:], serverRandom[:])
 		if err != nil {
 			return nil, err
 		}
@@ -262,30 +294,32 @@ func (c *Conn) deriveKeys() (*handoffKeys, error) {
 		if !ok1 || !ok2 || !ok3 || !ok4 {
 			return nil, errors.New("ktls: the TLS 1.3 traffic secrets were not captured")
 		}
-		client, err := keyschedule.NewApplicationSecret(c.suite, clientSecret)
+		client, err := keyschedule.NewApplicationSecret(suite, clientSecret)
 		if err != nil {
 			return nil, err
 		}
-		server, err := keyschedule.NewApplicationSecret(c.suite, serverSecret)
+		server, err := keyschedule.NewApplicationSecret(suite, serverSecret)
 		if err != nil {
+			client.Zero()
 			return nil, err
 		}
-		c.txSecret, c.rxSecret = client, server
+		keys.txSecret, keys.rxSecret = client, server
 		own, ownHS, peerHS := clientSecret, clientHS, serverHS
 		if !c.isClient {
-			c.txSecret, c.rxSecret = server, client
+			keys.txSecret, keys.rxSecret = server, client
 			own, ownHS, peerHS = serverSecret, serverHS, clientHS
 		}
 		// crypto/tls's own write key, which it keeps using while it reads.
-		if c.translateSecret, err = keyschedule.NewApplicationSecret(c.suite, own); err != nil {
-			return nil, err
-		}
-		keys.tx, keys.rx = c.txSecret.Keys(), c.rxSecret.Keys()
-		if hsTX, err = keyschedule.HandshakeKeys(c.suite, ownHS); err != nil {
+		if keys.translateSecret, err = keyschedule.NewApplicationSecret(suite, own); err != nil {
 			keys.zero()
 			return nil, err
 		}
-		if hsRX, err = keyschedule.HandshakeKeys(c.suite, peerHS); err != nil {
+		keys.tx, keys.rx = keys.txSecret.Keys(), keys.rxSecret.Keys()
+		if hsTX, err = keyschedule.HandshakeKeys(suite, ownHS); err != nil {
+			keys.zero()
+			return nil, err
+		}
+		if hsRX, err = keyschedule.HandshakeKeys(suite, peerHS); err != nil {
 			keys.zero()
 			return nil, err
 		}
@@ -318,47 +352,25 @@ func (c *Conn) deriveKeys() (*handoffKeys, error) {
 // kernel. Where a count can't be proven, offload is refused with the
 // reason: nothing is guessed.
 func (c *Conn) countRecords(keys *handoffKeys, hsTX, hsRX keyschedule.TrafficKeys) (txSeq, rxSeq uint64, err error) {
+	suite := keys.suite
 	written, read := c.hc.Written(), c.hc.ReadRecords()
-	if c.suite.Version == tls.VersionTLS12 {
-		if txSeq, err = written.Sequence12(c.suite, keys.tx); err != nil {
+	if suite.Version == tls.VersionTLS12 {
+		if txSeq, err = written.Sequence12(suite, keys.tx); err != nil {
 			return 0, 0, fmt.Errorf("%w (of the records crypto/tls wrote)", err)
 		}
-		if rxSeq, err = read.Sequence12(c.suite, keys.rx); err != nil {
+		if rxSeq, err = read.Sequence12(suite, keys.rx); err != nil {
 			return 0, 0, fmt.Errorf("%w (of the records crypto/tls read)", err)
 		}
 		return txSeq, rxSeq, nil
 	}
-	if txSeq, err = written.Sequence13(c.suite, hsTX, keys.tx); err != nil {
+	if txSeq, err = written.Sequence13(suite, hsTX, keys.tx); err != nil {
 		return 0, 0, fmt.Errorf("%w (of the records crypto/tls wrote)", err)
 	}
-	if rxSeq, err = read.Sequence13(c.suite, hsRX, keys.rx); err != nil {
+	if rxSeq, err = read.Sequence13(suite, hsRX, keys.rx); err != nil {
 		return 0, 0, fmt.Errorf("%w (of the records crypto/tls read)", err)
 	}
 	if rxSeq != 0 {
 		return 0, 0, fmt.Errorf("ktls: crypto/tls read %d records under the peer's application key during the handshake", rxSeq)
 	}
 	return txSeq, rxSeq, nil
-}
-
-// translateRecord is where records crypto/tls writes after the kernel took
-// over transmission go: an alert or KeyUpdate it sends while it still
-// reads. The record is opened with crypto/tls's write state and sent again
-// through the kernel.
-func (c *Conn) translateRecord(rec []byte) error {
-	typ, msg, err := c.translate.Open(rec)
-	if err != nil {
-		return err
-	}
-	switch typ {
-	case record.TypeAlert:
-		// crypto/tls sends alerts as it fails. Like the kernel path's
-		// own, they don't wait for a Write in flight.
-		if len(msg) == 2 {
-			c.sendAlertBestEffort(msg[0], msg[1])
-		}
-		return nil
-	case record.TypeHandshake:
-		return c.sendKeyUpdateFromTLS(msg)
-	}
-	return fmt.Errorf("ktls: internal error: crypto/tls wrote a record of type %d after the handoff", typ)
 }

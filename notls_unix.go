@@ -14,7 +14,7 @@ const notTLSDiscardLimit = 64 << 10
 // waiting for more, after a first record that is not TLS. crypto/tls,
 // reading a socket itself, takes in with the header whatever else has
 // come (the rest of a plain HTTP request, in one read of 512 bytes or
-// more); the handoff gave it only the header. Bytes left unread when the
+// more); the record reader under it gave it only the header. Bytes left unread when the
 // caller closes after its plaintext answer would make the close a reset,
 // and the client could lose the answer: curl says "Connection reset by
 // peer".

@@ -64,7 +64,7 @@ func FuzzPostHandshakeRecords(f *testing.F) {
 		}
 
 		// What went to the peer: at most the one alert, and nothing else.
-		c.raw.(*net.UnixConn).CloseWrite()
+		c.NetConn().(*net.UnixConn).CloseWrite()
 		sent, rerr := io.ReadAll(peer)
 		if rerr != nil {
 			t.Fatal(rerr)
@@ -93,22 +93,18 @@ func splitRecords(stream []byte) []phRecord {
 	return recs
 }
 
-// fuzzDeliver hands one record to the connection as readKernel does.
+// fuzzDeliver hands one record to the connection as readKernel does
+// with what recvmsg returned.
 func fuzzDeliver(c *Conn, typ uint8, body []byte) error {
-	c.in.Lock()
-	defer c.in.Unlock()
-	if typ != record.TypeApplicationData {
-		return c.controlRecordLocked(typ, body)
-	}
-	if len(body) == 0 {
-		return c.uselessRecord()
-	}
-	c.in.sys.useless = 0
-	return nil
+	c.rx.Lock()
+	defer c.rx.Unlock()
+	_, err := c.rx.recordLocked(typ, body)
+	return err
 }
 
 // fuzzConn makes a Conn in the state of one whose both directions the
-// kernel took, over one end of a socketpair; the other end is returned.
+// kernel took (newConnAfterHandoff), over one end of a socketpair; the
+// other end is returned.
 func fuzzConn(t *testing.T, tls13, isClient bool) (*Conn, net.Conn) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -131,13 +127,13 @@ func fuzzConn(t *testing.T, tls13, isClient bool) (*Conn, net.Conn) {
 		version, id = tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256
 	}
 	suite, _ := keyschedule.Lookup(version, id)
-	c := &Conn{raw: conns[0], isClient: isClient, suite: suite, kernelTX: true}
-	c.kernelRX.Store(true)
+	var txSecret, rxSecret *keyschedule.ApplicationSecret
 	if tls13 {
 		secret := bytes.Repeat([]byte{7}, 32)
-		c.txSecret, _ = keyschedule.NewApplicationSecret(suite, secret)
-		c.rxSecret, _ = keyschedule.NewApplicationSecret(suite, secret)
+		txSecret, _ = keyschedule.NewApplicationSecret(suite, secret)
+		rxSecret, _ = keyschedule.NewApplicationSecret(suite, secret)
 	}
+	c := newConnAfterHandoff(conns[0], isClient, suite, txSecret, rxSecret)
 	return c, conns[1]
 }
 
@@ -172,10 +168,10 @@ func checkOutcome(t *testing.T, c *Conn, err error, want phOutcome) {
 			t.Fatalf("got %v, want the failure to follow a key update", err)
 		}
 	}
-	if c.in.err != err {
-		t.Fatalf("the read side's sticky error is %v, not %v", c.in.err, err)
+	if c.rx.err != err {
+		t.Fatalf("the read side's sticky error is %v, not %v", c.rx.err, err)
 	}
-	if len(want.sent) == 2 && want.sent[0] == record.AlertLevelFatal && c.out.err == nil {
+	if len(want.sent) == 2 && want.sent[0] == record.AlertLevelFatal && c.tx.err == nil {
 		t.Fatalf("after sending a fatal alert, writes can still go on")
 	}
 }

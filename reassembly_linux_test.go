@@ -36,8 +36,8 @@ func TestPostHandshakeReassemblyLinear(t *testing.T) {
 	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(4*len(msg)); got > limit {
 		t.Errorf("reassembling a %d-byte message from 1-byte records allocated %d bytes, want at most %d", len(msg), got, limit)
 	}
-	if c.in.err != nil {
-		t.Fatalf("after the whole ticket: %v", c.in.err)
+	if c.rx.err != nil {
+		t.Fatalf("after the whole ticket: %v", c.rx.err)
 	}
 	// Nothing of the ticket is left: data may follow.
 	if err := fuzzDeliver(c, record.TypeApplicationData, []byte("data")); err != nil {

@@ -1,8 +1,6 @@
 package ktls
 
-import (
-	"io"
-)
+import "io"
 
 // ReadFrom copies from r until EOF, as io.Copy to the Conn does. Once the
 // kernel encrypts, a *os.File goes out with sendfile(2) and a TCP or Unix
@@ -21,14 +19,14 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
-	if !c.kernelTX {
+	if !c.tx.kernel {
 		return io.Copy(writerOnly{c}, r)
 	}
-	if err := c.lockOut(); err != nil {
+	if err := c.tx.lockWrite(); err != nil {
 		return 0, err
 	}
-	defer c.out.Unlock()
-	return c.readFromKernel(r)
+	defer c.tx.Unlock()
+	return c.tx.readFromKernel(r)
 }
 
 // WriteTo copies the plaintext the Conn reads to w until the peer's
@@ -47,72 +45,65 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
-	c.in.Lock()
-	if !c.kernelRX.Load() {
-		c.in.Unlock()
+	c.rx.Lock()
+	if !c.rx.kernel.Load() {
+		c.rx.Unlock()
 		return c.copyRead(w)
 	}
-	defer c.unlockIn()
+	defer c.unlockRX()
 	var n int64
-	if len(c.in.pending) > 0 {
-		m, err := w.Write(c.in.pending)
+	if len(c.rx.pending) > 0 {
+		m, err := w.Write(c.rx.pending)
 		n += int64(m)
-		c.in.pending = c.in.pending[m:]
+		c.rx.pending = c.rx.pending[m:]
 		if err != nil {
 			return n, err
 		}
 	}
-	if c.in.err != nil {
-		if c.in.err == io.EOF {
+	if c.rx.err != nil {
+		if c.rx.err == io.EOF {
 			return n, nil
 		}
-		return n, c.in.err
+		return n, c.rx.err
 	}
-	m, err := c.writeToKernel(w)
+	var relay *txHalf
+	if d, ok := w.(*Conn); ok {
+		var release func()
+		if relay, release = d.lockRelay(); relay != nil {
+			defer release()
+		}
+	}
+	m, err := c.rx.writeToKernel(w, relay)
 	return n + m, err
+}
+
+// lockRelay makes a relay from another Conn's WriteTo a write in flight
+// on c, and gives it c's sending side, locked, for as long as it lasts:
+// c's Close doesn't wait for it. It returns nil if c's kernel doesn't
+// encrypt, or c can't be written; the relay then writes to c as any
+// writer does.
+func (c *Conn) lockRelay() (tx *txHalf, release func()) {
+	if !c.handshakeDone.Load() || !c.tx.kernel {
+		return nil, nil
+	}
+	if c.beginWrite() != nil {
+		return nil, nil
+	}
+	if c.tx.lockWrite() != nil {
+		c.endWrite()
+		return nil, nil
+	}
+	return &c.tx, func() { c.tx.Unlock(); c.endWrite() }
 }
 
 // copyRead is WriteTo while crypto/tls reads: io.Copy, except that what
 // w doesn't take is kept for the next Read, where io.Copy would drop it.
 func (c *Conn) copyRead(w io.Writer) (int64, error) {
 	return copyKeeping(w, make([]byte, 32<<10), c.Read, func(rest []byte) {
-		c.in.Lock()
-		defer c.unlockIn()
-		c.keepPendingLocked(rest)
+		c.rx.Lock()
+		defer c.unlockRX()
+		c.rx.keepPendingLocked(rest)
 	})
-}
-
-// copyKeeping copies what read returns to w, in buf's size, until the
-// stream ends. What w doesn't take of a chunk goes to keep, so that no
-// byte read is lost.
-func copyKeeping(w io.Writer, buf []byte, read func([]byte) (int, error), keep func(rest []byte)) (int64, error) {
-	var written int64
-	for {
-		n, err := read(buf)
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
-			written += int64(m)
-			if werr == nil && m < n {
-				werr = io.ErrShortWrite
-			}
-			if werr != nil {
-				keep(buf[m:n:n])
-				return written, werr
-			}
-		}
-		if err == io.EOF {
-			return written, nil
-		}
-		if err != nil {
-			return written, err
-		}
-	}
-}
-
-// keepPendingLocked puts rest back for the next Read, before what Read
-// keeps itself, which came after it. c.in is locked.
-func (c *Conn) keepPendingLocked(rest []byte) {
-	c.in.pending = append(rest, c.in.pending...)
 }
 
 // writerOnly hides ReadFrom, so io.Copy doesn't come back to it.

@@ -9,8 +9,16 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/record"
 )
+
+// setZerocopySendfile sets TLS_TX_ZEROCOPY_RO (Options.ZerocopySendfile)
+// on a socket the kernel encrypts: sendfile then encrypts straight from
+// the page cache. It returns why not, where the kernel lacks it.
+func (h *txHalf) setZerocopySendfile() error {
+	return h.sock.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
+}
 
 // readFromStep bounds one ReadFrom step. Between steps ReadFrom updates
 // the key if one is due (from a regular file, a step is at most 2^12
@@ -20,8 +28,8 @@ import (
 const readFromStep = 16 << 20
 
 // readFromKernel copies r into the socket the kernel encrypts, in steps.
-// c.out is locked.
-func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
+// h is locked.
+func (h *txHalf) readFromKernel(r io.Reader) (int64, error) {
 	lr, limited := r.(*io.LimitedReader)
 	src := r
 	if limited {
@@ -36,15 +44,15 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 	// time.
 	stepLen := int64(readFromStep)
 	perByte := !isRegularFile(src)
-	if limit := c.recordLimit(); perByte && limit != 0 {
-		stepLen = max(1, min(stepLen, int64(c.recordMargin())))
+	if limit := h.recordLimit(); perByte && limit != 0 {
+		stepLen = max(1, min(stepLen, int64(h.recordMargin())))
 	}
 	var written int64
 	for {
-		if err := c.writeFailure(); err != nil {
+		if err := h.failure(); err != nil {
 			return written, err
 		}
-		if err := c.pendingUpdateLocked(); err != nil {
+		if err := h.pendingUpdateLocked(); err != nil {
 			return written, err
 		}
 		step := &io.LimitedReader{R: r, N: stepLen}
@@ -53,20 +61,20 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 			// it knows, a LimitedReader around the source.
 			step = &io.LimitedReader{R: lr.R, N: min(lr.N, stepLen)}
 		}
-		n, err := c.readFromKernelStep(step)
+		n, err := h.readFromKernelStep(step)
 		written += n
 		if limited {
 			lr.N -= n
 		}
 		if err == nil {
 			if perByte {
-				err = c.afterRecords(uint64(n))
+				err = h.afterRecords(uint64(n))
 			} else {
-				err = c.afterWrite(n)
+				err = h.afterWrite(n)
 			}
 		}
 		if err == nil && n > 0 {
-			err = c.checkSent()
+			err = h.checkSent()
 		}
 		if err != nil || n < stepLen || limited && lr.N <= 0 {
 			return written, err
@@ -98,14 +106,14 @@ var errClosedUnderTLS = fmt.Errorf("the connection was closed, and the kernel's 
 // error in 6 runs of 48, on each of 6.1.192, 6.12.118 and 7.3.4
 // (TestPeerClosesMidTransfer). poll(2) still reports the hangup. Plain
 // writes keep the error (TestWritesAfterPeerReset) and are not checked.
-// c.out is locked.
-func (c *Conn) checkSent() error {
+// h is locked.
+func (h *txHalf) checkSent() error {
 	var (
 		revents int16
 		soerr   int
 		serr    error
 	)
-	err := c.rawConn().Control(func(fd uintptr) {
+	err := h.sock.rawConn().Control(func(fd uintptr) {
 		if revents, serr = pollNow(fd, unix.POLLOUT); serr != nil {
 			serr = os.NewSyscallError("poll", serr)
 			return
@@ -129,11 +137,12 @@ func (c *Conn) checkSent() error {
 			return nil
 		}
 	}
-	c.out.err = c.opError("write", err)
-	return c.out.err
+	h.err = h.sock.opError("write", err)
+	return h.err
 }
 
-func (c *Conn) readFromKernelStep(r io.Reader) (int64, error) {
+// readFromKernelStep copies one step of readFromKernel. h is locked.
+func (h *txHalf) readFromKernelStep(r io.Reader) (int64, error) {
 	src, remain := r, int64(-1)
 	lr, limited := r.(*io.LimitedReader)
 	if limited {
@@ -148,27 +157,28 @@ func (c *Conn) readFromKernelStep(r io.Reader) (int64, error) {
 	)
 	if f, ok := src.(*os.File); ok && isPipe(f) {
 		// net's own ReadFrom would read a pipe into user space.
-		n, err = c.spliceFromPipe(f, remain)
+		n, err = h.sock.spliceFromPipe(f, remain)
 		if limited {
 			lr.N -= n
 		}
-	} else if rf, ok := c.raw.(io.ReaderFrom); ok {
+	} else if rf, ok := h.sock.conn.(io.ReaderFrom); ok {
 		// A *net.TCPConn: sendfile for files, splice for sockets, plain
 		// writes otherwise; all of it into the kernel's TLS layer.
 		n, err = rf.ReadFrom(r)
 	} else {
-		n, err = io.Copy(writerOnly{kernelWriter{c}}, r)
+		// kernelWriter has no ReadFrom of its own to come back to.
+		n, err = io.Copy(kernelWriter{h}, r)
 	}
 	if err != nil {
-		err = c.writeErrorLocked(c.opError("write", err))
+		err = h.writeErrorLocked(h.sock.opError("write", err))
 	}
 	return n, err
 }
 
-// kernelWriter writes through the kernel with c.out already locked.
-type kernelWriter struct{ c *Conn }
+// kernelWriter writes through the kernel with h already locked.
+type kernelWriter struct{ h *txHalf }
 
-func (w kernelWriter) Write(b []byte) (int, error) { return w.c.writeKernel(b) }
+func (w kernelWriter) Write(b []byte) (int, error) { return w.h.writeKernel(b) }
 
 func isPipe(f *os.File) bool {
 	st, err := f.Stat()
@@ -180,14 +190,14 @@ const spliceChunk = 1 << 20
 
 // spliceFromPipe splices from a pipe into the socket until the pipe's
 // writer closes it, or remain bytes (-1: no limit).
-func (c *Conn) spliceFromPipe(f *os.File, remain int64) (int64, error) {
+func (s socket) spliceFromPipe(f *os.File, remain int64) (int64, error) {
 	prc, err := f.SyscallConn()
 	if err != nil {
 		return 0, err
 	}
 	var pfd int
 	prc.Control(func(fd uintptr) { pfd = int(fd) })
-	src := c.rawConn()
+	src := s.rawConn()
 	var written int64
 	for remain != 0 {
 		// Ask for exactly what the pipe holds. Asked for more, the
@@ -265,20 +275,12 @@ func pollNow(fd uintptr, events int16) (revents int16, err error) {
 	}
 }
 
-// writeToKernel copies what the kernel decrypts to w. c.in is locked.
-func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
-	dst, release, ok := spliceTarget(w)
-	if !ok {
-		return c.copyKernel(w)
-	}
-	defer release()
-	p, err := newSplicePipe()
-	if err != nil {
-		return c.copyKernel(w)
-	}
-	defer p.close()
+// writeToKernel copies what the kernel decrypts to w. relay, if not nil,
+// is the sending side of w, another *Conn, locked for the relay
+// (Conn.lockRelay). h is locked.
+func (h *rxHalf) writeToKernel(w io.Writer, relay *txHalf) (int64, error) {
 	// Into another *Conn, the relay writes as that Conn's writer
-	// (spliceTarget holds its lock), so it does what a writer does: a
+	// (lockRelay holds its lock), so it does what a writer does: a
 	// KeyUpdate the peer asked for goes before the next chunk, a fatal
 	// error from its read side stops it, and the records count towards
 	// the key's limit. Splice also goes down the same kernel path as
@@ -286,14 +288,28 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 	// gets the same check every readFromStep bytes and before the copy is
 	// reported done. That check has not been seen to fire here: in 84
 	// relays to a peer that reset (TestRelayToResetPeer), splice itself
-	// failed with EPIPE or ECONNRESET every time.
-	d, _ := w.(*Conn)
+	// failed with EPIPE or ECONNRESET every time. Whatever does not go by
+	// splice goes through kernelWriter: the Conn's own Write would wait
+	// for the lock the relay holds.
+	var dst syscall.RawConn
+	d := relay
 	if d != nil {
+		dst = d.sock.rawConn()
 		w = kernelWriter{d}
+	} else {
+		var ok bool
+		if dst, ok = spliceTarget(w); !ok {
+			return h.copyKernel(w)
+		}
 	}
+	p, err := newSplicePipe()
+	if err != nil {
+		return h.copyKernel(w)
+	}
+	defer p.close()
 	var written, unchecked int64 // unchecked: into d since its last checkSent
 	for {
-		n, err := c.spliceToPipe(p)
+		n, err := h.sock.spliceToPipe(p)
 		switch {
 		case errors.Is(err, unix.EINVAL), err == nil && n == 0:
 			// EINVAL: the next record is not application data, and
@@ -301,7 +317,7 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			// or splice took an empty application_data record, which is
 			// legal. Either way recvmsg takes the next record, and tells
 			// them apart.
-			m, err := c.controlRecord(w, err == nil)
+			m, err := h.controlRecord(w, err == nil)
 			written += m
 			if err == io.EOF {
 				err = nil
@@ -315,21 +331,21 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			}
 			continue
 		case err != nil:
-			return written, c.readError(err)
+			return written, h.readError(err)
 		}
-		c.in.sys.useless = 0
+		h.useless = 0
 		// From here the n bytes in the pipe exist nowhere else: they
 		// have left the socket. Whatever fails, they go to w or stay
 		// for the next Read (rescuePipe), never to the pipe's close.
 		if d != nil {
-			err := d.writeFailure()
+			err := d.failure()
 			if err == nil {
 				err = d.pendingUpdateLocked()
 			}
 			if err != nil {
 				// d can't be written any more: writing the data after
 				// all would break its key schedule or its alert.
-				_, rerr := c.rescuePipe(p, n, w, false)
+				_, rerr := h.rescuePipe(p, n, w, false)
 				if rerr == nil {
 					rerr = err
 				}
@@ -342,14 +358,14 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 			// Splice into dst failed: dst may not take splice at all (a
 			// file system without it), or it failed. Either way user
 			// space is the only way left to dst.
-			m, werr := c.rescuePipe(p, n-m, w, true)
+			m, werr := h.rescuePipe(p, n-m, w, true)
 			written += m
 			if werr != nil {
 				return written, werr
 			}
 			// dst took through write(2) what splice could not give it:
 			// go on that way.
-			m, err = c.copyKernel(w)
+			m, err = h.copyKernel(w)
 			written += m
 			if err == nil && d != nil && unchecked > 0 {
 				err = d.checkSent()
@@ -374,8 +390,8 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 // rescuePipe takes the left bytes in the pipe back into user space after
 // a splice into the destination failed, offers them to w once if write
 // is set, and keeps what w didn't take for the next Read. It returns
-// what w took, and w's error. c.in is locked, and c.in.pending is empty.
-func (c *Conn) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (int64, error) {
+// what w took, and w's error. h is locked, and h.pending is empty.
+func (h *rxHalf) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (int64, error) {
 	if left <= 0 {
 		return 0, nil
 	}
@@ -384,11 +400,11 @@ func (c *Conn) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (i
 		// Not seen to happen: the bytes are in the pipe. Should it, the
 		// stream has a hole in it, and reading on must fail rather than
 		// skip it.
-		c.in.err = fmt.Errorf("ktls: %d decrypted bytes could not be taken back from the splice pipe: %w", left, err)
-		return 0, c.in.err
+		h.err = fmt.Errorf("ktls: %d decrypted bytes could not be taken back from the splice pipe: %w", left, err)
+		return 0, h.err
 	}
 	if !write {
-		c.in.pending = buf
+		h.pending = buf
 		return 0, nil
 	}
 	m, err := w.Write(buf)
@@ -396,89 +412,70 @@ func (c *Conn) rescuePipe(p *splicePipe, left int64, w io.Writer, write bool) (i
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		c.in.pending = buf[m:]
+		h.pending = buf[m:]
 	}
 	return int64(m), err
 }
 
 // copyKernel is writeToKernel for a writer splice can't reach. What w
-// doesn't take stays for the next Read. c.in is locked.
-func (c *Conn) copyKernel(w io.Writer) (int64, error) {
-	return copyKeeping(w, make([]byte, 64<<10), c.readKernel, c.keepPendingLocked)
+// doesn't take stays for the next Read. h is locked.
+func (h *rxHalf) copyKernel(w io.Writer) (int64, error) {
+	return copyKeeping(w, make([]byte, 64<<10), h.readKernel, h.keepPendingLocked)
 }
 
 // controlRecord reads the record that stopped a splice: an alert, a
 // handshake message, the end of the stream, or, if data came first after
 // all, data for w. afterEmpty says splice returned 0, which it does both
 // at the end of the stream and for an empty record it took: unless the
-// stream ended, that record counts as useless.
-func (c *Conn) controlRecord(w io.Writer, afterEmpty bool) (int64, error) {
-	if cap(c.in.buf) < record.MaxPlaintext {
-		c.in.buf = make([]byte, record.MaxCiphertextTLS12)
+// stream ended, that record counts as useless. h is locked.
+func (h *rxHalf) controlRecord(w io.Writer, afterEmpty bool) (int64, error) {
+	if cap(h.buf) < record.MaxPlaintext {
+		h.buf = make([]byte, record.MaxCiphertextTLS12)
 	}
-	buf := c.in.buf[:record.MaxPlaintext]
-	n, typ, err := c.recvRecord(buf)
+	buf := h.buf[:record.MaxPlaintext]
+	n, typ, err := h.recvRecord(buf)
 	if err != nil {
-		return 0, c.readError(err)
+		return 0, h.readError(err)
 	}
 	if afterEmpty && typ != 0 {
-		if err := c.uselessRecord(); err != nil {
+		if err := h.uselessRecord(); err != nil {
 			return 0, err
 		}
 	}
-	if typ == record.TypeApplicationData {
-		if n == 0 {
-			return 0, c.uselessRecord()
-		}
-		c.in.sys.useless = 0
-		m, err := w.Write(buf[:n])
-		if err == nil && m < n {
-			err = io.ErrShortWrite
-		}
-		if err != nil {
-			c.in.pending = buf[m:n] // for the next Read
-		}
-		return int64(m), err
+	if data, err := h.recordLocked(typ, buf[:n]); !data || err != nil {
+		return 0, err
 	}
-	return 0, c.controlRecordLocked(typ, buf[:n])
+	m, err := w.Write(buf[:n])
+	if err == nil && m < n {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		h.pending = buf[m:n] // for the next Read
+	}
+	return int64(m), err
 }
 
-// spliceTarget returns the raw connection splice writes to for w, and
-// what to call when done.
-func spliceTarget(w io.Writer) (syscall.RawConn, func(), bool) {
+// spliceTarget returns the raw connection splice writes to for w: a
+// file or a socket. (Another *Conn is Conn.lockRelay's.)
+func spliceTarget(w io.Writer) (syscall.RawConn, bool) {
 	switch d := w.(type) {
-	case *Conn:
-		// Another connection whose kernel encrypts: splice its socket.
-		// The relay is a write in flight there, so d's Close doesn't wait
-		// for it, and it holds d's write lock throughout.
-		if !d.handshakeDone.Load() || !d.kernelTX {
-			return nil, nil, false
-		}
-		if d.beginWrite() != nil {
-			return nil, nil, false
-		}
-		if d.lockOut() != nil {
-			d.endWrite()
-			return nil, nil, false
-		}
-		return d.rawConn(), func() { d.out.Unlock(); d.endWrite() }, true
 	case *os.File:
 		rc, err := d.SyscallConn()
 		if err != nil || !spliceWritable(rc) {
-			return nil, nil, false
+			return nil, false
 		}
-		return rc, func() {}, true
+		return rc, true
 	case syscall.Conn:
 		switch w.(type) {
 		case interface{ CloseWrite() error }: // TCP and Unix stream sockets
 			rc, err := d.SyscallConn()
 			if err != nil {
-				return nil, nil, false
+				return nil, false
 			}
-			return rc, func() {}, true
+			return rc, true
 		}
 	}
-	return nil, nil, false
+	return nil, false
 }
 
 // spliceWritable reports whether splice(2) can write to the file: it
@@ -521,12 +518,12 @@ func (p *splicePipe) close() {
 
 // spliceToPipe moves decrypted data from the socket into the pipe,
 // waiting in the poller for data.
-func (c *Conn) spliceToPipe(p *splicePipe) (int64, error) {
+func (s socket) spliceToPipe(p *splicePipe) (int64, error) {
 	var (
 		n    int64
 		serr error
 	)
-	err := c.rawConn().Read(func(fd uintptr) bool {
+	err := s.rawConn().Read(func(fd uintptr) bool {
 		for {
 			n, serr = unix.Splice(int(fd), nil, p.w, nil, spliceChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			if serr == unix.EINTR {
@@ -536,7 +533,7 @@ func (c *Conn) spliceToPipe(p *splicePipe) (int64, error) {
 		}
 	})
 	if err != nil {
-		return 0, c.opError("read", err)
+		return 0, s.opError("read", err)
 	}
 	if serr != nil {
 		return 0, os.NewSyscallError("splice", serr)

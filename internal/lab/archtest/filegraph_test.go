@@ -24,13 +24,9 @@ import (
 // files below it, so a reader can start at conn.go and never be sent back
 // up. backArrowLimit bounds the arrows that break that order, counted
 // against the best order there is.
-const (
-	// TODO(issue 15): lower to backArrowGoal once the root package has one
-	// type per direction; until then the limit is today's count, so the test
-	// reports without failing but catches new back arrows.
-	backArrowLimit = 7
-	backArrowGoal  = 2
-)
+// Issue 15 found 7 with each direction's state spread over Conn; one type
+// per direction brought it to 1.
+const backArrowLimit = 2
 
 // TestRootFileOrder measures the root package's file graph, as built for
 // GOOS=linux: file A has an arrow to file B when A uses an identifier
@@ -48,7 +44,7 @@ func TestRootFileOrder(t *testing.T) {
 		t.Logf("  %2d %-22s uses %2d files, used by %2d", i+1, g.files[f], bits.OnesCount64(g.out[f]), g.inCount(f))
 	}
 	report := g.describe(back)
-	t.Logf("%d arrows run back up (limit %d, goal %d):\n%s", len(back), backArrowLimit, backArrowGoal, report)
+	t.Logf("%d arrows run back up (limit %d):\n%s", len(back), backArrowLimit, report)
 	if len(back) > backArrowLimit {
 		t.Errorf("%d arrows run back up in the root package's files, want at most %d:\n%s", len(back), backArrowLimit, report)
 	}
