@@ -59,6 +59,7 @@ func clientConfig(user *tls.Config, hc *handshakeConn) *tls.Config {
 	}
 	hc.secrets = keylog.NewSecrets(cfg.KeyLogWriter)
 	cfg.KeyLogWriter = hc.secrets
+	hc.recordSizingOff = cfg.DynamicRecordSizingDisabled
 	if cfg.ClientSessionCache != nil {
 		cfg.ClientSessionCache = &sessionCache{ClientSessionCache: cfg.ClientSessionCache, hc: hc}
 	}
@@ -114,6 +115,7 @@ func connConfig(base *tls.Config, hc *handshakeConn) *tls.Config {
 	cfg.GetConfigForClient = nil
 	hc.secrets = keylog.NewSecrets(base.KeyLogWriter)
 	cfg.KeyLogWriter = hc.secrets
+	hc.recordSizingOff = base.DynamicRecordSizingDisabled
 	if base.UnwrapSession != nil {
 		cfg.UnwrapSession = hc.watchUnwrap(base.UnwrapSession)
 	}

@@ -66,6 +66,7 @@ type Conn struct {
 		// Records under the current write key: counted exactly at the
 		// last check, and at most estimated since. See afterWrite.
 		counted, estimated uint64
+		sizing             recordSizing // the cap on the kernel's records (recordsize.go)
 	}
 	// updateTX is set when the peer asked for a key update while a write
 	// held c.out: the update then happens before the next chunk of data.
@@ -98,6 +99,9 @@ type handshakeConn struct {
 	// cache or the server's UnwrapSession gave it to crypto/tls; ktls
 	// only reads it (masterSecret).
 	resumed *tls.SessionState
+	// recordSizingOff is the handshake's config's
+	// DynamicRecordSizingDisabled: GetConfigForClient's, where it gave one.
+	recordSizingOff bool
 }
 
 // Client returns a new client side of a TLS connection over conn, as

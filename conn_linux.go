@@ -481,9 +481,10 @@ func (c *Conn) writeKernelChunk(b []byte) (int, error) {
 	)
 	err := c.rawConn().Write(func(fd uintptr) bool {
 		for written < len(b) {
-			n, err := unix.Write(int(fd), b[written:])
+			n, err := unix.Write(int(fd), b[written:written+int(c.out.sizing.room(int64(len(b)-written)))])
 			if n > 0 {
 				written += n
+				c.sentRecords(int(fd), int64(n))
 			}
 			switch {
 			case err == unix.EINTR:

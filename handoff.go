@@ -40,6 +40,7 @@ func (c *Conn) handoff() {
 		o.ZerocopySendfileReason = c.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
 		o.ZerocopySendfile = o.ZerocopySendfileReason == nil
 	}
+	o.RecordSizing, o.RecordSizingReason = c.startRecordSizing()
 	o.RXReason = c.offloadRX(keys)
 	o.RX = o.RXReason == nil
 	keys.zero()

@@ -47,17 +47,19 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 		if err := c.pendingUpdateLocked(); err != nil {
 			return written, err
 		}
-		step := &io.LimitedReader{R: r, N: stepLen}
+		stepN := c.out.sizing.room(stepLen) // the records grow at the threshold
+		step := &io.LimitedReader{R: r, N: stepN}
 		if limited {
 			// Keep the caller's limit in force: hand net the same shape
 			// it knows, a LimitedReader around the source.
-			step = &io.LimitedReader{R: lr.R, N: min(lr.N, stepLen)}
+			step = &io.LimitedReader{R: lr.R, N: min(lr.N, stepN)}
 		}
 		n, err := c.readFromKernelStep(step)
 		written += n
 		if limited {
 			lr.N -= n
 		}
+		c.sentRecordsConn(n)
 		if err == nil {
 			if perByte {
 				err = c.afterRecords(uint64(n))
@@ -68,7 +70,7 @@ func (c *Conn) readFromKernel(r io.Reader) (int64, error) {
 		if err == nil && n > 0 {
 			err = c.checkSent()
 		}
-		if err != nil || n < stepLen || limited && lr.N <= 0 {
+		if err != nil || n < stepN || limited && lr.N <= 0 {
 			return written, err
 		}
 	}
@@ -359,6 +361,7 @@ func (c *Conn) writeToKernel(w io.Writer) (int64, error) {
 		if d == nil {
 			continue
 		}
+		d.sentRecordsConn(m)
 		if err := d.afterWrite(m); err != nil {
 			return written, err
 		}
