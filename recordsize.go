@@ -124,7 +124,12 @@ func (c *Conn) sentRecords(fd int, n int64) {
 }
 
 // sentRecordsConn is sentRecords for a path that has no fd at hand: net's
-// sendfile and splice, and the relay's. c.out is locked.
+// sendfile and splice, and the relay's. ReadFrom stops its steps at the
+// threshold (room); the relay into a Conn doesn't, so the splice that
+// crosses it, one record of the source's at most (tls_sw_splice_read
+// moves one at a time), still goes in small records. c.out is locked.
+// Where the fd can't be had, the Conn is closed, and nothing more is
+// written.
 func (c *Conn) sentRecordsConn(n int64) {
 	if c.out.sizing.small == 0 || n <= 0 {
 		return
