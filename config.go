@@ -59,6 +59,9 @@ type handshakeConn struct {
 	// cache or the server's UnwrapSession gave it to crypto/tls; ktls
 	// only reads it (masterSecret).
 	resumed *tls.SessionState
+	// recordSizingOff is the handshake's config's
+	// DynamicRecordSizingDisabled: GetConfigForClient's, where it gave one.
+	recordSizingOff bool
 }
 
 // testHookResumedMaster, if set, sees (and may change) the master secret
@@ -73,6 +76,7 @@ func clientConfig(user *tls.Config, hc *handshakeConn) *tls.Config {
 	}
 	hc.secrets = keylog.NewSecrets(cfg.KeyLogWriter)
 	cfg.KeyLogWriter = hc.secrets
+	hc.recordSizingOff = cfg.DynamicRecordSizingDisabled
 	if cfg.ClientSessionCache != nil {
 		cfg.ClientSessionCache = &sessionCache{ClientSessionCache: cfg.ClientSessionCache, hc: hc}
 	}
@@ -128,6 +132,7 @@ func connConfig(base *tls.Config, hc *handshakeConn) *tls.Config {
 	cfg.GetConfigForClient = nil
 	hc.secrets = keylog.NewSecrets(base.KeyLogWriter)
 	cfg.KeyLogWriter = hc.secrets
+	hc.recordSizingOff = base.DynamicRecordSizingDisabled
 	if base.UnwrapSession != nil {
 		cfg.UnwrapSession = hc.watchUnwrap(base.UnwrapSession)
 	}

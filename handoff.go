@@ -40,6 +40,7 @@ func (c *Conn) handoff() {
 		o.ZerocopySendfileReason = c.tx.setZerocopySendfile()
 		o.ZerocopySendfile = o.ZerocopySendfileReason == nil
 	}
+	o.RecordSizing, o.RecordSizingReason = c.tx.startRecordSizing(c.hc.recordSizingOff)
 	o.RXReason = c.offloadRX(keys)
 	o.RX = o.RXReason == nil
 	keys.zero()

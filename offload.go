@@ -99,6 +99,16 @@ type Offload struct {
 	// offloaded.
 	RXNoPad       bool
 	RXNoPadReason error
+	// RecordSizing is set when the kernel sizes records as crypto/tls
+	// does, with TLS_TX_MAX_PAYLOAD_LEN (Linux 6.19): records that fit one
+	// TCP segment until 128 KiB have been sent, then 16 KiB ones.
+	// RecordSizingReason says why not for a connection whose TX is
+	// offloaded: without it the kernel sends 16 KiB records from the first
+	// byte, which makes the peer wait longer for the first byte it can
+	// decrypt on a slow or lossy link. tls.Config.DynamicRecordSizingDisabled
+	// turns it off, as it does crypto/tls's.
+	RecordSizing       bool
+	RecordSizingReason error
 }
 
 func (o Offload) String() string {

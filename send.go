@@ -49,6 +49,8 @@ type txHalf struct {
 	// Records under the current write key: counted exactly at the last
 	// check, and at most estimated since. See afterWrite.
 	counted, estimated uint64
+	// sizing is the cap on the kernel's records (recordsize.go).
+	sizing recordSizing
 
 	// updateDue is set when the peer asked for a key update while a write
 	// held the lock: the update then happens before the next chunk of
@@ -293,11 +295,19 @@ func (h *txHalf) writeKernel(b []byte) (int, error) {
 }
 
 func (h *txHalf) writeChunkLocked(b []byte) (int, error) {
-	n, err := h.sock.write(b)
-	if err != nil {
-		return n, h.writeErrorLocked(err)
+	var written int
+	for written < len(b) {
+		// A write that crosses the record-size threshold stops there, so
+		// that the cap is lifted at it (recordsize.go).
+		room := int(h.sizing.room(int64(len(b) - written)))
+		n, err := h.sock.write(b[written : written+room])
+		written += n
+		h.sentRecordsConn(int64(n))
+		if err != nil {
+			return written, h.writeErrorLocked(err)
+		}
 	}
-	return n, nil
+	return written, nil
 }
 
 // updateSoon makes the write key's KeyUpdate due, for the peer asked for

@@ -55,17 +55,19 @@ func (h *txHalf) readFromKernel(r io.Reader) (int64, error) {
 		if err := h.pendingUpdateLocked(); err != nil {
 			return written, err
 		}
-		step := &io.LimitedReader{R: r, N: stepLen}
+		stepN := h.sizing.room(stepLen) // the records grow at the threshold
+		step := &io.LimitedReader{R: r, N: stepN}
 		if limited {
 			// Keep the caller's limit in force: hand net the same shape
 			// it knows, a LimitedReader around the source.
-			step = &io.LimitedReader{R: lr.R, N: min(lr.N, stepLen)}
+			step = &io.LimitedReader{R: lr.R, N: min(lr.N, stepN)}
 		}
 		n, err := h.readFromKernelStep(step)
 		written += n
 		if limited {
 			lr.N -= n
 		}
+		h.sentRecordsConn(n)
 		if err == nil {
 			if perByte {
 				err = h.afterRecords(uint64(n))
@@ -76,7 +78,7 @@ func (h *txHalf) readFromKernel(r io.Reader) (int64, error) {
 		if err == nil && n > 0 {
 			err = h.checkSent()
 		}
-		if err != nil || n < stepLen || limited && lr.N <= 0 {
+		if err != nil || n < stepN || limited && lr.N <= 0 {
 			return written, err
 		}
 	}
@@ -375,6 +377,7 @@ func (h *rxHalf) writeToKernel(w io.Writer, relay *txHalf) (int64, error) {
 		if d == nil {
 			continue
 		}
+		d.sentRecordsConn(m)
 		if err := d.afterWrite(m); err != nil {
 			return written, err
 		}

@@ -15,6 +15,7 @@ const (
 	optRX            = 2 // TLS_RX
 	optTXZerocopyRO  = 3 // TLS_TX_ZEROCOPY_RO, Linux 5.19
 	optRXExpectNoPad = 4 // TLS_RX_EXPECT_NO_PAD, Linux 6.0
+	optTXMaxPayload  = 5 // TLS_TX_MAX_PAYLOAD_LEN, Linux 6.19
 
 	cmsgSetRecordType = 1 // TLS_SET_RECORD_TYPE
 	cmsgGetRecordType = 2 // TLS_GET_RECORD_TYPE

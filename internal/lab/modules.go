@@ -29,12 +29,14 @@ var preloadModules = []string{"tls", "9p", "9pnet_virtio", "virtio_pci", "veth",
 
 // onDemandModules go into the initramfs for the guest's modprobe, like
 // the cipher modules: the sock_diag handlers for TCP, which the kernel
-// requests when a program asks for a socket dump (ktls stat does).
-var onDemandModules = []string{"inet_diag", "tcp_diag"}
+// requests when a program asks for a socket dump (ktls stat does), and
+// the netem qdisc, which the kernel requests when a test makes a labnet
+// link slow and lossy (labnet.Host.Netem).
+var onDemandModules = []string{"inet_diag", "tcp_diag", "sch_netem"}
 
 // moduleSet names the selection above. A cached kernel selected with
 // another set is fetched again.
-const moduleSet = "2: crypto dirs, tls, 9p, virtio, veth, inet_diag, tcp_diag"
+const moduleSet = "3: crypto dirs, tls, 9p, virtio, veth, inet_diag, tcp_diag, sch_netem"
 
 // requiredModules must be present in every kernel; the others are optional.
 var requiredModules = []string{"tls", "9p", "9pnet_virtio"}

@@ -105,6 +105,9 @@ type Features struct {
 	TXZerocopyRO  Feature `json:"tx_zerocopy_ro"`
 	RXExpectNoPad Feature `json:"rx_expect_no_pad"`
 	Rekey         Feature `json:"rekey"`
+	// TXMaxPayloadLen lets ktls keep crypto/tls's small first records;
+	// without it the kernel's records are always 16 KiB.
+	TXMaxPayloadLen Feature `json:"tx_max_payload_len"`
 }
 
 // A Feature is one optional capability.
@@ -273,6 +276,8 @@ func collect(sys system) *Report {
 		TXZerocopyRO:  feature(kernel.FeatureTXZerocopyRO, "zerocopy sendfile from the page cache"),
 		RXExpectNoPad: feature(kernel.FeatureRXExpectNoPad, "TLS 1.3 records decrypted in place"),
 		Rekey:         feature(kernel.FeatureRekey, "TLS 1.3 KeyUpdate without ending the connection"),
+		TXMaxPayloadLen: feature(kernel.FeatureTXMaxPayloadLen,
+			"records that fit one TCP segment until 128 KiB are sent, as crypto/tls sends them; without it, records are always 16 KiB"),
 	}
 
 	if errors.Is(statErr, fs.ErrNotExist) {

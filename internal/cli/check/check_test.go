@@ -79,6 +79,8 @@ func labKernel() *fakeSystem {
 		},
 		errs: map[*kernel.Feature]error{
 			kernel.FeatureRekey: unsupported(kernel.FeatureRekey, "installing a second TLS_TX key fails with EBUSY"),
+			kernel.FeatureTXMaxPayloadLen: unsupported(kernel.FeatureTXMaxPayloadLen,
+				"setsockopt TLS_TX_MAX_PAYLOAD_LEN: protocol not available"),
 		},
 	}
 }
@@ -418,7 +420,7 @@ func TestJSON(t *testing.T) {
 	ciphers := top["ciphers"].([]any)
 	check("cipher", keys(ciphers[0]), []string{"cipher", "crypto_tls", "min_kernel", "rx", "tx", "version"})
 	check("CCM cipher", keys(ciphers[6]), []string{"cipher", "crypto_tls", "min_kernel", "note", "rx", "tx", "version"})
-	check("features", keys(top["features"]), []string{"rekey", "rx_expect_no_pad", "tx_zerocopy_ro"})
+	check("features", keys(top["features"]), []string{"rekey", "rx_expect_no_pad", "tx_max_payload_len", "tx_zerocopy_ro"})
 	check("rekey", keys(top["features"].(map[string]any)["rekey"]), []string{"min_kernel", "name", "purpose", "reason", "supported"})
 
 	if top["usable"] != true || top["release"] != "6.12.118+deb13-amd64" {
@@ -481,6 +483,7 @@ TLS 1.3 AES-128-CCM        TX yes RX no   for information: crypto/tls can't nego
 TLS_TX_ZEROCOPY_RO         yes            zerocopy sendfile from the page cache (Linux 5.19+)
 TLS_RX_EXPECT_NO_PAD       yes            TLS 1.3 records decrypted in place (Linux 6.0+)
 TLS 1.3 rekey (KeyUpdate)  no             TLS 1.3 KeyUpdate without ending the connection (Linux 6.14+): installing a second TLS_TX key fails with EBUSY
+TLS_TX_MAX_PAYLOAD_LEN     no             records that fit one TCP segment until 128 KiB are sent, as crypto/tls sends them; without it, records are always 16 KiB (Linux 6.19+): setsockopt TLS_TX_MAX_PAYLOAD_LEN: protocol not available
 tls_stat TlsCurrTxSw       2
 tls_stat TlsCurrRxSw       2
 tls_stat TlsTxSw           7

@@ -121,7 +121,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		row(c.Version+" "+c.Cipher, result, detail)
 	}
 
-	for _, f := range []Feature{r.Features.TXZerocopyRO, r.Features.RXExpectNoPad, r.Features.Rekey} {
+	for _, f := range []Feature{r.Features.TXZerocopyRO, r.Features.RXExpectNoPad, r.Features.Rekey, r.Features.TXMaxPayloadLen} {
 		result := yesNo(f.Supported)
 		if strings.HasPrefix(f.Reason, "not tested") {
 			result = "-"
