@@ -9,7 +9,9 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // ticketedClientCert is the padding of the largest client certificate in
@@ -90,8 +92,8 @@ func TestLargeFlight(t *testing.T) {
 				}
 			}
 			ktlsServer := roles != "ktls-client"
-			cl, sv := connect(t, endpoint{ktls: c.ktlsClient, config: ccfg}, endpoint{ktls: ktlsServer, config: scfg})
-			exchange(t, cl, sv, 16<<10)
+			cl, sv := ktlstest.Connect(t, ktlstest.Endpoint{KTLS: c.ktlsClient, Config: ccfg}, ktlstest.Endpoint{KTLS: ktlsServer, Config: scfg})
+			wiretest.Exchange(t, cl, sv, 16<<10)
 			for _, conn := range []net.Conn{cl, sv} {
 				if kc, ok := conn.(*ktls.Conn); ok {
 					if o := kc.Offload(); !o.TX || !o.RX {
@@ -99,7 +101,7 @@ func TestLargeFlight(t *testing.T) {
 					}
 				}
 			}
-			closeBoth(t, cl, sv)
+			ktlstest.CloseBoth(t, cl, sv)
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 )
 
 // TestNetConn runs x/net's net.Conn conformance suite on a pair of
@@ -18,11 +19,11 @@ import (
 // whole, as on plain TCP.
 func TestNetConn(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
 			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
-				ccfg, scfg := sc.configs()
-				c, s := connectRaw(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+				ccfg, scfg := sc.Configs()
+				c, s := ktlstest.ConnectRaw(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 				for _, conn := range []net.Conn{c, s} {
 					if o := conn.(*ktls.Conn).Offload(); !o.TX || !o.RX {
 						t.Fatalf("Offload() = %v, want TX and RX", o)

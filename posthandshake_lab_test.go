@@ -11,48 +11,11 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/keylog"
-	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
-	"github.com/ktlsgo/ktls/internal/recordio"
 )
-
-// acceptRawTLS13 runs a crypto/tls server handshake on conn and takes over
-// its record layer: a TLS 1.3 server that can send what crypto/tls never
-// would. The client must not offer resumption, so that crypto/tls sends
-// no ticket of its own and both directions start at sequence number 0.
-func acceptRawTLS13(conn net.Conn, cfg *tls.Config) (*rawPeer, error) {
-	secrets := keylog.NewSecrets(nil)
-	cfg = cfg.Clone()
-	cfg.KeyLogWriter = secrets
-	tc := tls.Server(recordio.NewConn(conn, false), cfg)
-	if err := tc.Handshake(); err != nil {
-		return nil, err
-	}
-	cs := tc.ConnectionState()
-	s, ok := keyschedule.Lookup(cs.Version, cs.CipherSuite)
-	if !ok || cs.Version != tls.VersionTLS13 {
-		return nil, errors.New("raw server: not a TLS 1.3 suite")
-	}
-	cts, _ := secrets.ClientTrafficSecret()
-	sts, _ := secrets.ServerTrafficSecret()
-	p := &rawPeer{conn: conn, suite: s}
-	var err error
-	if p.outSecret, err = keyschedule.NewApplicationSecret(s, sts); err != nil {
-		return nil, err
-	}
-	if p.inSecret, err = keyschedule.NewApplicationSecret(s, cts); err != nil {
-		return nil, err
-	}
-	if p.out, err = record.NewProtector(s, p.outSecret.Keys(), 0); err != nil {
-		return nil, err
-	}
-	if p.in, err = record.NewProtector(s, p.inSecret.Keys(), 0); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
 
 // TestLargeTicketInTinyRecords is issue 13's finding 7 in the lab: once
 // the kernel decrypts, a server sends a NewSessionTicket in 1-byte
@@ -74,7 +37,7 @@ func TestLargeTicketInTinyRecords(t *testing.T) {
 		{"64KiB+1", record.MaxNewSessionTicket + 1, int(record.AlertDecodeError)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ccfg, scfg := suiteCases[0].configs()
+			ccfg, scfg := ktlstest.TLS13.Configs()
 			ccfg.ClientSessionCache = nil // RX goes to the kernel at once
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -91,7 +54,7 @@ func TestLargeTicketInTinyRecords(t *testing.T) {
 					}
 					defer conn.Close()
 					conn.SetDeadline(deadline)
-					p, err := acceptRawTLS13(conn, scfg)
+					p, err := ktlstest.AcceptRawTLS13(conn, scfg)
 					if err != nil {
 						return err
 					}
@@ -108,18 +71,18 @@ func TestLargeTicketInTinyRecords(t *testing.T) {
 						if i >= 1024 && i < len(msg)-1024 {
 							n = min(record.MaxPlaintext, len(msg)-1024-i)
 						}
-						out = append(out, p.out.Seal(record.TypeHandshake, msg[i:i+n])...)
+						out = append(out, p.Out.Seal(record.TypeHandshake, msg[i:i+n])...)
 						i += n
 					}
-					out = append(out, p.out.Seal(record.TypeApplicationData, []byte("after"))...)
-					out = append(out, p.out.Seal(record.TypeAlert, []byte{record.AlertLevelWarning, record.AlertCloseNotify})...)
+					out = append(out, p.Out.Seal(record.TypeApplicationData, []byte("after"))...)
+					out = append(out, p.Out.Seal(record.TypeAlert, []byte{record.AlertLevelWarning, record.AlertCloseNotify})...)
 					if _, err := conn.Write(out); err != nil {
 						return err
 					}
 					if tc.alert < 0 {
 						return nil
 					}
-					typ, data, err := p.recv()
+					typ, data, err := p.Recv()
 					if err != nil || typ != record.TypeAlert || !bytes.Equal(data, []byte{record.AlertLevelFatal, byte(tc.alert)}) {
 						return errors.New("raw server: did not get the client's alert")
 					}
@@ -141,9 +104,9 @@ func TestLargeTicketInTinyRecords(t *testing.T) {
 				t.Fatalf("Offload() = %+v, want TX and RX", o)
 			}
 			start := time.Now()
-			got, err := readAll(c)
+			got, err := wiretest.ReadAll(c)
 			t.Logf("read %q, %v, in %v", got, err, time.Since(start))
-			if isTimeout(err) {
+			if wiretest.IsTimeout(err) {
 				t.Fatalf("Read timed out on a %d-byte ticket in 1-byte records", tc.size)
 			}
 			if tc.alert < 0 {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 )
 
 // A proxy relays a TCP connection and can corrupt one record of the
@@ -23,7 +25,7 @@ type proxy struct {
 // connectThroughProxy is connect with a proxy between the two ends. The
 // proxy is armed once the handshake is over: the next application_data
 // record from the server has a bit flipped.
-func connectThroughProxy(t testing.TB, client, server endpoint) (c, s net.Conn) {
+func connectThroughProxy(t testing.TB, client, server ktlstest.Endpoint) (c, s net.Conn) {
 	t.Helper()
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,7 +62,7 @@ func connectThroughProxy(t testing.TB, client, server endpoint) (c, s net.Conn) 
 		p.closeAll()
 		wg.Wait()
 	})
-	c, s = connectVia(t, client, server, back, front.Addr().String())
+	c, s = ktlstest.ConnectVia(t, client, server, back, front.Addr().String())
 	t.Cleanup(func() { c.Close(); s.Close() })
 	p.armed.Store(true)
 	return c, s

@@ -7,6 +7,8 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // TestRXSecretDroppedWhenRXStaysOnTLS is issue 13's finding 8 (the RX
@@ -16,7 +18,7 @@ import (
 // kernel it is kept: a KeyUpdate from the peer needs it.
 func TestRXSecretDroppedWhenRXStaysOnTLS(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	sc := suiteCases[0] // TLS 1.3: its secrets outlive the handoff
+	sc := ktlstest.TLS13 // TLS 1.3: its secrets outlive the handoff
 	for _, tc := range []struct {
 		name     string
 		rx       ktls.Mode
@@ -30,8 +32,8 @@ func TestRXSecretDroppedWhenRXStaysOnTLS(t *testing.T) {
 			if tc.wantRX {
 				kerneltest.Require(t, kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherAESGCM128, kernel.RX))
 			}
-			ccfg, scfg := sc.configs()
-			c, s := connect(t, endpoint{config: ccfg}, endpoint{ktls: true, config: scfg, opts: &ktls.Options{RX: tc.rx}})
+			ccfg, scfg := sc.Configs()
+			c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLSWith(scfg, &ktls.Options{RX: tc.rx}))
 			k := s.(*ktls.Conn)
 			o := k.Offload()
 			if !o.TX || o.RX != tc.wantRX {
@@ -43,8 +45,8 @@ func TestRXSecretDroppedWhenRXStaysOnTLS(t *testing.T) {
 			if held := k.RXSecretHeld(); held != tc.wantHeld {
 				t.Errorf("RX secret held after the handoff: %v, want %v", held, tc.wantHeld)
 			}
-			exchange(t, c, s, 64<<10)
-			closeBoth(t, c, s)
+			wiretest.Exchange(t, c, s, 64<<10)
+			ktlstest.CloseBoth(t, c, s)
 		})
 	}
 }

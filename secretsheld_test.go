@@ -15,6 +15,7 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
@@ -89,7 +90,7 @@ func handshakeOver(t *testing.T, network string, client, server handshakeEnd) (c
 	return cerr, <-done
 }
 
-type handshakeEnd func(net.Conn) handshaker
+type handshakeEnd func(net.Conn) ktlstest.Handshaker
 
 // TestSecretsDroppedWhenHandshakeFails: a peer that makes the handshake
 // fail after crypto/tls logged the traffic secrets (here, by sending no
@@ -110,8 +111,8 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 		scfg.KeyLogWriter = log
 		var ks *ktls.Conn
 		cerr, serr := handshakePair(t,
-			func(raw net.Conn) handshaker { return tls.Client(raw, clientConfig(testcert.ECDSA)) },
-			func(raw net.Conn) handshaker { ks = ktls.Server(raw, scfg); return ks })
+			func(raw net.Conn) ktlstest.Handshaker { return tls.Client(raw, clientConfig(testcert.ECDSA)) },
+			func(raw net.Conn) ktlstest.Handshaker { ks = ktls.Server(raw, scfg); return ks })
 		if serr == nil {
 			t.Fatalf("the server's handshake succeeded without a client certificate (client: %v)", cerr)
 		}
@@ -134,8 +135,8 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 		ccfg.VerifyConnection = func(tls.ConnectionState) error { return refused }
 		var kc *ktls.Conn
 		cerr, _ := handshakePair(t,
-			func(raw net.Conn) handshaker { kc = ktls.Client(raw, ccfg); return kc },
-			func(raw net.Conn) handshaker { return tls.Server(raw, serverConfig(testcert.ECDSA)) })
+			func(raw net.Conn) ktlstest.Handshaker { kc = ktls.Client(raw, ccfg); return kc },
+			func(raw net.Conn) ktlstest.Handshaker { return tls.Server(raw, serverConfig(testcert.ECDSA)) })
 		if !errors.Is(cerr, refused) {
 			t.Fatalf("client handshake: %v, want the VerifyConnection error", cerr)
 		}
@@ -159,8 +160,8 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 		var ks *ktls.Conn
 		for i := range 2 {
 			cerr, serr := handshakePair(t,
-				func(raw net.Conn) handshaker { return tls.Client(raw, ccfg) },
-				func(raw net.Conn) handshaker { ks = ktls.ServerWithOptions(raw, scfg, opts); return ks })
+				func(raw net.Conn) ktlstest.Handshaker { return tls.Client(raw, ccfg) },
+				func(raw net.Conn) ktlstest.Handshaker { ks = ktls.ServerWithOptions(raw, scfg, opts); return ks })
 			if cerr != nil || serr != nil {
 				t.Fatalf("handshake %d: client: %v, server: %v", i, cerr, serr)
 			}
@@ -181,7 +182,7 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 // TLS 1.3 traffic secrets it kept for KeyUpdates, since nothing else will.
 func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
+	ccfg, scfg := ktlstest.TLS13.Configs()
 	var closed atomic.Bool
 	ktls.SetAfterTXHook(t, func(c *ktls.Conn) {
 		if c.ConnectionState().DidResume || closed.Swap(true) {
@@ -191,8 +192,8 @@ func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
 	})
 	var ks *ktls.Conn
 	cerr, serr := handshakePair(t,
-		func(raw net.Conn) handshaker { return tls.Client(raw, ccfg) },
-		func(raw net.Conn) handshaker { ks = ktls.Server(raw, scfg); return ks })
+		func(raw net.Conn) ktlstest.Handshaker { return tls.Client(raw, ccfg) },
+		func(raw net.Conn) ktlstest.Handshaker { ks = ktls.Server(raw, scfg); return ks })
 	if !closed.Load() {
 		t.Fatalf("the handoff never reached the hook (client: %v, server: %v): the test proves nothing", cerr, serr)
 	}

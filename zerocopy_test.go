@@ -25,6 +25,8 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
@@ -37,9 +39,9 @@ const envHelper = "KTLS_TEST_ZEROCOPY_HELPER"
 func zeroCopyHelper(mode string, n int64) error {
 	t := &helperT{}
 	defer t.cleanup()
-	ccfg, scfg := suiteCases[0].configs()
+	ccfg, scfg := ktlstest.TLS13.Configs()
 	var c, s net.Conn
-	if err := t.run(func() { c, s = connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg}) }); err != nil {
+	if err := t.run(func() { c, s = ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg)) }); err != nil {
 		return err
 	}
 	got := make(chan error, 1)
@@ -61,7 +63,7 @@ func zeroCopyHelper(mode string, n int64) error {
 		if err != nil {
 			return err
 		}
-		go func() { sum, _ = stream(pw, n, 3); pw.Close() }()
+		go func() { sum, _ = wiretest.Stream(pw, n, 3); pw.Close() }()
 		go func() {
 			h := sha256.New()
 			m, err := io.CopyN(h, c, n)
@@ -79,7 +81,7 @@ func zeroCopyHelper(mode string, n int64) error {
 		a, b := tcpPairPlain()
 		defer a.Close()
 		defer b.Close()
-		go func() { s2, err := stream(c, n, 4); sum = s2; c.(*ktls.Conn).CloseWrite(); got <- err }()
+		go func() { s2, err := wiretest.Stream(c, n, 4); sum = s2; c.(*ktls.Conn).CloseWrite(); got <- err }()
 		done := make(chan error, 1)
 		go func() {
 			h := sha256.New()
@@ -218,8 +220,8 @@ func TestSendfileLarge(t *testing.T) {
 		return
 	}
 
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	errc := make(chan error, 1)
 	go func() {
 		_, err := drainCompare(c, size, want)
@@ -239,8 +241,8 @@ func TestSendfileLarge(t *testing.T) {
 // http.ServeContent does for Range requests: seek, then copy a limited
 // reader.
 func TestSendfileRanges(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	f, _, err := tempFile(3<<20 + 12345)
 	if err != nil {
 		t.Fatal(err)
@@ -276,8 +278,8 @@ func TestSendfileRanges(t *testing.T) {
 // ends the copy early; what arrived is a prefix of the file, and nothing
 // hangs.
 func TestSendfileShrinkingFile(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const size = 32 << 20
 	f, _, err := tempFile(size)
 	if err != nil {
@@ -298,7 +300,7 @@ func TestSendfileShrinkingFile(t *testing.T) {
 	if err := os.Truncate(f.Name(), 2<<20); err != nil {
 		t.Fatal(err)
 	}
-	rest, err := readAll(c)
+	rest, err := wiretest.ReadAll(c)
 	if err != io.EOF {
 		t.Fatalf("reading after the truncation: %v", err)
 	}
@@ -314,8 +316,8 @@ func TestSendfileShrinkingFile(t *testing.T) {
 // fails promptly, instead of hanging or reporting the whole file sent (see
 // checkSent).
 func TestPeerClosesMidTransfer(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	f, _, err := tempFile(64 << 20)
 	if err != nil {
 		t.Fatal(err)
@@ -345,10 +347,10 @@ func TestPeerClosesMidTransfer(t *testing.T) {
 // writes don't get checkSent: where sendfile and splice can lose the
 // reset (TestPeerClosesMidTransfer), write(2) has kept it every time.
 func TestWritesAfterPeerReset(t *testing.T) {
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 			const bound = 64 << 20 // written after the reset, at most
 			chunk := make([]byte, 1<<20)
 			errc := make(chan error, 1)
@@ -392,9 +394,9 @@ func TestWritesAfterPeerReset(t *testing.T) {
 // source's whole stream delivered.
 func TestRelayToResetPeer(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
-	src, in := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-	reader, out := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	src, in := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	reader, out := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const size = 64 << 20
 	go func() {
 		chunk := make([]byte, 1<<20)
@@ -442,10 +444,10 @@ func resetMidStream(t *testing.T, c net.Conn) {
 // before it.
 func TestSpliceAlerts(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[2], suiteCases[0]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	for _, sc := range []ktlstest.SuiteCase{ktlstest.TLS12, ktlstest.TLS13} {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 			kc := c.(*ktls.Conn)
 			a, b := tcpPairPlain()
 			defer a.Close()
@@ -458,11 +460,11 @@ func TestSpliceAlerts(t *testing.T) {
 					chunk := bytes.Repeat([]byte{byte(i)}, 100<<10+i)
 					want.Write(chunk)
 					kc.Write(chunk)
-					if sc.version == tls.VersionTLS12 {
+					if sc.Version == tls.VersionTLS12 {
 						kc.SendAlert(1, 90) // a warning: user_canceled
 					}
 				}
-				if sc.version == tls.VersionTLS12 {
+				if sc.Version == tls.VersionTLS12 {
 					kc.CloseWrite()
 				} else {
 					kc.SendAlert(2, 80) // fatal internal_error
@@ -479,9 +481,9 @@ func TestSpliceAlerts(t *testing.T) {
 			}
 			var alert tls.AlertError
 			switch {
-			case sc.version == tls.VersionTLS12 && err != nil:
+			case sc.Version == tls.VersionTLS12 && err != nil:
 				t.Fatalf("copy ended with %v, want nil after close_notify", err)
-			case sc.version == tls.VersionTLS13 && (!errors.As(err, &alert) || alert != 80):
+			case sc.Version == tls.VersionTLS13 && (!errors.As(err, &alert) || alert != 80):
 				t.Fatalf("copy ended with %v, want the peer's internal_error alert", err)
 			}
 		})
@@ -494,7 +496,7 @@ func tempFile(n int64) (*os.File, [32]byte, error) {
 	if err != nil {
 		return nil, [32]byte{}, err
 	}
-	sum, err := stream(f, n, 5)
+	sum, err := wiretest.Stream(f, n, 5)
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
@@ -503,7 +505,7 @@ func tempFile(n int64) (*os.File, [32]byte, error) {
 
 // drainCompare reads n bytes and checks their hash.
 func drainCompare(r io.Reader, n int64, want [32]byte) (int64, error) {
-	got, err := drain(r, n)
+	got, err := wiretest.Drain(r, n)
 	if err != nil {
 		return 0, err
 	}
@@ -537,8 +539,8 @@ func BenchmarkSendfile(b *testing.B) { benchSend(b, "sendfile") }
 func BenchmarkSplice(b *testing.B)   { benchSend(b, "splice") }
 
 func benchSend(b *testing.B, mode string) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(b, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(b, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const chunk = 4 << 20
 	f, _, err := tempFile(chunk)
 	if err != nil {
@@ -580,13 +582,6 @@ func benchSend(b *testing.B, mode string) {
 	b.ReportMetric(0, "allocs/op")
 }
 
-// randomBytes returns n pseudo-random bytes, the same for a seed.
-func randomBytes(n int, seed byte) []byte {
-	b := make([]byte, n)
-	rand.NewChaCha8([32]byte{seed}).Read(b)
-	return b
-}
-
 // relayStream sends n pseudo-random bytes from c in two parts, calling
 // between() once the first is sent, then ends with close_notify. It
 // returns the whole stream.
@@ -594,7 +589,7 @@ func relayStream(t *testing.T, c net.Conn, first, second int, between func()) <-
 	t.Helper()
 	sent := make(chan []byte, 1)
 	go func() {
-		data := randomBytes(first+second, 3)
+		data := wiretest.RandomBytes(first+second, 3)
 		defer func() { sent <- data }()
 		if _, err := c.Write(data[:first]); err != nil {
 			t.Errorf("sending: %v", err)
@@ -614,7 +609,7 @@ func relayStream(t *testing.T, c net.Conn, first, second int, between func()) <-
 // after WriteTo, is the stream sent, by SHA-256.
 func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, delivered []byte) {
 	t.Helper()
-	rest, err := readAll(s)
+	rest, err := wiretest.ReadAll(s)
 	if err != io.EOF {
 		t.Errorf("Read after WriteTo: %v, want io.EOF after the rest", err)
 	}
@@ -631,8 +626,8 @@ func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, delivered []b
 // WriteTo writes such a file from user space, and every byte gets there.
 func TestWriteToAppendFile(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	if o := s.(*ktls.Conn).Offload(); !o.RX {
 		t.Fatalf("Offload() = %v, want RX", o)
 	}
@@ -661,12 +656,12 @@ func TestWriteToAppendFile(t *testing.T) {
 // of it is dropped with the pipe.
 func TestWriteToDrainFailure(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
+	ccfg, scfg := ktlstest.TLS13.Configs()
 
 	// splice stops working mid-copy (O_APPEND set on the open file);
 	// write(2) still does.
 	t.Run("splice-refused-mid-copy", func(t *testing.T) {
-		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 		s.SetDeadline(time.Now().Add(time.Minute))
 		name := filepath.Join(t.TempDir(), "out")
 		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE, 0o600)
@@ -704,7 +699,7 @@ func TestWriteToDrainFailure(t *testing.T) {
 	// The destination socket is shut for writing mid-copy: EPIPE from
 	// splice, then from write(2).
 	t.Run("socket-shut-mid-copy", func(t *testing.T) {
-		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 		s.SetDeadline(time.Now().Add(time.Minute))
 		a, b := tcpPairPlain()
 		defer a.Close()
@@ -743,7 +738,7 @@ func TestWriteToDrainFailure(t *testing.T) {
 	// splice refuses /dev/full (no splice_write: EINVAL), and write(2)
 	// fails with ENOSPC: all of it stays for Read.
 	t.Run("dev-full", func(t *testing.T) {
-		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 		s.SetDeadline(time.Now().Add(time.Minute))
 		f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 		if err != nil {
@@ -780,8 +775,8 @@ func (w *failingWriter) Write(b []byte) (int, error) {
 // which fails part way through a buffer: what it didn't take comes from
 // the next Read. On the kernel path and on crypto/tls alike.
 func TestWriteToFailingWriter(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	s.SetDeadline(time.Now().Add(time.Minute))
 	sent := relayStream(t, c, 1<<20, 0, func() {})
 	w := &failingWriter{limit: 300001}
@@ -801,17 +796,17 @@ func TestWriteToFailingWriter(t *testing.T) {
 // ahead of data.)
 func TestWriteToEmptyRecords(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
+	for _, sc := range ktlstest.OnePerVersion {
 		for _, empties := range []int{1, 1000} {
-			t.Run(fmt.Sprintf("%s/%d-empty", sc.name, empties), func(t *testing.T) {
-				ccfg, scfg := sc.configs()
-				p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+			t.Run(fmt.Sprintf("%s/%d-empty", sc.Name, empties), func(t *testing.T) {
+				ccfg, scfg := sc.Configs()
+				p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 				if o := s.(*ktls.Conn).Offload(); !o.RX {
 					t.Fatalf("Offload() = %v, want RX", o)
 				}
 				deadline := time.Now().Add(30 * time.Second)
 				s.SetDeadline(deadline)
-				p.conn.SetDeadline(deadline)
+				p.Conn.SetDeadline(deadline)
 				pr, pw, err := os.Pipe()
 				if err != nil {
 					t.Fatal(err)
@@ -822,14 +817,14 @@ func TestWriteToEmptyRecords(t *testing.T) {
 				go func() {
 					// One write: splice finds the empty records
 					// already there, behind the data.
-					b := p.out.Seal(record.TypeApplicationData, []byte("before"))
+					b := p.Out.Seal(record.TypeApplicationData, []byte("before"))
 					for range empties {
-						b = append(b, p.out.Seal(record.TypeApplicationData, nil)...)
+						b = append(b, p.Out.Seal(record.TypeApplicationData, nil)...)
 					}
-					b = append(b, p.out.Seal(record.TypeApplicationData, []byte("after"))...)
-					b = append(b, p.out.Seal(record.TypeApplicationData, nil)...)
-					b = append(b, p.out.Seal(record.TypeAlert, []byte{record.AlertLevelWarning, record.AlertCloseNotify})...)
-					if _, err := p.conn.Write(b); err != nil {
+					b = append(b, p.Out.Seal(record.TypeApplicationData, []byte("after"))...)
+					b = append(b, p.Out.Seal(record.TypeApplicationData, nil)...)
+					b = append(b, p.Out.Seal(record.TypeAlert, []byte{record.AlertLevelWarning, record.AlertCloseNotify})...)
+					if _, err := p.Conn.Write(b); err != nil {
 						t.Errorf("raw peer: %v", err)
 					}
 				}()

@@ -1,4 +1,4 @@
-package ktls_test
+package e2e_test
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // Tests against OpenSSL's command-line peers. They cover the TLS 1.3
@@ -58,7 +59,7 @@ func randomFile(t *testing.T, dir string, n int64) (string, [32]byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := stream(f, n, 7)
+	sum, err := wiretest.Stream(f, n, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestOpenSSLClient(t *testing.T) {
 					served <- fmt.Errorf("Offload() = %v, want TX and RX with %s", o, s.name)
 					return
 				}
-				sent, err = stream(kc, size, 9)
+				sent, err = wiretest.Stream(kc, size, 9)
 				if err == nil {
 					err = kc.CloseWrite()
 				}
@@ -229,7 +230,7 @@ func listening(addr string) bool {
 // readHTTPBody reads an HTTP/1.0 response to the end and returns its body.
 func readHTTPBody(t *testing.T, r io.Reader) []byte {
 	t.Helper()
-	data, err := readAll(r)
+	data, err := wiretest.ReadAll(r)
 	if err != io.EOF {
 		t.Fatalf("reading the response: %v (after %d bytes)", err, len(data))
 	}

@@ -1,4 +1,4 @@
-package ktls_test
+package e2e_test
 
 import (
 	"bufio"
@@ -25,7 +25,9 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // The interop matrix runs ktls against other TLS implementations, as
@@ -176,7 +178,7 @@ func TestInteropMatrix(t *testing.T) {
 	env := &matrixEnv{dir: t.TempDir(), bundle: testcert.Get(testcert.ECDSA), size: size}
 	env.cert, env.key, env.ca = writeCerts(t, env.dir, env.bundle)
 	env.file, env.fileSum = randomFile(t, env.dir, size)
-	warmProbes(t)
+	ktlstest.WarmProbes(t)
 
 	var cells []matrixCell
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
@@ -202,13 +204,13 @@ func TestInteropMatrix(t *testing.T) {
 				}
 				results = append(results, res)
 				t.Run(cell.String(), func(t *testing.T) {
-					txSw, rxSw := tlsStat(t, "TlsTxSw"), tlsStat(t, "TlsRxSw")
+					txSw, rxSw := kerneltest.Stat(t, "TlsTxSw"), kerneltest.Stat(t, "TlsRxSw")
 					begin := time.Now()
 					p.run(t, env, cell, program, res)
 					res.took = time.Since(begin)
 					// ktls's own connection counts one each way; the
 					// rest is the peer's.
-					res.peerKernel = peerOffload(tlsStat(t, "TlsTxSw")-txSw, tlsStat(t, "TlsRxSw")-rxSw)
+					res.peerKernel = peerOffload(kerneltest.Stat(t, "TlsTxSw")-txSw, kerneltest.Stat(t, "TlsRxSw")-rxSw)
 				})
 			}
 		})
@@ -418,7 +420,7 @@ func runGnuTLSServer(t *testing.T, env *matrixEnv, cell matrixCell, gnutlsServ s
 		s, err := textStream(conn, env.size, 3)
 		sent <- result{s, err}
 	}()
-	got, err := drain(conn, env.size)
+	got, err := wiretest.Drain(conn, env.size)
 	s := <-sent
 	if s.err != nil {
 		t.Fatalf("sending: %v", s.err)
@@ -547,10 +549,10 @@ func exchangeStreams(c net.Conn, in, out int64, seed uint64) (got, sent [32]byte
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		sent, err = stream(c, out, seed)
+		sent, err = wiretest.Stream(c, out, seed)
 		errc <- err
 	}()
-	got, rerr := drain(c, in)
+	got, rerr := wiretest.Drain(c, in)
 	werr := <-errc
 	return got, sent, errors.Join(rerr, werr)
 }
@@ -581,7 +583,7 @@ func runStdioClient(t *testing.T, env *matrixEnv, cell matrixCell, res *matrixRe
 	// connection when its input ends.
 	wrote := make(chan [32]byte, 1)
 	go func() {
-		s, _ := stream(stdin, upSize, 12)
+		s, _ := wiretest.Stream(stdin, upSize, 12)
 		wrote <- s
 	}()
 	werr := cmd.Wait()
@@ -655,13 +657,13 @@ func runCurl(t *testing.T, env *matrixEnv, cell matrixCell, curl string, res *ma
 		if length != env.size {
 			return fmt.Errorf("Content-Length %d, want %d", length, env.size)
 		}
-		got, err := drain(r, length)
+		got, err := wiretest.Drain(r, length)
 		if err != nil {
 			return fmt.Errorf("reading the upload: %w", err)
 		}
 		upOK = got == env.fileSum
 		fmt.Fprintf(kc, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n", env.size)
-		down, err = stream(kc, env.size, 13)
+		down, err = wiretest.Stream(kc, env.size, 13)
 		return err
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
