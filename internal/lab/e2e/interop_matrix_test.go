@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/cli/bench/nginx"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
@@ -438,28 +439,14 @@ func runGnuTLSServer(t *testing.T, env *matrixEnv, cell matrixCell, gnutlsServ s
 }
 
 // setupNginx starts one nginx with a server per cell, each on its own
-// port, with OpenSSL's kernel TLS and sendfile on.
-func setupNginx(t *testing.T, env *matrixEnv, cells []matrixCell, nginx string) {
-	prefix := t.TempDir()
+// port, with OpenSSL's kernel TLS and sendfile on: the configuration
+// ktls bench gives nginx, one connection per request.
+func setupNginx(t *testing.T, env *matrixEnv, cells []matrixCell, nginxBin string) {
+	// User root, as the lab runs the tests, not nginx's default nobody:
+	// the files are in the test's temporary directories, which are
+	// private to their owner.
+	cfg := &nginx.Config{Prefix: t.TempDir(), User: "root", LogLevel: "info", Connections: 64, HTTP: []string{"keepalive_timeout 0;"}}
 	env.nginxPorts = map[string]string{}
-	var conf bytes.Buffer
-	fmt.Fprintf(&conf, `daemon off;
-master_process off;
-user root;
-error_log %[1]s/error.log info;
-pid %[1]s/nginx.pid;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	default_type application/octet-stream;
-	sendfile on;
-	keepalive_timeout 0;
-`, prefix)
 	for _, cell := range cells {
 		port := freePort(t)
 		env.nginxPorts[cell.String()] = port
@@ -467,31 +454,18 @@ http {
 		if cell.version == tls.VersionTLS13 {
 			proto, ciphers = "TLSv1.3", "ssl_conf_command Ciphersuites "+tls.CipherSuiteName(cell.cipher.tls13)+";"
 		}
-		fmt.Fprintf(&conf, `	server {
-		listen 127.0.0.1:%s ssl;
-		ssl_certificate %s;
-		ssl_certificate_key %s;
-		ssl_protocols %s;
-		%s
-		ssl_conf_command Options KTLS;
-		root %s;
+		cfg.Servers = append(cfg.Servers, nginx.Server{Listen: "127.0.0.1:" + port, CertFile: env.cert, KeyFile: env.key,
+			Protocols: proto, KTLS: true, Root: env.dir, Directives: []string{ciphers}})
 	}
-`, port, env.cert, env.key, proto, ciphers, env.dir)
-	}
-	conf.WriteString("}\n")
-	confFile := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(confFile, conf.Bytes(), 0o600); err != nil {
+	args, err := cfg.Write()
+	if err != nil {
 		t.Fatal(err)
 	}
-	env.nginxErrorLogs = filepath.Join(prefix, "error.log")
-	cmd := exec.Command(nginx, "-p", prefix, "-c", confFile, "-e", env.nginxErrorLogs)
-	var ports []string
-	for _, p := range env.nginxPorts {
-		ports = append(ports, p)
-	}
+	env.nginxErrorLogs = cfg.ErrorLog()
+	cmd := exec.Command(nginxBin, args...)
 	// startAndWait's probe looks for one port; nginx opens them all at
 	// once.
-	startAndWait(t, cmd, "127.0.0.1:"+ports[0])
+	startAndWait(t, cmd, cfg.Servers[0].Listen)
 	t.Cleanup(func() {
 		if t.Failed() {
 			log, _ := os.ReadFile(env.nginxErrorLogs)
