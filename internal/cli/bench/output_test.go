@@ -215,16 +215,8 @@ func TestChartSeries(t *testing.T) {
 // case and each series' legend in it, and a PNG that decodes; no chart
 // for a scenario without results.
 func TestWriteChart(t *testing.T) {
-	dir := t.TempDir()
 	rep := report()
-	svgFile := filepath.Join(dir, "c.svg")
-	if err := rep.WriteChart(svgFile, "files"); err != nil {
-		t.Fatal(err)
-	}
-	svg, err := os.ReadFile(svgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svg := chart(t, rep, "c.svg", "files")
 	var texts []string // the SVG's text elements
 	for d := xml.NewDecoder(bytes.NewReader(svg)); ; {
 		tok, err := d.Token()
@@ -249,16 +241,7 @@ func TestWriteChart(t *testing.T) {
 		t.Errorf("the SVG has a series for nginx, whose row is an error: %q", texts)
 	}
 
-	pngFile := filepath.Join(dir, "c.png")
-	if err := rep.WriteChart(pngFile, "bulk"); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(pngFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
+	img, err := png.Decode(bytes.NewReader(chart(t, rep, "c.png", "bulk")))
 	if err != nil {
 		t.Fatalf("the PNG does not decode: %v", err)
 	}
@@ -266,9 +249,24 @@ func TestWriteChart(t *testing.T) {
 		t.Errorf("the PNG is %v", b)
 	}
 
-	if err := rep.WriteChart(filepath.Join(dir, "none.svg"), "nothing"); err == nil {
+	if err := rep.WriteChart(filepath.Join(t.TempDir(), "none.svg"), "nothing"); err == nil {
 		t.Error("a chart of a scenario without results was drawn")
 	}
+}
+
+// chart draws a scenario's chart into a file of the given name, and
+// returns the file.
+func chart(t *testing.T, rep *Report, name, scenario string) []byte {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name)
+	if err := rep.WriteChart(file, scenario); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // TestNginxConfig: the nginx ktls bench runs, with kernel TLS and

@@ -127,9 +127,7 @@ func (c matrixCell) restrict(cfg *tls.Config) *tls.Config {
 // matrixEnv is what every cell shares: certificates, and a file of
 // pseudo-random bytes that servers serve and clients upload.
 type matrixEnv struct {
-	dir            string
-	bundle         *testcert.Bundle
-	cert, key, ca  string
+	peerFiles
 	file           string // dir/data.bin
 	fileSum        [32]byte
 	size           int64
@@ -176,8 +174,7 @@ func TestInteropMatrix(t *testing.T) {
 	if testing.Short() {
 		size = 1 << 20
 	}
-	env := &matrixEnv{dir: t.TempDir(), bundle: testcert.Get(testcert.ECDSA), size: size}
-	env.cert, env.key, env.ca = writeCerts(t, env.dir, env.bundle)
+	env := &matrixEnv{peerFiles: writePeerFiles(t), size: size}
 	env.file, env.fileSum = randomFile(t, env.dir, size)
 	ktlstest.WarmProbes(t)
 
@@ -261,16 +258,15 @@ func okSize(n int64) string {
 	return fmt.Sprintf("ok %d KiB", n>>10)
 }
 
-// checkOffload fails the cell unless ktls offloaded both directions with
-// the cell's version and suite.
-func checkOffload(t *testing.T, kc *ktls.Conn, cell matrixCell, res *matrixResult) {
-	t.Helper()
-	o := kc.Offload()
+// checkOffload records in res what ktls offloaded, and says what is
+// wrong unless it took both directions with the cell's version and suite.
+func (res *matrixResult) checkOffload(o ktls.Offload, cell matrixCell) error {
 	res.offload = "FAIL"
 	if !o.TX || !o.RX || o.Version != cell.version || o.CipherSuite != cell.suite() {
-		t.Fatalf("Offload() = %v, want TX+RX with %s %s", o, tls.VersionName(cell.version), tls.CipherSuiteName(cell.suite()))
+		return fmt.Errorf("Offload() = %v, want TX+RX with %s %s", o, tls.VersionName(cell.version), tls.CipherSuiteName(cell.suite()))
 	}
 	res.offload = "TX+RX"
+	return nil
 }
 
 // cellContext bounds one cell: emulated crypto is slow, but not this slow.
@@ -297,7 +293,9 @@ func dialCell(t *testing.T, ctx context.Context, addr string, env *matrixEnv, ce
 	kc := c.(*ktls.Conn)
 	t.Cleanup(func() { kc.Close() })
 	kc.SetDeadline(deadline(ctx))
-	checkOffload(t, kc, cell, res)
+	if err := res.checkOffload(kc.Offload(), cell); err != nil {
+		t.Fatal(err)
+	}
 	return kc
 }
 
@@ -364,11 +362,7 @@ func getFile(t *testing.T, conn net.Conn, env *matrixEnv, path string) {
 // runOpenSSLServer: a ktls client fetches the file from s_server -WWW.
 func runOpenSSLServer(t *testing.T, env *matrixEnv, cell matrixCell, openssl string, res *matrixResult) {
 	ctx := cellContext(t)
-	addr := "127.0.0.1:" + freePort(t)
-	args := append([]string{"s_server", "-accept", addr, "-cert", env.cert, "-key", env.key, "-WWW", "-naccept", "1", "-quiet"}, cell.openssl()...)
-	srv := exec.CommandContext(ctx, openssl, args...)
-	srv.Dir = env.dir
-	startAndWait(t, srv, addr)
+	addr := startOpenSSLServer(t, ctx, openssl, env.peerFiles, nil, append([]string{"-WWW", "-naccept", "1", "-quiet"}, cell.openssl()...)...)
 	conn := dialCell(t, ctx, addr, env, cell, res)
 	getFile(t, conn, env, "/"+filepath.Base(env.file))
 	res.rx = okSize(env.size)
@@ -482,39 +476,10 @@ func runNginx(t *testing.T, env *matrixEnv, cell matrixCell, _ string, res *matr
 	res.rx = okSize(env.size)
 }
 
-// serveCell accepts one connection on a ktls listener for the cell and
-// runs serve on it; the result comes on the channel. Closing the listener
-// ends a wait for a client that never came.
+// serveCell is serveOne for the cell, with the cell's offload recorded
+// in res.
 func serveCell(t *testing.T, ctx context.Context, env *matrixEnv, cell matrixCell, res *matrixResult, serve func(*ktls.Conn) error) (net.Listener, <-chan error) {
-	ln, err := ktls.Listen("tcp", "127.0.0.1:0", cell.serverConfig(env.bundle))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	done := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		kc := c.(*ktls.Conn)
-		defer kc.Close()
-		kc.SetDeadline(deadline(ctx))
-		if err := kc.Handshake(); err != nil {
-			done <- fmt.Errorf("handshake: %w", err)
-			return
-		}
-		o := kc.Offload()
-		if !o.TX || !o.RX || o.Version != cell.version || o.CipherSuite != cell.suite() {
-			res.offload = "FAIL"
-			done <- fmt.Errorf("Offload() = %v, want TX+RX with %s %s", o, tls.VersionName(cell.version), tls.CipherSuiteName(cell.suite()))
-			return
-		}
-		res.offload = "TX+RX"
-		done <- serve(kc)
-	}()
-	return ln, done
+	return serveOne(t, ctx, cell.serverConfig(env.bundle), func(o ktls.Offload) error { return res.checkOffload(o, cell) }, serve)
 }
 
 // exchangeStreams receives in bytes and sends out bytes at once on c, and

@@ -28,16 +28,27 @@ import (
 // the record layer against an implementation that shares no code with
 // ours.
 
-// writeCerts writes the bundle's PEM files into dir.
-func writeCerts(t *testing.T, dir string, b *testcert.Bundle) (cert, key, ca string) {
+// peerFiles are the test bundle's PEM files, for the peer programs, in
+// a directory of the test's, where the peers run: what they serve goes
+// there too.
+type peerFiles struct {
+	bundle        *testcert.Bundle
+	dir           string
+	cert, key, ca string
+}
+
+// writePeerFiles writes the ECDSA bundle's files into a new directory.
+func writePeerFiles(t *testing.T) peerFiles {
 	t.Helper()
-	cert, key, ca = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
-	for name, data := range map[string][]byte{cert: b.CertPEM, key: b.KeyPEM, ca: b.CAPEM} {
+	dir := t.TempDir()
+	pf := peerFiles{bundle: testcert.Get(testcert.ECDSA), dir: dir,
+		cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem"), ca: filepath.Join(dir, "ca.pem")}
+	for name, data := range map[string][]byte{pf.cert: pf.bundle.CertPEM, pf.key: pf.bundle.KeyPEM, pf.ca: pf.bundle.CAPEM} {
 		if err := os.WriteFile(name, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return cert, key, ca
+	return pf
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -85,21 +96,14 @@ func TestOpenSSLServer(t *testing.T) {
 	openssl := kerneltest.Program(t, "openssl")
 	for _, s := range opensslSuites {
 		t.Run(s.name, func(t *testing.T) {
-			dir := t.TempDir()
-			b := testcert.Get(testcert.ECDSA)
-			cert, key, _ := writeCerts(t, dir, b)
+			pf := writePeerFiles(t)
 			const size = 4 << 20
-			_, sum := randomFile(t, dir, size)
-			port := freePort(t)
+			_, sum := randomFile(t, pf.dir, size)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			srv := exec.CommandContext(ctx, openssl, "s_server", "-accept", "127.0.0.1:"+port,
-				"-cert", cert, "-key", key, "-tls1_3", "-ciphersuites", s.name, "-WWW", "-naccept", "1", "-quiet")
-			srv.Dir = dir
-			startAndWait(t, srv, "127.0.0.1:"+port)
+			addr := startOpenSSLServer(t, ctx, openssl, pf, nil, "-tls1_3", "-ciphersuites", s.name, "-WWW", "-naccept", "1", "-quiet")
 
-			cfg := b.ClientConfig()
-			conn, err := ktls.Dial("tcp", "127.0.0.1:"+port, cfg)
+			conn, err := ktls.Dial("tcp", addr, pf.bundle.ClientConfig())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,47 +129,29 @@ func TestOpenSSLClient(t *testing.T) {
 	openssl := kerneltest.Program(t, "openssl")
 	for _, s := range opensslSuites {
 		t.Run(s.name, func(t *testing.T) {
-			dir := t.TempDir()
-			b := testcert.Get(testcert.ECDSA)
-			_, _, ca := writeCerts(t, dir, b)
-			ln, err := ktls.Listen("tcp", "127.0.0.1:0", b.ServerConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			pf := writePeerFiles(t)
 			const size = 4 << 20
-			served := make(chan error, 1)
-			var sent [32]byte
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					served <- err
-					return
-				}
-				defer c.Close()
-				kc := c.(*ktls.Conn)
-				if err := kc.Handshake(); err != nil {
-					served <- err
-					return
-				}
-				if o := kc.Offload(); !o.TX || !o.RX || o.CipherSuite != s.suite {
-					served <- fmt.Errorf("Offload() = %v, want TX and RX with %s", o, s.name)
-					return
-				}
-				sent, err = wiretest.Stream(kc, size, 9)
-				if err == nil {
-					err = kc.CloseWrite()
-				}
-				served <- err
-			}()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
+			var sent [32]byte
+			ln, served := serveOne(t, ctx, pf.bundle.ServerConfig(), func(o ktls.Offload) error {
+				if !o.TX || !o.RX || o.CipherSuite != s.suite {
+					return fmt.Errorf("Offload() = %v, want TX and RX with %s", o, s.name)
+				}
+				return nil
+			}, func(kc *ktls.Conn) (err error) {
+				if sent, err = wiretest.Stream(kc, size, 9); err != nil {
+					return err
+				}
+				return kc.CloseWrite()
+			})
 			cl := exec.CommandContext(ctx, openssl, "s_client", "-connect", ln.Addr().String(),
-				"-servername", "localhost", "-CAfile", ca, "-verify_return_error",
+				"-servername", "localhost", "-CAfile", pf.ca, "-verify_return_error",
 				"-tls1_3", "-ciphersuites", s.name, "-quiet")
 			var out, stderr bytes.Buffer
 			cl.Stdout, cl.Stderr = &out, &stderr
-			err = cl.Run()
+			err := cl.Run()
+			ln.Close()
 			if serr := <-served; serr != nil {
 				t.Fatalf("server: %v", serr)
 			}
@@ -177,6 +163,57 @@ func TestOpenSSLClient(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startOpenSSLServer starts openssl s_server on a free loopback port,
+// with the files' certificate, in their directory (which -WWW serves),
+// and returns its address. prepare, if not nil, sees the command before
+// it starts.
+func startOpenSSLServer(t *testing.T, ctx context.Context, openssl string, pf peerFiles, prepare func(*exec.Cmd), args ...string) string {
+	t.Helper()
+	addr := "127.0.0.1:" + freePort(t)
+	srv := exec.CommandContext(ctx, openssl, append([]string{"s_server", "-accept", addr, "-cert", pf.cert, "-key", pf.key}, args...)...)
+	srv.Dir = pf.dir
+	if prepare != nil {
+		prepare(srv)
+	}
+	startAndWait(t, srv, addr)
+	return addr
+}
+
+// serveOne accepts one connection on a ktls listener with cfg and, once
+// its handshake is done and check accepts its Offload, runs serve on it,
+// within ctx's deadline; the channel receives the error that ended it.
+// Closing the listener ends a wait for a client that never came.
+func serveOne(t *testing.T, ctx context.Context, cfg *tls.Config, check func(ktls.Offload) error, serve func(*ktls.Conn) error) (net.Listener, <-chan error) {
+	t.Helper()
+	ln, err := ktls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		kc := c.(*ktls.Conn)
+		defer kc.Close()
+		d, _ := ctx.Deadline()
+		kc.SetDeadline(d)
+		if err := kc.Handshake(); err != nil {
+			done <- fmt.Errorf("handshake: %w", err)
+			return
+		}
+		if err := check(kc.Offload()); err != nil {
+			done <- err
+			return
+		}
+		done <- serve(kc)
+	}()
+	return ln, done
 }
 
 // startAndWait starts a server process and waits until addr accepts.

@@ -13,7 +13,6 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
-	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
 // TestKeyUpdateOpenSSL: openssl's s_server and s_client send KeyUpdates
@@ -21,18 +20,17 @@ import (
 func TestKeyUpdateOpenSSL(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
 	openssl := kerneltest.Program(t, "openssl")
-	b := testcert.Get(testcert.ECDSA)
+	pf := writePeerFiles(t)
 	t.Run("s_server", func(t *testing.T) {
-		dir := t.TempDir()
-		cert, key, _ := writeCerts(t, dir, b)
-		port := freePort(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		srv := exec.CommandContext(ctx, openssl, "s_server", "-accept", "127.0.0.1:"+port, "-cert", cert, "-key", key, "-tls1_3", "-naccept", "1", "-msg")
-		in, _ := srv.StdinPipe()
-		out, _ := srv.StdoutPipe()
-		startAndWait(t, srv, "127.0.0.1:"+port)
-		conn, err := ktls.Dial("tcp", "127.0.0.1:"+port, b.ClientConfig())
+		var in io.WriteCloser
+		var out io.ReadCloser
+		addr := startOpenSSLServer(t, ctx, openssl, pf, func(srv *exec.Cmd) {
+			in, _ = srv.StdinPipe()
+			out, _ = srv.StdoutPipe()
+		}, "-tls1_3", "-naccept", "1", "-msg")
+		conn, err := ktls.Dial("tcp", addr, pf.bundle.ClientConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,16 +38,14 @@ func TestKeyUpdateOpenSSL(t *testing.T) {
 		peerTalk(t, conn, in, out, "CIPHER is ")
 	})
 	t.Run("s_client", func(t *testing.T) {
-		dir := t.TempDir()
-		_, _, ca := writeCerts(t, dir, b)
-		ln, err := ktls.Listen("tcp", "127.0.0.1:0", b.ServerConfig())
+		ln, err := ktls.Listen("tcp", "127.0.0.1:0", pf.bundle.ServerConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		cl := exec.CommandContext(ctx, openssl, "s_client", "-connect", ln.Addr().String(), "-CAfile", ca, "-servername", "localhost", "-tls1_3", "-msg")
+		cl := exec.CommandContext(ctx, openssl, "s_client", "-connect", ln.Addr().String(), "-CAfile", pf.ca, "-servername", "localhost", "-tls1_3", "-msg")
 		in, _ := cl.StdinPipe()
 		out, _ := cl.StdoutPipe()
 		if err := cl.Start(); err != nil {

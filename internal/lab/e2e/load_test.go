@@ -51,9 +51,8 @@ func TestLoadServe(t *testing.T) {
 	raiseFileLimit(t, uint64(2*conns+1000))
 	ktlstest.WarmProbes(t)
 
-	dir, certDir := t.TempDir(), t.TempDir()
-	b := testcert.Get(testcert.ECDSA)
-	cert, key, _ := writeCerts(t, certDir, b)
+	// The files served are apart from the certificate's.
+	dir, pf := t.TempDir(), writePeerFiles(t)
 	files := map[string]struct {
 		size int64
 		sum  [32]byte
@@ -85,7 +84,7 @@ func TestLoadServe(t *testing.T) {
 	served := make(chan error, 1)
 	go func() {
 		served <- serve.Run(ctx, serve.Config{
-			Addr: "127.0.0.1:0", Dir: dir, CertFile: cert, KeyFile: key, Metrics: "127.0.0.1:0",
+			Addr: "127.0.0.1:0", Dir: dir, CertFile: pf.cert, KeyFile: pf.key, Metrics: "127.0.0.1:0",
 			ShutdownTimeout: time.Minute, Stdout: out, Log: slog.New(events),
 		})
 	}()
@@ -120,7 +119,7 @@ func TestLoadServe(t *testing.T) {
 		go func() {
 			defer done.Done()
 			handshakes <- struct{}{}
-			conn, err := loadDial(ctx, addr, b, i%2 == 0, &kernelClients)
+			conn, err := loadDial(ctx, addr, pf.bundle, i%2 == 0, &kernelClients)
 			if err == nil {
 				conn.SetDeadline(clientDeadline)
 				_, err = io.WriteString(conn, "GET /"+name+" HTTP/1.1\r\nHost: localhost\r\n\r\n")

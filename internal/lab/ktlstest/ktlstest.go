@@ -110,6 +110,19 @@ func (e Endpoint) Server(raw net.Conn) Handshaker {
 	return tls.Server(raw, e.Config)
 }
 
+// accept accepts one connection on ln in a goroutine and runs the
+// handshake of this end, the server, on it.
+func (e Endpoint) accept(ln net.Listener) <-chan wiretest.Result[Handshaker] {
+	return wiretest.Async(func() (Handshaker, error) {
+		raw, err := ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		conn := e.Server(raw)
+		return conn, conn.Handshake()
+	})
+}
+
 // Connect makes a loopback TCP connection and runs the handshake on both
 // ends at once. Both ends are closed when t ends.
 func Connect(t testing.TB, client, server Endpoint) (c, s net.Conn) {
@@ -134,14 +147,7 @@ func ConnectRaw(t testing.TB, client, server Endpoint) (c, s net.Conn) {
 // dials addr, which may be a relay in front of ln.
 func ConnectVia(t testing.TB, client, server Endpoint, ln net.Listener, addr string) (c, s net.Conn) {
 	t.Helper()
-	done := wiretest.Async(func() (Handshaker, error) {
-		raw, err := ln.Accept()
-		if err != nil {
-			return nil, err
-		}
-		conn := server.Server(raw)
-		return conn, conn.Handshake()
-	})
+	done := server.accept(ln)
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
-	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
 	"github.com/ktlsgo/ktls/internal/recordio"
 )
@@ -127,14 +126,7 @@ func ConnectRawPeer(t testing.TB, server Endpoint, ccfg *tls.Config) (*RawPeer, 
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	done := wiretest.Async(func() (Handshaker, error) {
-		raw, err := ln.Accept()
-		if err != nil {
-			return nil, err
-		}
-		c := server.Server(raw)
-		return c, c.Handshake()
-	})
+	done := server.accept(ln)
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
