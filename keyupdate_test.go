@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,10 +139,7 @@ func TestKeyUpdateRequestedByPeer(t *testing.T) {
 // limit; a lowered limit shows it happening, on a peer that follows.
 func TestKeyUpdateAtRecordLimit(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
-	ccfg, scfg := ktlstest.TLS13.Configs()
-	opts := &ktls.Options{}
-	ktls.SetKeyUpdateLimit(opts, 64)
-	p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLSWith(scfg, opts), ccfg)
+	p, s := connectAtRecordLimit(t, 64)
 	const records = 400
 	chunk := bytes.Repeat([]byte{'x'}, 16384)
 	go func() {
@@ -151,22 +149,7 @@ func TestKeyUpdateAtRecordLimit(t *testing.T) {
 			}
 		}
 	}()
-	updates, data := 0, 0
-	for data < records*len(chunk) {
-		typ, m, err := p.Recv()
-		if err != nil {
-			t.Fatalf("after %d bytes and %d updates: %v", data, updates, err)
-		}
-		switch typ {
-		case record.TypeHandshake:
-			updates++
-			if err := p.FollowKeyUpdate(); err != nil {
-				t.Fatal(err)
-			}
-		case record.TypeApplicationData:
-			data += len(m)
-		}
-	}
+	updates, _ := recvFollowingUpdates(t, p, records*len(chunk))
 	// 400 records under a limit of 64, updated at half of it: at least
 	// one update per 64 records.
 	if updates < records/64 {
@@ -305,11 +288,8 @@ func (r *oneByteReader) Read(b []byte) (int, error) {
 // the records it counted, far past the limit.
 func TestReadFromSmallRecordsAtRecordLimit(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
-	ccfg, scfg := ktlstest.TLS13.Configs()
-	opts := &ktls.Options{}
 	const limit = 64
-	ktls.SetKeyUpdateLimit(opts, limit)
-	p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLSWith(scfg, opts), ccfg)
+	p, s := connectAtRecordLimit(t, limit)
 	deadline := time.Now().Add(30 * time.Second)
 	s.SetDeadline(deadline)
 	p.Conn.SetDeadline(deadline)
@@ -319,8 +299,33 @@ func TestReadFromSmallRecordsAtRecordLimit(t *testing.T) {
 		_, err := s.(*ktls.Conn).ReadFrom(&oneByteReader{n: total})
 		done <- err
 	}()
-	data, run, longest, updates := 0, 0, 0, 0
-	for data < total {
+	updates, longest := recvFollowingUpdates(t, p, total)
+	if err := <-done; err != nil {
+		t.Fatalf("ReadFrom: %v", err)
+	}
+	if longest > limit {
+		t.Errorf("%d records under one key, with a limit of %d (%d key updates in %d bytes)", longest, limit, updates, total)
+	}
+	t.Logf("%d key updates; at most %d records under one key", updates, longest)
+}
+
+// connectAtRecordLimit connects a raw peer to a ktls server that updates
+// its write key before limit records, as it does before the AEAD's limit.
+func connectAtRecordLimit(t *testing.T, limit uint64) (*ktlstest.RawPeer, net.Conn) {
+	t.Helper()
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	opts := &ktls.Options{}
+	ktls.SetKeyUpdateLimit(opts, limit)
+	return ktlstest.ConnectRawPeer(t, ktlstest.KTLSWith(scfg, opts), ccfg)
+}
+
+// recvFollowingUpdates reads records at the raw peer until n bytes of
+// application data came, following the server's KeyUpdates, and returns
+// how many there were and the most records that came under one key.
+func recvFollowingUpdates(t *testing.T, p *ktlstest.RawPeer, n int) (updates, longest int) {
+	t.Helper()
+	data, run := 0, 0
+	for data < n {
 		typ, m, err := p.Recv()
 		if err != nil {
 			t.Fatalf("after %d bytes and %d updates: %v", data, updates, err)
@@ -338,11 +343,5 @@ func TestReadFromSmallRecordsAtRecordLimit(t *testing.T) {
 			longest = max(longest, run)
 		}
 	}
-	if err := <-done; err != nil {
-		t.Fatalf("ReadFrom: %v", err)
-	}
-	if longest > limit {
-		t.Errorf("%d records under one key, with a limit of %d (%d key updates in %d bytes)", longest, limit, updates, total)
-	}
-	t.Logf("%d key updates; at most %d records under one key", updates, longest)
+	return updates, longest
 }

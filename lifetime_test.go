@@ -43,15 +43,7 @@ func TestCloseDuringRelay(t *testing.T) {
 			for _, c := range []net.Conn{peer, src, dst, reader} {
 				c.SetDeadline(deadline)
 			}
-			type result struct {
-				n   int64
-				err error
-			}
-			relayed := make(chan result, 1)
-			go func() {
-				n, err := src.(*ktls.Conn).WriteTo(dst)
-				relayed <- result{n, err}
-			}()
+			relayed := wiretest.Async(func() (int64, error) { return src.(*ktls.Conn).WriteTo(dst) })
 			// Data through the relay: it has dst's lock, and waits on src.
 			first := wiretest.RandomBytes(100<<10, 1)
 			if _, err := peer.Write(first); err != nil {
@@ -77,10 +69,10 @@ func TestCloseDuringRelay(t *testing.T) {
 			}
 			select {
 			case r := <-relayed:
-				if r.err == nil || r.n != int64(len(first)) {
-					t.Fatalf("relay into the closed dst = %d, %v; want %d and an error", r.n, r.err, len(first))
+				if r.Err == nil || r.V != int64(len(first)) {
+					t.Fatalf("relay into the closed dst = %d, %v; want %d and an error", r.V, r.Err, len(first))
 				}
-				t.Logf("the relay ended with %v", r.err)
+				t.Logf("the relay ended with %v", r.Err)
 			case <-time.After(promptly):
 				t.Fatalf("the relay into the closed dst went on %v after data came", promptly)
 			}

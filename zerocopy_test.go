@@ -78,9 +78,10 @@ func zeroCopyHelper(mode string, n int64) error {
 		return <-got
 	case "splice-socket":
 		// The server's decrypted stream goes to a plain TCP socket.
-		a, b := tcpPairPlain()
-		defer a.Close()
-		defer b.Close()
+		var a, b *net.TCPConn
+		if err := t.run(func() { a, b = wiretest.TCPPair(t, "tcp") }); err != nil {
+			return err
+		}
 		go func() { s2, err := wiretest.Stream(c, n, 4); sum = s2; c.(*ktls.Conn).CloseWrite(); got <- err }()
 		done := make(chan error, 1)
 		go func() {
@@ -99,7 +100,7 @@ func zeroCopyHelper(mode string, n int64) error {
 		if _, err := io.Copy(a, s); err != nil {
 			return err
 		}
-		a.(*net.TCPConn).CloseWrite()
+		a.CloseWrite()
 		return <-done
 	}
 	return fmt.Errorf("unknown helper mode %q", mode)
@@ -407,22 +408,14 @@ func TestRelayToResetPeer(t *testing.T) {
 		}
 		src.(*ktls.Conn).CloseWrite()
 	}()
-	type result struct {
-		n   int64
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		n, err := in.(*ktls.Conn).WriteTo(out)
-		done <- result{n, err}
-	}()
+	done := wiretest.Async(func() (int64, error) { return in.(*ktls.Conn).WriteTo(out) })
 	resetMidStream(t, reader)
 	select {
 	case r := <-done:
-		if r.err == nil {
-			t.Fatalf("the relay reported %d of %d bytes delivered to a peer that reset", r.n, size)
+		if r.Err == nil {
+			t.Fatalf("the relay reported %d of %d bytes delivered to a peer that reset", r.V, size)
 		}
-		t.Logf("the relay failed after %d bytes with %v", r.n, r.err)
+		t.Logf("the relay failed after %d bytes with %v", r.V, r.Err)
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the relay to a reset peer hung")
 	}
@@ -449,9 +442,7 @@ func TestSpliceAlerts(t *testing.T) {
 			ccfg, scfg := sc.Configs()
 			c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 			kc := c.(*ktls.Conn)
-			a, b := tcpPairPlain()
-			defer a.Close()
-			defer b.Close()
+			a, b := wiretest.TCPPair(t, "tcp")
 			var want bytes.Buffer
 			sent := make(chan struct{}) // want is complete
 			go func() {
@@ -473,7 +464,7 @@ func TestSpliceAlerts(t *testing.T) {
 			got := make(chan []byte, 1)
 			go func() { data, _ := io.ReadAll(b); got <- data }()
 			n, err := io.Copy(a, s)
-			a.(*net.TCPConn).CloseWrite()
+			a.CloseWrite()
 			data := <-got
 			<-sent
 			if int64(len(data)) != n || !bytes.Equal(data, want.Bytes()) {
@@ -515,23 +506,6 @@ func drainCompare(r io.Reader, n int64, want [32]byte) (int64, error) {
 	return n, nil
 }
 
-func tcpPairPlain() (a, b net.Conn) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		panic(err)
-	}
-	b, err = ln.Accept()
-	if err != nil {
-		panic(err)
-	}
-	return a, b
-}
-
 // Benchmarks of the data paths. On the host they measure crypto/tls (no
 // ULP); in the lab, the kernel under TCG: compare ratios only.
 func BenchmarkWrite(b *testing.B)    { benchSend(b, "write") }
@@ -549,11 +523,10 @@ func benchSend(b *testing.B, mode string) {
 	defer os.Remove(f.Name())
 	src, _ := os.ReadFile(f.Name())
 	go io.Copy(io.Discard, c)
-	var sa, sb net.Conn
+	var sb net.Conn
 	if mode == "splice" {
-		sa, sb = tcpPairPlain()
-		defer sa.Close()
-		defer sb.Close()
+		sa, b2 := wiretest.TCPPair(b, "tcp")
+		sb = b2
 		go func() {
 			for {
 				if _, err := sa.Write(src); err != nil {
@@ -605,10 +578,24 @@ func relayStream(t *testing.T, c net.Conn, first, second int, between func()) <-
 	return sent
 }
 
-// wantWholeStream checks that what w received, then what Read returns
-// after WriteTo, is the stream sent, by SHA-256.
-func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, delivered []byte) {
+// writeToPair connects two ktls ends for a WriteTo test, the server's
+// with a deadline that ends a test that hangs.
+func writeToPair(t *testing.T) (c, s net.Conn) {
 	t.Helper()
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s = ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	s.SetDeadline(time.Now().Add(time.Minute))
+	return c, s
+}
+
+// wantWholeStream checks that WriteTo reported the n bytes the
+// destination received (delivered), and that those, then what Read
+// returns after WriteTo, are the stream sent, by SHA-256.
+func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, n int64, delivered []byte) {
+	t.Helper()
+	if int64(len(delivered)) != n {
+		t.Errorf("WriteTo reported %d bytes, the destination got %d", n, len(delivered))
+	}
 	rest, err := wiretest.ReadAll(s)
 	if err != io.EOF {
 		t.Errorf("Read after WriteTo: %v, want io.EOF after the rest", err)
@@ -626,12 +613,10 @@ func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, delivered []b
 // WriteTo writes such a file from user space, and every byte gets there.
 func TestWriteToAppendFile(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := ktlstest.TLS13.Configs()
-	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	c, s := writeToPair(t)
 	if o := s.(*ktls.Conn).Offload(); !o.RX {
 		t.Fatalf("Offload() = %v, want RX", o)
 	}
-	s.SetDeadline(time.Now().Add(time.Minute))
 	name := filepath.Join(t.TempDir(), "append")
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -644,10 +629,7 @@ func TestWriteToAppendFile(t *testing.T) {
 		t.Errorf("WriteTo an O_APPEND file: %v", err)
 	}
 	got, _ := os.ReadFile(name)
-	if int64(len(got)) != n {
-		t.Errorf("WriteTo reported %d bytes, the file has %d", n, len(got))
-	}
-	wantWholeStream(t, s, sent, got)
+	wantWholeStream(t, s, sent, n, got)
 }
 
 // TestWriteToDrainFailure: the destination fails after splice took data
@@ -656,13 +638,10 @@ func TestWriteToAppendFile(t *testing.T) {
 // of it is dropped with the pipe.
 func TestWriteToDrainFailure(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := ktlstest.TLS13.Configs()
-
 	// splice stops working mid-copy (O_APPEND set on the open file);
 	// write(2) still does.
 	t.Run("splice-refused-mid-copy", func(t *testing.T) {
-		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-		s.SetDeadline(time.Now().Add(time.Minute))
+		c, s := writeToPair(t)
 		name := filepath.Join(t.TempDir(), "out")
 		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE, 0o600)
 		if err != nil {
@@ -690,20 +669,14 @@ func TestWriteToDrainFailure(t *testing.T) {
 			t.Errorf("WriteTo: %v", err)
 		}
 		got, _ := os.ReadFile(name)
-		if int64(len(got)) != n {
-			t.Errorf("WriteTo reported %d bytes, the file has %d", n, len(got))
-		}
-		wantWholeStream(t, s, sent, got)
+		wantWholeStream(t, s, sent, n, got)
 	})
 
 	// The destination socket is shut for writing mid-copy: EPIPE from
 	// splice, then from write(2).
 	t.Run("socket-shut-mid-copy", func(t *testing.T) {
-		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-		s.SetDeadline(time.Now().Add(time.Minute))
-		a, b := tcpPairPlain()
-		defer a.Close()
-		defer b.Close()
+		c, s := writeToPair(t)
+		a, b := wiretest.TCPPair(t, "tcp")
 		var (
 			received = make(chan []byte, 1)
 			oneMiB   = make(chan struct{})
@@ -721,25 +694,20 @@ func TestWriteToDrainFailure(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Error("WriteTo delivered no 1 MiB in 30 s")
 			}
-			a.(*net.TCPConn).CloseWrite()
+			a.CloseWrite()
 		})
 		n, err := s.(*ktls.Conn).WriteTo(a)
 		if err == nil {
 			t.Error("WriteTo into a socket shut for writing succeeded")
 		}
 		t.Logf("WriteTo: %d, %v", n, err)
-		got := <-received
-		if int64(len(got)) != n {
-			t.Errorf("WriteTo reported %d bytes, the destination got %d", n, len(got))
-		}
-		wantWholeStream(t, s, sent, got)
+		wantWholeStream(t, s, sent, n, <-received)
 	})
 
 	// splice refuses /dev/full (no splice_write: EINVAL), and write(2)
 	// fails with ENOSPC: all of it stays for Read.
 	t.Run("dev-full", func(t *testing.T) {
-		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-		s.SetDeadline(time.Now().Add(time.Minute))
+		c, s := writeToPair(t)
 		f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -750,7 +718,7 @@ func TestWriteToDrainFailure(t *testing.T) {
 		if !errors.Is(err, syscall.ENOSPC) || n != 0 {
 			t.Errorf("WriteTo /dev/full = %d, %v; want 0, ENOSPC", n, err)
 		}
-		wantWholeStream(t, s, sent, nil)
+		wantWholeStream(t, s, sent, n, nil)
 	})
 }
 
@@ -775,16 +743,14 @@ func (w *failingWriter) Write(b []byte) (int, error) {
 // which fails part way through a buffer: what it didn't take comes from
 // the next Read. On the kernel path and on crypto/tls alike.
 func TestWriteToFailingWriter(t *testing.T) {
-	ccfg, scfg := ktlstest.TLS13.Configs()
-	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-	s.SetDeadline(time.Now().Add(time.Minute))
+	c, s := writeToPair(t)
 	sent := relayStream(t, c, 1<<20, 0, func() {})
 	w := &failingWriter{limit: 300001}
 	n, err := s.(*ktls.Conn).WriteTo(w)
 	if !errors.Is(err, errDestinationFull) || n != int64(w.limit) {
 		t.Errorf("WriteTo = %d, %v; want %d, %v", n, err, w.limit, errDestinationFull)
 	}
-	wantWholeStream(t, s, sent, w.buf.Bytes())
+	wantWholeStream(t, s, sent, n, w.buf.Bytes())
 }
 
 // TestWriteToEmptyRecords: an empty application_data record is legal, and

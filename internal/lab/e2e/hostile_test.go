@@ -344,30 +344,16 @@ var hostileCases = []hostileCase{
 		h.wantLocalAlert(h.readToError(), record.AlertUnexpectedMessage)
 	}},
 	{"renegotiation-ClientHello", func(h *hostile) {
-		// A TLS 1.2 server that doesn't renegotiate answers a new
-		// ClientHello with a no_renegotiation warning (RFC 5246,
-		// Section 7.2.2). TLS 1.3 has no renegotiation: the message is
-		// unexpected.
 		h.sendBefore()
 		h.send(record.TypeHandshake, clientHello(), 0)
-		err := h.readToError()
-		if h.version == tls.VersionTLS13 {
-			h.wantLocalAlert(err, record.AlertUnexpectedMessage)
-			return
-		}
-		h.wantLocalAlert(err, record.AlertNoRenegotiation)
+		h.wantRenegotiationRefused(h.readToError())
 	}},
 	{"renegotiation-HelloRequest", func(h *hostile) {
 		// HelloRequest goes from server to client; a server refuses it
 		// as it refuses renegotiation.
 		h.sendBefore()
 		h.send(record.TypeHandshake, []byte{record.MsgHelloRequest, 0, 0, 0}, 0)
-		err := h.readToError()
-		if h.version == tls.VersionTLS13 {
-			h.wantLocalAlert(err, record.AlertUnexpectedMessage)
-			return
-		}
-		h.wantLocalAlert(err, record.AlertNoRenegotiation)
+		h.wantRenegotiationRefused(h.readToError())
 	}},
 	{"close_notify-then-data", func(h *hostile) {
 		// After close_notify, nothing more is read (RFC 8446, Section
@@ -561,6 +547,19 @@ func (h *hostile) wantLocalAlert(err error, desc uint8) {
 			h.t.Errorf("Write after sending %v = %v, want the same alert", tls.AlertError(desc), werr)
 		}
 	}
+}
+
+// wantRenegotiationRefused checks that Read failed with the answer to a
+// renegotiation. A TLS 1.2 server that doesn't renegotiate answers a new
+// handshake with a no_renegotiation warning (RFC 5246, Section 7.2.2).
+// TLS 1.3 has no renegotiation: the message is unexpected.
+func (h *hostile) wantRenegotiationRefused(err error) {
+	h.t.Helper()
+	if h.version == tls.VersionTLS13 {
+		h.wantLocalAlert(err, record.AlertUnexpectedMessage)
+		return
+	}
+	h.wantLocalAlert(err, record.AlertNoRenegotiation)
 }
 
 // wantRemoteAlert checks that Read failed with the peer's alert.
