@@ -17,6 +17,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // labelLog is a KeyLogWriter that keeps only the labels crypto/tls logged:
@@ -65,17 +66,15 @@ func handshakeOver(t *testing.T, network string, client, server handshakeEnd) (c
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	done := make(chan error, 1)
-	go func() {
+	done := wiretest.Go(func() error {
 		raw, err := ln.Accept()
 		if err != nil {
-			done <- err
-			return
+			return err
 		}
 		s := server(raw)
 		t.Cleanup(func() { s.Close() })
-		done <- s.Handshake()
-	}()
+		return s.Handshake()
+	})
 	raw, err := net.Dial(network, ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -485,15 +485,10 @@ func serveCell(t *testing.T, ctx context.Context, env *matrixEnv, cell matrixCel
 // exchangeStreams receives in bytes and sends out bytes at once on c, and
 // returns the hashes of both.
 func exchangeStreams(c net.Conn, in, out int64, seed uint64) (got, sent [32]byte, err error) {
-	errc := make(chan error, 1)
-	go func() {
-		var err error
-		sent, err = wiretest.Stream(c, out, seed)
-		errc <- err
-	}()
+	sending := wiretest.Async(func() ([32]byte, error) { return wiretest.Stream(c, out, seed) })
 	got, rerr := wiretest.Drain(c, in)
-	werr := <-errc
-	return got, sent, errors.Join(rerr, werr)
+	w := <-sending
+	return got, w.V, errors.Join(rerr, w.Err)
 }
 
 // runStdioClient runs a client program that sends its stdin to the ktls

@@ -229,13 +229,20 @@ func Async[T any](f func() (T, error)) <-chan Result[T] {
 	return ch
 }
 
+// Go runs f in a goroutine; the channel, buffered, receives its error.
+func Go(f func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- f() }()
+	return ch
+}
+
 // A Handshaker is a TLS end: a *tls.Conn, or a *ktls.Conn.
 type Handshaker interface{ Handshake() error }
 
 // Handshake runs the handshakes of two ends of one connection at once, the
 // server's in a goroutine, and returns their errors.
 func Handshake(client, server Handshaker) (cerr, serr error) {
-	done := Async(func() (struct{}, error) { return struct{}{}, server.Handshake() })
+	done := Go(server.Handshake)
 	cerr = client.Handshake()
-	return cerr, (<-done).Err
+	return cerr, <-done
 }
