@@ -1,7 +1,6 @@
 package ktls_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
@@ -11,11 +10,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -124,45 +120,18 @@ func TestZeroCopyUsed(t *testing.T) {
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "strace.out")
-			cmd := exec.Command(straceBin, "-f", "-qq", "--seccomp-bpf", "-e", "trace=sendfile,splice", "-e", "signal=none",
-				"-o", out, os.Args[0], "-test.run=^$")
+			cmd := kerneltest.Strace(straceBin, out, "sendfile,splice", os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), envHelper+"="+tc.mode+":"+strconv.Itoa(n))
 			if b, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("transfer under strace: %v\n%s", err, b)
 			}
-			moved, calls := straceBytes(t, out, tc.call)
+			moved, calls := kerneltest.StraceBytes(t, out, tc.call)
 			t.Logf("%s: %d calls moved %d bytes", tc.call, calls, moved)
 			if moved != tc.want {
 				t.Fatalf("%s moved %d bytes, want %d: the data went another way", tc.call, moved, tc.want)
 			}
 		})
 	}
-}
-
-var straceResult = regexp.MustCompile(`= (\d+)$`)
-
-// straceBytes adds up the results of the named call in strace's output,
-// including calls strace reports in two parts ("<... resumed>").
-func straceBytes(t *testing.T, file, call string) (total int64, calls int) {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(line, call+"(") && !strings.Contains(line, "<... "+call+" resumed>") {
-			continue
-		}
-		if m := straceResult.FindStringSubmatch(line); m != nil {
-			v, _ := strconv.ParseInt(m[1], 10, 64)
-			total += v
-			calls++
-		}
-	}
-	return total, calls
 }
 
 // sendfileLargeSHA256 is the SHA-256 of TestSendfileLarge's file.

@@ -62,22 +62,12 @@ func freePort(t *testing.T) string {
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
 
-// randomFile writes n pseudo-random bytes and returns the path and hash.
+// randomFile writes n pseudo-random bytes to dir/data.bin and returns
+// the path and hash.
 func randomFile(t *testing.T, dir string, n int64) (string, [32]byte) {
 	t.Helper()
 	p := filepath.Join(dir, "data.bin")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := wiretest.Stream(f, n, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return p, sum
+	return p, wiretest.RandomFile(t, p, n, 7)
 }
 
 var opensslSuites = []struct {

@@ -79,6 +79,26 @@ func Stream(w io.Writer, n int64, seed uint64) ([32]byte, error) {
 	return [32]byte(h.Sum(nil)), nil
 }
 
+// RandomFile writes n pseudo-random bytes, Stream's for the seed, to a
+// new file at path, and returns their SHA-256.
+func RandomFile(t testing.TB, path string, n int64, seed uint64) [32]byte {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Stream(f, n, seed)
+	if err == nil {
+		err = f.Close()
+	} else {
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
 // Drain reads exactly n bytes and returns their SHA-256.
 func Drain(r io.Reader, n int64) ([32]byte, error) {
 	h := sha256.New()
