@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +15,10 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/tlstest"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
@@ -531,18 +532,17 @@ func TestSessionExtraHoldsNoSecret(t *testing.T) {
 		masters [][]byte // every TLS 1.2 master secret, from the key logs
 		seen    []seenSession
 	)
-	keyLog := writerFunc(func(b []byte) (int, error) {
-		f := strings.Fields(string(b))
-		if len(f) == 3 && f[0] == "CLIENT_RANDOM" {
-			m, err := hex.DecodeString(f[2])
-			if err != nil {
-				return 0, err
-			}
+	keyLog := tlstest.KeyLogFunc(func(line []byte) {
+		e, err := keylog.ParseLine(line)
+		if err != nil {
+			t.Errorf("key log: %v", err)
+			return
+		}
+		if e.Label == keylog.LabelClientRandom {
 			mu.Lock()
-			masters = append(masters, m)
+			masters = append(masters, e.Secret)
 			mu.Unlock()
 		}
-		return len(b), nil
 	})
 	record := func(where string, version uint16, ss *tls.SessionState) {
 		b, err := ss.Bytes()
@@ -557,7 +557,7 @@ func TestSessionExtraHoldsNoSecret(t *testing.T) {
 
 	store := &storeWrap{sessions: map[string][]byte{}}
 	conn, version := 0, uint16(0) // the connection under way
-	cache := &recordingCache{ClientSessionCache: tls.NewLRUClientSessionCache(4), put: func(cs *tls.ClientSessionState) {
+	cache := &tlstest.WatchedCache{ClientSessionCache: tls.NewLRUClientSessionCache(4), Watch: func(cs *tls.ClientSessionState) {
 		if _, ss, err := cs.ResumptionState(); err == nil && ss != nil {
 			record(fmt.Sprintf("client cache, connection %d", conn), version, ss)
 		}
@@ -629,22 +629,6 @@ type seenSession struct {
 	encoded []byte
 	extra   int
 }
-
-type recordingCache struct {
-	tls.ClientSessionCache
-	put func(*tls.ClientSessionState)
-}
-
-func (c *recordingCache) Put(key string, cs *tls.ClientSessionState) {
-	if cs != nil {
-		c.put(cs)
-	}
-	c.ClientSessionCache.Put(key, cs)
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // TestTicketsSharedWithCryptoTLS: a ktls server and a crypto/tls server on
 // one config accept each other's tickets, both ways, as two crypto/tls
