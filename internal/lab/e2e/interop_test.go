@@ -70,10 +70,14 @@ func randomFile(t *testing.T, dir string, n int64) (string, [32]byte) {
 	return p, wiretest.RandomFile(t, p, n, 7)
 }
 
-var opensslSuites = []struct {
+// opensslSuite is a TLS 1.3 suite, named as openssl's -ciphersuites
+// names it.
+type opensslSuite struct {
 	name  string
 	suite uint16
-}{
+}
+
+var opensslSuites = []opensslSuite{
 	{"TLS_AES_128_GCM_SHA256", tls.TLS_AES_128_GCM_SHA256},
 	{"TLS_AES_256_GCM_SHA384", tls.TLS_AES_256_GCM_SHA384},
 	{"TLS_CHACHA20_POLY1305_SHA256", tls.TLS_CHACHA20_POLY1305_SHA256},
@@ -82,75 +86,74 @@ var opensslSuites = []struct {
 // TestOpenSSLServer: a ktls client fetches a file from openssl s_server
 // -WWW, for each TLS 1.3 suite.
 func TestOpenSSLServer(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
-	openssl := kerneltest.Program(t, "openssl")
-	for _, s := range opensslSuites {
-		t.Run(s.name, func(t *testing.T) {
-			pf := writePeerFiles(t)
-			const size = 4 << 20
-			_, sum := randomFile(t, pf.dir, size)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			addr := startOpenSSLServer(t, ctx, openssl, pf, nil, "-tls1_3", "-ciphersuites", s.name, "-WWW", "-naccept", "1", "-quiet")
-
-			conn, err := ktls.Dial("tcp", addr, pf.bundle.ClientConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			if o := conn.Offload(); !o.TX || !o.RX || o.CipherSuite != s.suite {
-				t.Fatalf("Offload() = %v, want TX and RX with %s", o, s.name)
-			}
-			if _, err := io.WriteString(conn, "GET /data.bin HTTP/1.0\r\n\r\n"); err != nil {
-				t.Fatal(err)
-			}
-			body := readHTTPBody(t, conn)
-			if len(body) != size || sha256.Sum256(body) != sum {
-				t.Fatalf("got %d bytes from openssl, want %d intact", len(body), size)
-			}
-		})
-	}
+	eachOpenSSLSuite(t, func(t *testing.T, ctx context.Context, s opensslSuite, openssl string, pf peerFiles) {
+		const size = 4 << 20
+		_, sum := randomFile(t, pf.dir, size)
+		addr := startOpenSSLServer(t, ctx, openssl, pf, nil, "-tls1_3", "-ciphersuites", s.name, "-WWW", "-naccept", "1", "-quiet")
+		conn, err := ktls.Dial("tcp", addr, pf.bundle.ClientConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if o := conn.Offload(); !o.TX || !o.RX || o.CipherSuite != s.suite {
+			t.Fatalf("Offload() = %v, want TX and RX with %s", o, s.name)
+		}
+		if _, err := io.WriteString(conn, "GET /data.bin HTTP/1.0\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		body := readHTTPBody(t, conn)
+		if len(body) != size || sha256.Sum256(body) != sum {
+			t.Fatalf("got %d bytes from openssl, want %d intact", len(body), size)
+		}
+	})
 }
 
 // TestOpenSSLClient: openssl s_client reads a stream from a ktls server,
 // for each TLS 1.3 suite, and its SHA-256 matches.
 func TestOpenSSLClient(t *testing.T) {
+	eachOpenSSLSuite(t, func(t *testing.T, ctx context.Context, s opensslSuite, openssl string, pf peerFiles) {
+		const size = 4 << 20
+		var sent [32]byte
+		ln, served := serveOne(t, ctx, pf.bundle.ServerConfig(), func(o ktls.Offload) error {
+			if !o.TX || !o.RX || o.CipherSuite != s.suite {
+				return fmt.Errorf("Offload() = %v, want TX and RX with %s", o, s.name)
+			}
+			return nil
+		}, func(kc *ktls.Conn) (err error) {
+			if sent, err = wiretest.Stream(kc, size, 9); err != nil {
+				return err
+			}
+			return kc.CloseWrite()
+		})
+		cl := exec.CommandContext(ctx, openssl, "s_client", "-connect", ln.Addr().String(),
+			"-servername", "localhost", "-CAfile", pf.ca, "-verify_return_error",
+			"-tls1_3", "-ciphersuites", s.name, "-quiet")
+		var out, stderr bytes.Buffer
+		cl.Stdout, cl.Stderr = &out, &stderr
+		err := cl.Run()
+		ln.Close()
+		if serr := <-served; serr != nil {
+			t.Fatalf("server: %v", serr)
+		}
+		if err != nil {
+			t.Fatalf("openssl s_client: %v\n%s", err, stderr.Bytes())
+		}
+		if out.Len() != size || sha256.Sum256(out.Bytes()) != sent {
+			t.Fatalf("openssl read %d bytes, want %d intact\n%s", out.Len(), size, stderr.Bytes())
+		}
+	})
+}
+
+// eachOpenSSLSuite runs f in a subtest for each TLS 1.3 suite, with
+// openssl's path, new peer files and a context that bounds the subtest.
+func eachOpenSSLSuite(t *testing.T, f func(t *testing.T, ctx context.Context, s opensslSuite, openssl string, pf peerFiles)) {
 	kerneltest.Require(t, kernel.FeatureULP)
 	openssl := kerneltest.Program(t, "openssl")
 	for _, s := range opensslSuites {
 		t.Run(s.name, func(t *testing.T) {
-			pf := writePeerFiles(t)
-			const size = 4 << 20
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			var sent [32]byte
-			ln, served := serveOne(t, ctx, pf.bundle.ServerConfig(), func(o ktls.Offload) error {
-				if !o.TX || !o.RX || o.CipherSuite != s.suite {
-					return fmt.Errorf("Offload() = %v, want TX and RX with %s", o, s.name)
-				}
-				return nil
-			}, func(kc *ktls.Conn) (err error) {
-				if sent, err = wiretest.Stream(kc, size, 9); err != nil {
-					return err
-				}
-				return kc.CloseWrite()
-			})
-			cl := exec.CommandContext(ctx, openssl, "s_client", "-connect", ln.Addr().String(),
-				"-servername", "localhost", "-CAfile", pf.ca, "-verify_return_error",
-				"-tls1_3", "-ciphersuites", s.name, "-quiet")
-			var out, stderr bytes.Buffer
-			cl.Stdout, cl.Stderr = &out, &stderr
-			err := cl.Run()
-			ln.Close()
-			if serr := <-served; serr != nil {
-				t.Fatalf("server: %v", serr)
-			}
-			if err != nil {
-				t.Fatalf("openssl s_client: %v\n%s", err, stderr.Bytes())
-			}
-			if out.Len() != size || sha256.Sum256(out.Bytes()) != sent {
-				t.Fatalf("openssl read %d bytes, want %d intact\n%s", out.Len(), size, stderr.Bytes())
-			}
+			f(t, ctx, s, openssl, writePeerFiles(t))
 		})
 	}
 }
