@@ -179,9 +179,7 @@ var hostileCases = []hostileCase{
 		// user_canceled) are useless records too: 16 in a row are
 		// tolerated.
 		h.sendBefore()
-		for range 16 {
-			h.sendAlert(record.AlertLevelWarning, record.AlertUserCanceled)
-		}
+		h.sendIgnoredAlerts(16)
 		h.endWithData()
 		h.wantIntactToEnd()
 	}},
@@ -189,9 +187,7 @@ var hostileCases = []hostileCase{
 		// The 17th is one too many, as in crypto/tls:
 		// unexpected_message.
 		h.sendBefore()
-		for range 17 {
-			h.sendAlert(record.AlertLevelWarning, record.AlertUserCanceled)
-		}
+		h.sendIgnoredAlerts(17)
 		h.send(record.TypeApplicationData, []byte("never read"), 0)
 		h.wantLocalAlert(h.readToError(), record.AlertUnexpectedMessage)
 	}},
@@ -442,6 +438,15 @@ func (h *hostile) send(typ uint8, data []byte, pad int) {
 func (h *hostile) sendAlert(level, desc uint8) {
 	h.t.Helper()
 	h.send(record.TypeAlert, []byte{level, desc}, 0)
+}
+
+// sendIgnoredAlerts sends n user_canceled warnings, alerts that both
+// versions drop.
+func (h *hostile) sendIgnoredAlerts(n int) {
+	h.t.Helper()
+	for range n {
+		h.sendAlert(record.AlertLevelWarning, record.AlertUserCanceled)
+	}
 }
 
 func (h *hostile) write(b []byte) {

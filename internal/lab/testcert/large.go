@@ -24,17 +24,7 @@ var large = map[int]*Bundle{}
 // in a non-critical extension: a way to make a handshake flight of any
 // size. Its pool trusts it. Each size is made once per process.
 func Large(padding int) *Bundle {
-	mu.Lock()
-	defer mu.Unlock()
-	if b, ok := large[padding]; ok {
-		return b
-	}
-	b, err := generateLarge(padding)
-	if err != nil {
-		panic("testcert: " + err.Error())
-	}
-	large[padding] = b
-	return b
+	return once(large, padding, func() (*Bundle, error) { return generateLarge(padding) })
 }
 
 func generateLarge(padding int) (*Bundle, error) {
@@ -77,23 +67,16 @@ var subjects = map[int]*x509.Certificate{}
 // which lists their subjects, about that much larger. Each size is made
 // once per process.
 func LargeSubject(n int) *x509.Certificate {
-	mu.Lock()
-	defer mu.Unlock()
-	if c, ok := subjects[n]; ok {
-		return c
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic("testcert: " + err.Error())
-	}
-	tmpl := template(4, false)
-	tmpl.Subject = pkix.Name{Organization: []string{strings.Repeat("o", n)}}
-	tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-	tmpl.KeyUsage = x509.KeyUsageCertSign
-	_, c, err := create(tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		panic("testcert: " + err.Error())
-	}
-	subjects[n] = c
-	return c
+	return once(subjects, n, func() (*x509.Certificate, error) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		tmpl := template(4, false)
+		tmpl.Subject = pkix.Name{Organization: []string{strings.Repeat("o", n)}}
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage = x509.KeyUsageCertSign
+		_, c, err := create(tmpl, tmpl, key.Public(), key)
+		return c, err
+	})
 }

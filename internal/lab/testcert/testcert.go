@@ -41,18 +41,22 @@ var (
 )
 
 // Get returns the bundle of the given kind, making it on first use.
-func Get(k Kind) *Bundle {
+func Get(k Kind) *Bundle { return once(cache, k, func() (*Bundle, error) { return generate(k) }) }
+
+// once returns m[k], made by make on first use under mu: each
+// certificate is made once per process. It panics if make fails.
+func once[K comparable, V any](m map[K]V, k K, make func() (V, error)) V {
 	mu.Lock()
 	defer mu.Unlock()
-	if b, ok := cache[k]; ok {
-		return b
+	if v, ok := m[k]; ok {
+		return v
 	}
-	b, err := generate(k)
+	v, err := make()
 	if err != nil {
 		panic("testcert: " + err.Error())
 	}
-	cache[k] = b
-	return b
+	m[k] = v
+	return v
 }
 
 // ServerConfig returns a server config with the bundle's certificate.
