@@ -2,8 +2,8 @@
 // They drive the library through its public API only, from outside, as
 // a user's program does, against real peers and real networks:
 //
-//   - interop: OpenSSL's s_server and s_client (interop_test.go, and
-//     KeyUpdates both ways in keyupdate_test.go), and the interop matrix
+//   - interop: OpenSSL's s_server and s_client, with KeyUpdates both
+//     ways (interop_test.go), and the interop matrix
 //     of OpenSSL, GnuTLS, nginx and curl against every version and cipher
 //     the kernel takes (interop_matrix_test.go);
 //   - load: ktls serve in this process under 2,000 connections at once,
