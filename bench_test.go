@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 )
 
 // BenchmarkHandshake compares a full handshake through ktls (crypto/tls,
@@ -16,7 +17,7 @@ import (
 func BenchmarkHandshake(b *testing.B) {
 	for _, impl := range []string{"crypto-tls", "ktls"} {
 		b.Run(impl, func(b *testing.B) {
-			ccfg, scfg := suiteCases[0].configs()
+			ccfg, scfg := ktlstest.TLS13.Configs()
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
@@ -30,7 +31,7 @@ func BenchmarkHandshake(b *testing.B) {
 					if err != nil {
 						return
 					}
-					var c handshaker
+					var c ktlstest.Handshaker
 					if impl == "ktls" {
 						c = ktls.Server(raw, scfg)
 					} else {
@@ -48,7 +49,7 @@ func BenchmarkHandshake(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				var c handshaker
+				var c ktlstest.Handshaker
 				if impl == "ktls" {
 					c = ktls.Client(raw, ccfg)
 				} else {
@@ -72,13 +73,13 @@ func BenchmarkHandshake(b *testing.B) {
 func BenchmarkThroughput(b *testing.B) {
 	for _, impl := range []string{"crypto-tls", "ktls-fallback"} {
 		b.Run(impl, func(b *testing.B) {
-			ccfg, scfg := suiteCases[0].configs()
+			ccfg, scfg := ktlstest.TLS13.Configs()
 			off := &ktls.Options{TX: ktls.Disabled}
 			var c, s net.Conn
 			if impl == "ktls-fallback" {
-				c, s = connect(b, endpoint{ktls: true, config: ccfg, opts: off}, endpoint{ktls: true, config: scfg, opts: off})
+				c, s = ktlstest.Connect(b, ktlstest.KTLSWith(ccfg, off), ktlstest.KTLSWith(scfg, off))
 			} else {
-				c, s = connect(b, endpoint{config: ccfg}, endpoint{config: scfg})
+				c, s = ktlstest.Connect(b, ktlstest.CryptoTLS(ccfg), ktlstest.CryptoTLS(scfg))
 			}
 			const chunk = 1 << 20
 			buf := make([]byte, chunk)

@@ -2,9 +2,11 @@ package ktls_test
 
 import (
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,45 +14,11 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
+	"golang.org/x/net/nettest"
 )
-
-// suiteCase is one version and cipher suite, and how to make crypto/tls
-// negotiate it.
-type suiteCase struct {
-	name    string
-	version uint16
-	suite   uint16
-	kind    testcert.Kind
-}
-
-var suiteCases = []suiteCase{
-	{"TLS1.3/AES_128_GCM", tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256, testcert.ECDSA},
-	{"TLS1.3/CHACHA20_POLY1305", tls.VersionTLS13, tls.TLS_CHACHA20_POLY1305_SHA256, testcert.ECDSA},
-	{"TLS1.2/ECDHE_ECDSA_AES_128_GCM", tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, testcert.ECDSA},
-	{"TLS1.2/ECDHE_ECDSA_AES_256_GCM", tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, testcert.ECDSA},
-	{"TLS1.2/ECDHE_ECDSA_CHACHA20_POLY1305", tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, testcert.ECDSA},
-	{"TLS1.2/ECDHE_RSA_AES_128_GCM", tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, testcert.RSA},
-	{"TLS1.2/ECDHE_RSA_AES_256_GCM", tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, testcert.RSA},
-	{"TLS1.2/ECDHE_RSA_CHACHA20_POLY1305", tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, testcert.RSA},
-}
-
-// configs returns client and server configs that negotiate the case.
-func (sc suiteCase) configs() (client, server *tls.Config) {
-	client, server = clientConfig(sc.kind), serverConfig(sc.kind)
-	if sc.version == tls.VersionTLS12 {
-		client.MaxVersion = tls.VersionTLS12
-		client.CipherSuites = []uint16{sc.suite}
-		return client, server
-	}
-	if sc.suite == tls.TLS_CHACHA20_POLY1305_SHA256 {
-		// crypto/tls has no knob for TLS 1.3 suites, but a server prefers
-		// ChaCha20-Poly1305 when the client lists a ChaCha20 suite first;
-		// the TLS 1.2 list comes first in a Go ClientHello.
-		client.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}
-	}
-	return client, server
-}
 
 // TestOffload runs every version and suite between ktls and crypto/tls,
 // each as client and as server, and between two ktls ends: both
@@ -58,16 +26,16 @@ func (sc suiteCase) configs() (client, server *tls.Config) {
 func TestOffload(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
 	size := int64(1 << 20)
-	for _, sc := range suiteCases {
+	for _, sc := range ktlstest.SuiteCases {
 		for _, roles := range []struct {
 			name           string
 			client, server bool
 		}{{"ktls-server", false, true}, {"ktls-client", true, false}, {"ktls-both", true, true}} {
-			t.Run(sc.name+"/"+roles.name, func(t *testing.T) {
-				ccfg, scfg := sc.configs()
-				warmProbes(t)
-				txBefore, rxBefore := tlsStat(t, "TlsTxSw"), tlsStat(t, "TlsRxSw")
-				c, s := connect(t, endpoint{ktls: roles.client, config: ccfg}, endpoint{ktls: roles.server, config: scfg})
+			t.Run(sc.Name+"/"+roles.name, func(t *testing.T) {
+				ccfg, scfg := sc.Configs()
+				ktlstest.WarmProbes(t)
+				txBefore, rxBefore := kerneltest.Stat(t, "TlsTxSw"), kerneltest.Stat(t, "TlsRxSw")
+				c, s := ktlstest.Connect(t, ktlstest.Endpoint{KTLS: roles.client, Config: ccfg}, ktlstest.Endpoint{KTLS: roles.server, Config: scfg})
 				want := 0
 				for _, conn := range []net.Conn{c, s} {
 					kc, ok := conn.(*ktls.Conn)
@@ -79,19 +47,19 @@ func TestOffload(t *testing.T) {
 					if !o.TX || !o.RX {
 						t.Fatalf("Offload() = %v, want TX and RX", o)
 					}
-					if o.Version != sc.version || o.CipherSuite != sc.suite {
+					if o.Version != sc.Version || o.CipherSuite != sc.Suite {
 						t.Fatalf("negotiated %s %s, want %s %s", tls.VersionName(o.Version), tls.CipherSuiteName(o.CipherSuite),
-							tls.VersionName(sc.version), tls.CipherSuiteName(sc.suite))
+							tls.VersionName(sc.Version), tls.CipherSuiteName(sc.Suite))
 					}
 				}
-				exchange(t, c, s, size)
-				if d := tlsStat(t, "TlsTxSw") - txBefore; d != uint64(want) {
+				wiretest.Exchange(t, c, s, size)
+				if d := kerneltest.Stat(t, "TlsTxSw") - txBefore; d != uint64(want) {
 					t.Errorf("TlsTxSw went up by %d, want %d", d, want)
 				}
-				if d := tlsStat(t, "TlsRxSw") - rxBefore; d != uint64(want) {
+				if d := kerneltest.Stat(t, "TlsRxSw") - rxBefore; d != uint64(want) {
 					t.Errorf("TlsRxSw went up by %d, want %d", d, want)
 				}
-				closeBoth(t, c, s)
+				ktlstest.CloseBoth(t, c, s)
 			})
 		}
 	}
@@ -104,29 +72,13 @@ func TestBulk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("64 MiB each way; -short skips it (the lab runs it)")
 	}
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			c, s := connect(t, endpoint{config: ccfg}, endpoint{ktls: true, config: scfg})
-			exchange(t, c, s, 64<<20)
-			closeBoth(t, c, s)
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLS(scfg))
+			wiretest.Exchange(t, c, s, 64<<20)
+			ktlstest.CloseBoth(t, c, s)
 		})
-	}
-}
-
-// closeBoth closes each end's writing side with close_notify, and checks
-// that the other end reads io.EOF.
-func closeBoth(t *testing.T, c, s net.Conn) {
-	t.Helper()
-	for _, pair := range [][2]net.Conn{{c, s}, {s, c}} {
-		w, r := pair[0], pair[1]
-		if err := w.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
-			t.Fatalf("CloseWrite: %v", err)
-		}
-		r.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if n, err := r.Read(make([]byte, 10)); n != 0 || err != io.EOF {
-			t.Fatalf("Read after the peer's close_notify = %d, %v; want 0, io.EOF", n, err)
-		}
 	}
 }
 
@@ -139,8 +91,8 @@ func TestFallback(t *testing.T) {
 			// With kernel TLS here, fall back by choice instead.
 			opts.TX = ktls.Disabled
 		}
-		ccfg, scfg := suiteCases[0].configs()
-		c, s := connect(t, endpoint{ktls: true, config: ccfg, opts: opts}, endpoint{ktls: true, config: scfg, opts: opts})
+		ccfg, scfg := ktlstest.TLS13.Configs()
+		c, s := ktlstest.Connect(t, ktlstest.KTLSWith(ccfg, opts), ktlstest.KTLSWith(scfg, opts))
 		for _, conn := range []net.Conn{c, s} {
 			o := conn.(*ktls.Conn).Offload()
 			if o.TX || o.RX || o.TXReason == nil || o.RXReason == nil {
@@ -151,48 +103,48 @@ func TestFallback(t *testing.T) {
 		if opts.TX == ktls.Auto && !errors.Is(c.(*ktls.Conn).Offload().TXReason, ktls.ErrNotSupported) {
 			t.Errorf("TXReason %v does not match ErrNotSupported", c.(*ktls.Conn).Offload().TXReason)
 		}
-		exchange(t, c, s, 1<<20)
-		closeBoth(t, c, s)
+		wiretest.Exchange(t, c, s, 1<<20)
+		ktlstest.CloseBoth(t, c, s)
 	})
 	t.Run("CBC-suite", func(t *testing.T) {
 		ccfg, scfg := clientConfig(testcert.ECDSA), serverConfig(testcert.ECDSA)
 		ccfg.MaxVersion = tls.VersionTLS12
 		ccfg.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}
 		scfg.CipherSuites = ccfg.CipherSuites
-		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 		o := s.(*ktls.Conn).Offload()
 		if o.TX || o.RX || !errors.Is(o.TXReason, ktls.ErrNotSupported) {
 			t.Fatalf("Offload() = %+v, want none, for a reason that matches ErrNotSupported", o)
 		}
-		exchange(t, c, s, 1<<20)
-		closeBoth(t, c, s)
+		wiretest.Exchange(t, c, s, 1<<20)
+		ktlstest.CloseBoth(t, c, s)
 	})
 	t.Run("RX-disabled", func(t *testing.T) {
 		kerneltest.Require(t, kernel.FeatureULP)
-		ccfg, scfg := suiteCases[0].configs()
+		ccfg, scfg := ktlstest.TLS13.Configs()
 		opts := &ktls.Options{RX: ktls.Disabled}
-		c, s := connect(t, endpoint{config: ccfg}, endpoint{ktls: true, config: scfg, opts: opts})
+		c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLSWith(scfg, opts))
 		o := s.(*ktls.Conn).Offload()
 		if !o.TX || o.RX {
 			t.Fatalf("Offload() = %v, want TX only", o)
 		}
-		exchange(t, c, s, 1<<20)
-		closeBoth(t, c, s)
+		wiretest.Exchange(t, c, s, 1<<20)
+		ktlstest.CloseBoth(t, c, s)
 	})
 }
 
 // TestUnexpectedEOF: a peer that closes TCP without close_notify may have
 // been cut short; Read says so.
 func TestUnexpectedEOF(t *testing.T) {
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			c, s := connect(t, endpoint{config: ccfg}, endpoint{ktls: true, config: scfg})
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLS(scfg))
 			if _, err := c.Write([]byte("partial")); err != nil {
 				t.Fatal(err)
 			}
 			c.(*tls.Conn).NetConn().Close()
-			got, err := readAll(s)
+			got, err := wiretest.ReadAll(s)
 			if string(got) != "partial" || err != io.ErrUnexpectedEOF {
 				t.Fatalf("read %q, %v; want %q, io.ErrUnexpectedEOF", got, err, "partial")
 			}
@@ -205,12 +157,12 @@ func TestUnexpectedEOF(t *testing.T) {
 // corrupt one on the way.
 func TestPeerAlert(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
 			// The server is ktls; the proxy flips a bit in the first
 			// record the server sends after the handshake.
-			c, s := connectThroughProxy(t, endpoint{config: ccfg}, endpoint{ktls: true, config: scfg})
+			c, s := connectThroughProxy(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLS(scfg))
 			if _, err := s.Write([]byte("this record is corrupted on the way")); err != nil {
 				t.Fatal(err)
 			}
@@ -235,16 +187,16 @@ func TestPeerAlert(t *testing.T) {
 // crypto/tls's alert is translated into a record the kernel sends.
 func TestBadRecordMAC(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
+	for _, sc := range ktlstest.OnePerVersion {
 		for _, rx := range []ktls.Mode{ktls.Enabled, ktls.Disabled} {
-			name := sc.name + "/RX-kernel"
+			name := sc.Name + "/RX-kernel"
 			if rx == ktls.Disabled {
-				name = sc.name + "/RX-crypto-tls"
+				name = sc.Name + "/RX-crypto-tls"
 			}
 			t.Run(name, func(t *testing.T) {
-				ccfg, scfg := sc.configs()
+				ccfg, scfg := sc.Configs()
 				opts := &ktls.Options{RX: rx}
-				c, s := connectThroughProxy(t, endpoint{ktls: true, config: ccfg, opts: opts}, endpoint{config: scfg})
+				c, s := connectThroughProxy(t, ktlstest.KTLSWith(ccfg, opts), ktlstest.CryptoTLS(scfg))
 				if o := c.(*ktls.Conn).Offload(); !o.TX || o.RX != (rx == ktls.Enabled) {
 					t.Fatalf("Offload() = %v", o)
 				}
@@ -281,10 +233,10 @@ func TestBadRecordMAC(t *testing.T) {
 // one stays on crypto/tls, and says why (ErrResumedTLS12).
 func TestResumption(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
+	for _, sc := range ktlstest.OnePerVersion {
 		for _, server := range []string{"one-config", "UnwrapSession", "GetConfigForClient"} {
-			t.Run(sc.name+"/"+server, func(t *testing.T) {
-				ccfg, scfg := sc.configs()
+			t.Run(sc.Name+"/"+server, func(t *testing.T) {
+				ccfg, scfg := sc.Configs()
 				ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 				switch server {
 				case "UnwrapSession":
@@ -294,24 +246,24 @@ func TestResumption(t *testing.T) {
 					scfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return tenant, nil }
 				}
 				for i, wantResume := range []bool{false, true, true} {
-					c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+					c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 					kc, ks := c.(*ktls.Conn), s.(*ktls.Conn)
 					if got := kc.ConnectionState().DidResume; got != wantResume {
 						t.Fatalf("connection %d: DidResume = %v, want %v", i, got, wantResume)
 					}
-					exchange(t, c, s, 64<<10)
+					wiretest.Exchange(t, c, s, 64<<10)
 					if o := kc.Offload(); !o.TX || !o.RX {
 						t.Errorf("connection %d: client Offload() after data = %v, want TX and RX", i, o)
 					}
 					o := ks.Offload()
-					if sc.version == tls.VersionTLS12 && wantResume && server == "GetConfigForClient" {
+					if sc.Version == tls.VersionTLS12 && wantResume && server == "GetConfigForClient" {
 						if o.TX || o.RX || !errors.Is(o.TXReason, ktls.ErrResumedTLS12) {
 							t.Errorf("connection %d: server Offload() = %v, want none, for ErrResumedTLS12", i, o)
 						}
 					} else if !o.TX || !o.RX {
 						t.Errorf("connection %d: server Offload() = %v, want TX and RX", i, o)
 					}
-					closeBoth(t, c, s)
+					ktlstest.CloseBoth(t, c, s)
 				}
 			})
 		}
@@ -324,19 +276,19 @@ func TestResumption(t *testing.T) {
 // ends stay on crypto/tls, and the connection works.
 func TestResumedMasterChecked(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[2].configs()
+	ccfg, scfg := ktlstest.TLS12.Configs()
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	scfg.WrapSession, scfg.UnwrapSession = scfg.EncryptTicket, scfg.DecryptTicket
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-	exchange(t, c, s, 1024)
-	closeBoth(t, c, s)
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	wiretest.Exchange(t, c, s, 1024)
+	ktlstest.CloseBoth(t, c, s)
 
 	var seen atomic.Int32 // the two ends hand off at once
 	ktls.SetResumedMasterHook(t, func(master []byte) {
 		seen.Add(1)
 		master[len(master)-1] ^= 1
 	})
-	c, s = connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	c, s = ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	if !c.(*ktls.Conn).ConnectionState().DidResume {
 		t.Fatal("the second connection did not resume")
 	}
@@ -352,14 +304,14 @@ func TestResumedMasterChecked(t *testing.T) {
 			t.Errorf("%s: Offload() = %v, want none, because the derived key does not open the Finished", end.name, o)
 		}
 	}
-	exchange(t, c, s, 64<<10)
-	closeBoth(t, c, s)
+	wiretest.Exchange(t, c, s, 64<<10)
+	ktlstest.CloseBoth(t, c, s)
 }
 
 // TestCloseUnblocksRead: Close from another goroutine ends a blocked Read.
 func TestCloseUnblocksRead(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLS(scfg))
 	_ = c
 	errc := make(chan error, 1)
 	go func() {
@@ -381,13 +333,128 @@ func TestCloseUnblocksRead(t *testing.T) {
 // TestReadDeadline: a read deadline times out, and the connection still
 // works after it is lifted.
 func TestReadDeadline(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLS(scfg))
 	s.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	_, err := s.Read(make([]byte, 10))
-	if !isTimeout(err) {
+	if !wiretest.IsTimeout(err) {
 		t.Fatalf("Read past the deadline = %v, want a timeout", err)
 	}
 	s.SetReadDeadline(time.Time{})
-	exchange(t, c, s, 4096)
+	wiretest.Exchange(t, c, s, 4096)
+}
+
+// TestNetConn runs x/net's net.Conn conformance suite on a pair of
+// offloaded ktls connections. crypto/tls itself can't pass it: after a
+// Write times out, its record state is lost and every later Write fails.
+// With the kernel framing records, a timed-out write leaves the stream
+// whole, as on plain TCP.
+func TestNetConn(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+				ccfg, scfg := sc.Configs()
+				c, s := ktlstest.ConnectRaw(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+				for _, conn := range []net.Conn{c, s} {
+					if o := conn.(*ktls.Conn).Offload(); !o.TX || !o.RX {
+						t.Fatalf("Offload() = %v, want TX and RX", o)
+					}
+				}
+				return c, s, func() { c.Close(); s.Close() }, nil
+			})
+		})
+	}
+}
+
+// A proxy relays a TCP connection and can corrupt one record of the
+// server's stream, to show what a receiver does with a record that fails
+// authentication.
+type proxy struct {
+	armed atomic.Bool // corrupt the next application_data record
+	done  atomic.Bool
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+// connectThroughProxy is connect with a proxy between the two ends. The
+// proxy is armed once the handshake is over: the next application_data
+// record from the server has a bit flipped.
+func connectThroughProxy(t testing.TB, client, server ktlstest.Endpoint) (c, s net.Conn) {
+	t.Helper()
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		down, err := front.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", back.Addr().String())
+		if err != nil {
+			down.Close()
+			return
+		}
+		p.track(down, up)
+		var relay sync.WaitGroup
+		relay.Add(2)
+		go func() { defer relay.Done(); io.Copy(up, down); up.(*net.TCPConn).CloseWrite() }()
+		go func() { defer relay.Done(); p.serverToClient(down, up); down.(*net.TCPConn).CloseWrite() }()
+		relay.Wait()
+	}()
+	t.Cleanup(func() {
+		front.Close()
+		back.Close()
+		p.closeAll()
+		wg.Wait()
+	})
+	c, s = ktlstest.ConnectVia(t, client, server, back, front.Addr().String())
+	t.Cleanup(func() { c.Close(); s.Close() })
+	p.armed.Store(true)
+	return c, s
+}
+
+func (p *proxy) track(cs ...net.Conn) {
+	p.mu.Lock()
+	p.conns = append(p.conns, cs...)
+	p.mu.Unlock()
+}
+
+func (p *proxy) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// serverToClient relays records, flipping the last bit of the tag of the
+// first application_data record after the proxy is armed.
+func (p *proxy) serverToClient(down, up net.Conn) {
+	hdr := make([]byte, 5)
+	for {
+		if _, err := io.ReadFull(up, hdr); err != nil {
+			return
+		}
+		body := make([]byte, binary.BigEndian.Uint16(hdr[3:5]))
+		if _, err := io.ReadFull(up, body); err != nil {
+			return
+		}
+		if hdr[0] == 23 && len(body) > 0 && p.armed.Load() && !p.done.Swap(true) {
+			body[len(body)-1] ^= 0x01
+		}
+		if _, err := down.Write(append(hdr, body...)); err != nil {
+			return
+		}
+	}
 }

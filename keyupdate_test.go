@@ -1,15 +1,11 @@
 package ktls_test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
-	"os/exec"
-	"strings"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +14,8 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
-	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
@@ -30,9 +27,9 @@ func TestKeyUpdate(t *testing.T) {
 	if testing.Short() {
 		size = 4 << 20
 	}
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-	txBefore, rxBefore := tlsStat(t, "TlsTxRekeyOk"), tlsStat(t, "TlsRxRekeyOk")
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	txBefore, rxBefore := kerneltest.Stat(t, "TlsTxRekeyOk"), kerneltest.Stat(t, "TlsRxRekeyOk")
 	stop := make(chan struct{})
 	var updates atomic.Int64
 	var wg sync.WaitGroup
@@ -54,13 +51,13 @@ func TestKeyUpdate(t *testing.T) {
 			}
 		}()
 	}
-	exchange(t, c, s, size)
+	wiretest.Exchange(t, c, s, size)
 	close(stop)
 	wg.Wait()
 	// Reading to each close_notify takes in any KeyUpdate still on the
 	// way.
-	closeBoth(t, c, s)
-	tx, rx := tlsStat(t, "TlsTxRekeyOk")-txBefore, tlsStat(t, "TlsRxRekeyOk")-rxBefore
+	ktlstest.CloseBoth(t, c, s)
+	tx, rx := kerneltest.Stat(t, "TlsTxRekeyOk")-txBefore, kerneltest.Stat(t, "TlsRxRekeyOk")-rxBefore
 	t.Logf("%d updates asked for, TlsTxRekeyOk +%d, TlsRxRekeyOk +%d", updates.Load(), tx, rx)
 	if updates.Load() < 4 {
 		t.Errorf("only %d key updates happened", updates.Load())
@@ -78,16 +75,16 @@ func TestKeyUpdateCryptoTLSPeer(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
 	for _, rx := range []ktls.Mode{ktls.Enabled, ktls.Disabled} {
 		t.Run(map[ktls.Mode]string{ktls.Enabled: "RX-kernel", ktls.Disabled: "RX-crypto-tls"}[rx], func(t *testing.T) {
-			ccfg, scfg := suiteCases[0].configs()
-			c, s := connect(t, endpoint{ktls: true, config: ccfg, opts: &ktls.Options{RX: rx}}, endpoint{config: scfg})
+			ccfg, scfg := ktlstest.TLS13.Configs()
+			c, s := ktlstest.Connect(t, ktlstest.KTLSWith(ccfg, &ktls.Options{RX: rx}), ktlstest.CryptoTLS(scfg))
 			kc := c.(*ktls.Conn)
 			for range 5 {
 				if err := kc.UpdateKeys(true); err != nil {
 					t.Fatal(err)
 				}
-				exchange(t, c, s, 1<<20)
+				wiretest.Exchange(t, c, s, 1<<20)
 			}
-			closeBoth(t, c, s)
+			ktlstest.CloseBoth(t, c, s)
 		})
 	}
 }
@@ -97,20 +94,20 @@ func TestKeyUpdateCryptoTLSPeer(t *testing.T) {
 // The peer sends a storm of them too.
 func TestKeyUpdateRequestedByPeer(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
-	ccfg, scfg := suiteCases[0].configs()
-	p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 	for round := range 3 {
 		updates := 1
 		if round == 2 {
 			updates = 200 // a storm
 		}
 		for range updates {
-			if err := p.updateKeys(true); err != nil {
+			if err := p.UpdateKeys(true); err != nil {
 				t.Fatal(err)
 			}
 		}
 		msg := []byte("under the new key")
-		if err := p.send(record.TypeApplicationData, msg, 0); err != nil {
+		if err := p.Send(record.TypeApplicationData, msg, 0); err != nil {
 			t.Fatal(err)
 		}
 		got := make([]byte, len(msg))
@@ -124,15 +121,15 @@ func TestKeyUpdateRequestedByPeer(t *testing.T) {
 		// One KeyUpdate back per request, then the reply under the
 		// newest key.
 		for range updates {
-			typ, m, err := p.recv()
+			typ, m, err := p.Recv()
 			if err != nil || typ != record.TypeHandshake || !bytes.Equal(m, record.MarshalKeyUpdate(false)) {
 				t.Fatalf("round %d: got record %d %x, %v; want the server's KeyUpdate", round, typ, m, err)
 			}
-			if err := p.followKeyUpdate(); err != nil {
+			if err := p.FollowKeyUpdate(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if data, err := p.recvData(5); err != nil || string(data) != "reply" {
+		if data, err := p.RecvData(5); err != nil || string(data) != "reply" {
 			t.Fatalf("round %d: reply %q, %v", round, data, err)
 		}
 	}
@@ -142,10 +139,7 @@ func TestKeyUpdateRequestedByPeer(t *testing.T) {
 // limit; a lowered limit shows it happening, on a peer that follows.
 func TestKeyUpdateAtRecordLimit(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
-	ccfg, scfg := suiteCases[0].configs()
-	opts := &ktls.Options{}
-	ktls.SetKeyUpdateLimit(opts, 64)
-	p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg, opts: opts}, ccfg)
+	p, s := connectAtRecordLimit(t, 64)
 	const records = 400
 	chunk := bytes.Repeat([]byte{'x'}, 16384)
 	go func() {
@@ -155,22 +149,7 @@ func TestKeyUpdateAtRecordLimit(t *testing.T) {
 			}
 		}
 	}()
-	updates, data := 0, 0
-	for data < records*len(chunk) {
-		typ, m, err := p.recv()
-		if err != nil {
-			t.Fatalf("after %d bytes and %d updates: %v", data, updates, err)
-		}
-		switch typ {
-		case record.TypeHandshake:
-			updates++
-			if err := p.followKeyUpdate(); err != nil {
-				t.Fatal(err)
-			}
-		case record.TypeApplicationData:
-			data += len(m)
-		}
-	}
+	updates, _ := recvFollowingUpdates(t, p, records*len(chunk))
 	// 400 records under a limit of 64, updated at half of it: at least
 	// one update per 64 records.
 	if updates < records/64 {
@@ -185,13 +164,13 @@ func TestKeyUpdateAtRecordLimit(t *testing.T) {
 // data arrives intact around it.
 func TestRelayKeyUpdate(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
-	ccfg, scfg := suiteCases[0].configs()
-	src, in := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-	p, out := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	src, in := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	p, out := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 	const size = 8 << 20
 	sent := make(chan [32]byte, 1)
 	go func() {
-		sum, _ := stream(src, size, 7)
+		sum, _ := wiretest.Stream(src, size, 7)
 		src.(*ktls.Conn).CloseWrite()
 		sent <- sum
 	}()
@@ -206,7 +185,7 @@ func TestRelayKeyUpdate(t *testing.T) {
 	h := sha256.New()
 	got, asked, answered := 0, false, -1
 	for got < size {
-		typ, data, err := p.recv()
+		typ, data, err := p.Recv()
 		if err != nil {
 			t.Fatalf("after %d bytes: %v", got, err)
 		}
@@ -215,14 +194,14 @@ func TestRelayKeyUpdate(t *testing.T) {
 			h.Write(data)
 			got += len(data)
 			if !asked && got >= 1<<20 {
-				if err := p.updateKeys(true); err != nil {
+				if err := p.UpdateKeys(true); err != nil {
 					t.Fatal(err)
 				}
 				asked = true
 			}
 		case typ == record.TypeHandshake && asked && answered < 0 && len(data) > 0 && data[0] == record.MsgKeyUpdate:
 			answered = got
-			if err := p.followKeyUpdate(); err != nil {
+			if err := p.FollowKeyUpdate(); err != nil {
 				t.Fatal(err)
 			}
 		default:
@@ -251,28 +230,28 @@ func TestKeyUpdateWithoutRekey(t *testing.T) {
 	if kernel.FeatureRekey.Check() == nil {
 		t.Skipf("kernel %s can rekey: the policy for kernels without it does not apply", kerneltest.Release())
 	}
-	ccfg, scfg := suiteCases[0].configs()
+	ccfg, scfg := ktlstest.TLS13.Configs()
 	t.Run("peer-update", func(t *testing.T) {
-		p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
-		p.send(record.TypeApplicationData, []byte("before"), 0)
-		p.updateKeys(false)
-		p.send(record.TypeApplicationData, []byte("after"), 0)
-		got, err := readAll(s)
+		p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
+		p.Send(record.TypeApplicationData, []byte("before"), 0)
+		p.UpdateKeys(false)
+		p.Send(record.TypeApplicationData, []byte("after"), 0)
+		got, err := wiretest.ReadAll(s)
 		if string(got) != "before" || !errors.Is(err, ktls.ErrKeyUpdateNotSupported) || !errors.Is(err, ktls.ErrNotSupported) {
 			t.Fatalf("read %q, %v; want %q, then ErrKeyUpdateNotSupported", got, err, "before")
 		}
 	})
 	t.Run("UpdateKeys", func(t *testing.T) {
-		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{config: scfg})
+		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.CryptoTLS(scfg))
 		if err := c.(*ktls.Conn).UpdateKeys(false); !errors.Is(err, ktls.ErrNotSupported) {
 			t.Fatalf("UpdateKeys = %v, want ErrNotSupported", err)
 		}
-		exchange(t, c, s, 1<<16) // and the connection is unharmed
+		wiretest.Exchange(t, c, s, 1<<16) // and the connection is unharmed
 	})
 	t.Run("record-limit", func(t *testing.T) {
 		opts := &ktls.Options{}
 		ktls.SetKeyUpdateLimit(opts, 64)
-		c, s := connect(t, endpoint{ktls: true, config: ccfg, opts: opts}, endpoint{config: scfg})
+		c, s := ktlstest.Connect(t, ktlstest.KTLSWith(ccfg, opts), ktlstest.CryptoTLS(scfg))
 		go io.Copy(io.Discard, s)
 		chunk := make([]byte, 16384)
 		var err error
@@ -283,136 +262,6 @@ func TestKeyUpdateWithoutRekey(t *testing.T) {
 			t.Fatalf("writing past the record limit: %v, want ErrKeyUpdateNotSupported", err)
 		}
 	})
-}
-
-// TestKeyUpdateOpenSSL: openssl's s_server and s_client send KeyUpdates
-// when told "K" (requesting one back) or "k" on their standard input.
-func TestKeyUpdateOpenSSL(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
-	openssl := kerneltest.Program(t, "openssl")
-	b := testcert.Get(testcert.ECDSA)
-	t.Run("s_server", func(t *testing.T) {
-		dir := t.TempDir()
-		cert, key, _ := writeCerts(t, dir, b)
-		port := freePort(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		srv := exec.CommandContext(ctx, openssl, "s_server", "-accept", "127.0.0.1:"+port, "-cert", cert, "-key", key, "-tls1_3", "-naccept", "1", "-msg")
-		in, _ := srv.StdinPipe()
-		out, _ := srv.StdoutPipe()
-		startAndWait(t, srv, "127.0.0.1:"+port)
-		conn, err := ktls.Dial("tcp", "127.0.0.1:"+port, b.ClientConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		peerTalk(t, conn, in, out, "CIPHER is ")
-	})
-	t.Run("s_client", func(t *testing.T) {
-		dir := t.TempDir()
-		_, _, ca := writeCerts(t, dir, b)
-		ln, err := ktls.Listen("tcp", "127.0.0.1:0", b.ServerConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cl := exec.CommandContext(ctx, openssl, "s_client", "-connect", ln.Addr().String(), "-CAfile", ca, "-servername", "localhost", "-tls1_3", "-msg")
-		in, _ := cl.StdinPipe()
-		out, _ := cl.StdoutPipe()
-		if err := cl.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { cl.Process.Kill(); cl.Wait() }()
-		c, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		// s_client's handshake waits for ours.
-		if err := c.(*ktls.Conn).Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		peerTalk(t, c.(*ktls.Conn), in, out, "Verify return code: ")
-	})
-}
-
-// peerTalk drives an interactive openssl peer, started with -msg so that
-// it logs each message it sends (">>>") and receives ("<<<"). For each
-// command, "K" (update and ask for one back) or "k" (update only), it
-// waits until openssl has sent its KeyUpdate, then sends a line each way.
-// In the end openssl must have received one KeyUpdate from ktls for each
-// "K" and none for "k".
-//
-// openssl takes a command only from the start of what one read of its
-// standard input returns, and s_client drops whatever came with it; so
-// nothing more goes in until the KeyUpdate is out. Nor does the first
-// command go in before openssl has printed ready, which says its
-// handshake is done: until then it can't send a KeyUpdate.
-func peerTalk(t *testing.T, conn *ktls.Conn, peerIn io.Writer, peerOut io.Reader, ready string) {
-	t.Helper()
-	peer := &peerLog{lines: bufio.NewScanner(peerOut)}
-	peer.waitFor(t, ready)
-	conn.SetDeadline(time.Now().Add(60 * time.Second))
-	r := bufio.NewReader(conn)
-	say := func(line string) {
-		t.Helper()
-		if _, err := io.WriteString(conn, line+"\n"); err != nil {
-			t.Fatal(err)
-		}
-		peer.waitFor(t, line)
-	}
-	cmds := []string{"K", "k", "K"}
-	for i, cmd := range cmds {
-		io.WriteString(peerIn, cmd+"\n")
-		peer.waitFor(t, sentKeyUpdate)
-		// To the peer, under our key, updated if it asked.
-		say(fmt.Sprintf("from ktls %c", 'a'+i))
-		// From the peer, under its new key.
-		want := fmt.Sprintf("from openssl %c", 'a'+i)
-		io.WriteString(peerIn, want+"\n")
-		got, err := r.ReadString('\n')
-		if err != nil || strings.TrimSpace(got) != want {
-			t.Fatalf("after %q: read %q, %v; openssl said:\n%s", cmd, got, err, peer.said.String())
-		}
-		if o := conn.Offload(); !o.TX || !o.RX {
-			t.Fatalf("Offload() = %v", o)
-		}
-	}
-	// ktls answers a KeyUpdate it has read by its next write at the latest.
-	say("from ktls, the end")
-	said := peer.said.String()
-	received := strings.Count(said, receivedKeyUpdate)
-	if want := strings.Count(strings.Join(cmds, ""), "K"); received != want {
-		t.Fatalf("openssl received %d KeyUpdates from ktls, want %d; it said:\n%s", received, want, said)
-	}
-	t.Logf("openssl sent %d KeyUpdates and received %d", strings.Count(said, sentKeyUpdate), received)
-}
-
-// What openssl -msg logs for a KeyUpdate it sends and one it receives.
-const (
-	sentKeyUpdate     = ">>> TLS 1.3, Handshake [length 0005], KeyUpdate"
-	receivedKeyUpdate = "<<< TLS 1.3, Handshake [length 0005], KeyUpdate"
-)
-
-// A peerLog reads an openssl peer's standard output line by line.
-type peerLog struct {
-	lines *bufio.Scanner
-	said  strings.Builder
-}
-
-// waitFor reads lines until one contains s. The peer's process has a
-// deadline, so this ends.
-func (p *peerLog) waitFor(t *testing.T, s string) {
-	t.Helper()
-	for p.lines.Scan() {
-		p.said.WriteString(p.lines.Text() + "\n")
-		if strings.Contains(p.lines.Text(), s) {
-			return
-		}
-	}
-	t.Fatalf("openssl never printed %q; it said:\n%s", s, p.said.String())
 }
 
 // oneByteReader returns n bytes, one per Read, as a source that trickles
@@ -439,23 +288,45 @@ func (r *oneByteReader) Read(b []byte) (int, error) {
 // the records it counted, far past the limit.
 func TestReadFromSmallRecordsAtRecordLimit(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
-	ccfg, scfg := suiteCases[0].configs()
-	opts := &ktls.Options{}
 	const limit = 64
-	ktls.SetKeyUpdateLimit(opts, limit)
-	p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg, opts: opts}, ccfg)
+	p, s := connectAtRecordLimit(t, limit)
 	deadline := time.Now().Add(30 * time.Second)
 	s.SetDeadline(deadline)
-	p.conn.SetDeadline(deadline)
+	p.Conn.SetDeadline(deadline)
 	const total = 400
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.(*ktls.Conn).ReadFrom(&oneByteReader{n: total})
 		done <- err
 	}()
-	data, run, longest, updates := 0, 0, 0, 0
-	for data < total {
-		typ, m, err := p.recv()
+	updates, longest := recvFollowingUpdates(t, p, total)
+	if err := <-done; err != nil {
+		t.Fatalf("ReadFrom: %v", err)
+	}
+	if longest > limit {
+		t.Errorf("%d records under one key, with a limit of %d (%d key updates in %d bytes)", longest, limit, updates, total)
+	}
+	t.Logf("%d key updates; at most %d records under one key", updates, longest)
+}
+
+// connectAtRecordLimit connects a raw peer to a ktls server that updates
+// its write key before limit records, as it does before the AEAD's limit.
+func connectAtRecordLimit(t *testing.T, limit uint64) (*ktlstest.RawPeer, net.Conn) {
+	t.Helper()
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	opts := &ktls.Options{}
+	ktls.SetKeyUpdateLimit(opts, limit)
+	return ktlstest.ConnectRawPeer(t, ktlstest.KTLSWith(scfg, opts), ccfg)
+}
+
+// recvFollowingUpdates reads records at the raw peer until n bytes of
+// application data came, following the server's KeyUpdates, and returns
+// how many there were and the most records that came under one key.
+func recvFollowingUpdates(t *testing.T, p *ktlstest.RawPeer, n int) (updates, longest int) {
+	t.Helper()
+	data, run := 0, 0
+	for data < n {
+		typ, m, err := p.Recv()
 		if err != nil {
 			t.Fatalf("after %d bytes and %d updates: %v", data, updates, err)
 		}
@@ -463,7 +334,7 @@ func TestReadFromSmallRecordsAtRecordLimit(t *testing.T) {
 		case record.TypeHandshake:
 			updates++
 			run = 0
-			if err := p.followKeyUpdate(); err != nil {
+			if err := p.FollowKeyUpdate(); err != nil {
 				t.Fatal(err)
 			}
 		case record.TypeApplicationData:
@@ -472,11 +343,5 @@ func TestReadFromSmallRecordsAtRecordLimit(t *testing.T) {
 			longest = max(longest, run)
 		}
 	}
-	if err := <-done; err != nil {
-		t.Fatalf("ReadFrom: %v", err)
-	}
-	if longest > limit {
-		t.Errorf("%d records under one key, with a limit of %d (%d key updates in %d bytes)", longest, limit, updates, total)
-	}
-	t.Logf("%d key updates; at most %d records under one key", updates, longest)
+	return updates, longest
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
@@ -26,11 +28,11 @@ const promptly = 5 * time.Second
 // then stays for src's next Read.
 func TestCloseDuringRelay(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			peer, src := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-			dst, reader := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			peer, src := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+			dst, reader := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 			if o := src.(*ktls.Conn).Offload(); !o.RX {
 				t.Fatalf("src: Offload() = %v, want RX", o)
 			}
@@ -41,17 +43,9 @@ func TestCloseDuringRelay(t *testing.T) {
 			for _, c := range []net.Conn{peer, src, dst, reader} {
 				c.SetDeadline(deadline)
 			}
-			type result struct {
-				n   int64
-				err error
-			}
-			relayed := make(chan result, 1)
-			go func() {
-				n, err := src.(*ktls.Conn).WriteTo(dst)
-				relayed <- result{n, err}
-			}()
+			relayed := wiretest.Async(func() (int64, error) { return src.(*ktls.Conn).WriteTo(dst) })
 			// Data through the relay: it has dst's lock, and waits on src.
-			first := randomBytes(100<<10, 1)
+			first := wiretest.RandomBytes(100<<10, 1)
 			if _, err := peer.Write(first); err != nil {
 				t.Fatal(err)
 			}
@@ -69,16 +63,16 @@ func TestCloseDuringRelay(t *testing.T) {
 				t.Fatalf("dst.Close did not return within %v while src.WriteTo(dst) waited for data", promptly)
 			}
 
-			second := randomBytes(64<<10, 2)
+			second := wiretest.RandomBytes(64<<10, 2)
 			if _, err := peer.Write(second); err != nil {
 				t.Fatal(err)
 			}
 			select {
 			case r := <-relayed:
-				if r.err == nil || r.n != int64(len(first)) {
-					t.Fatalf("relay into the closed dst = %d, %v; want %d and an error", r.n, r.err, len(first))
+				if r.Err == nil || r.V != int64(len(first)) {
+					t.Fatalf("relay into the closed dst = %d, %v; want %d and an error", r.V, r.Err, len(first))
 				}
-				t.Logf("the relay ended with %v", r.err)
+				t.Logf("the relay ended with %v", r.Err)
 			case <-time.After(promptly):
 				t.Fatalf("the relay into the closed dst went on %v after data came", promptly)
 			}
@@ -95,17 +89,17 @@ func TestCloseDuringRelay(t *testing.T) {
 // read, stops with the alert's error, and so do later ones.
 func TestFatalAlertStopsWriters(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 			kc := s.(*ktls.Conn)
 			if o := kc.Offload(); !o.TX || !o.RX {
 				t.Fatalf("Offload() = %v, want TX and RX", o)
 			}
 			deadline := time.Now().Add(time.Minute)
 			kc.SetDeadline(deadline)
-			p.conn.SetDeadline(deadline)
+			p.Conn.SetDeadline(deadline)
 
 			// The peer doesn't read: the Write fills the socket and
 			// blocks, holding the write lock.
@@ -120,9 +114,9 @@ func TestFatalAlertStopsWriters(t *testing.T) {
 				_, err := kc.Read(make([]byte, 100))
 				read <- err
 			}()
-			rec := p.out.Seal(record.TypeApplicationData, []byte("one bit of this record is flipped"))
+			rec := p.Out.Seal(record.TypeApplicationData, []byte("one bit of this record is flipped"))
 			rec[len(rec)-3] ^= 0x10
-			if _, err := p.conn.Write(rec); err != nil {
+			if _, err := p.Conn.Write(rec); err != nil {
 				t.Fatal(err)
 			}
 
@@ -160,11 +154,11 @@ func TestFatalAlertStopsWriters(t *testing.T) {
 // Write is in flight (they wipe theirs as they end).
 func TestCloseZeroesSecrets(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
+	ccfg, scfg := ktlstest.TLS13.Configs()
 	// A session cache keeps the client's RX deferred, with its own copy
 	// of the secret, and a translator for crypto/tls's writes.
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	kc, ks := c.(*ktls.Conn), s.(*ktls.Conn)
 
 	type held struct {

@@ -10,6 +10,7 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
@@ -18,18 +19,18 @@ import (
 // them in TlsRxNoPadViolation.
 func TestRXNoPad(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRXExpectNoPad)
-	ccfg, scfg := suiteCases[0].configs()
-	p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 	o := s.(*ktls.Conn).Offload()
 	if !o.RX || !o.RXNoPad {
 		t.Fatalf("Offload() = %+v, want RX with RXNoPad", o)
 	}
-	before := tlsStat(t, "TlsRxNoPadViolation")
+	before := kerneltest.Stat(t, "TlsRxNoPadViolation")
 	var want bytes.Buffer
 	for i, pad := range []int{0, 1, 200, 0, 4000, 0} {
 		msg := bytes.Repeat([]byte{byte('a' + i)}, 1000*(i+1))
 		want.Write(msg)
-		if err := p.send(record.TypeApplicationData, msg, pad); err != nil {
+		if err := p.Send(record.TypeApplicationData, msg, pad); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -40,7 +41,7 @@ func TestRXNoPad(t *testing.T) {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatal("padded records arrived different")
 	}
-	if d := tlsStat(t, "TlsRxNoPadViolation") - before; d != 3 {
+	if d := kerneltest.Stat(t, "TlsRxNoPadViolation") - before; d != 3 {
 		t.Errorf("TlsRxNoPadViolation went up by %d, want 3 (one per padded record)", d)
 	}
 }
@@ -49,9 +50,9 @@ func TestRXNoPad(t *testing.T) {
 // the kernel has it, reported in Offload, and sendfile still delivers.
 func TestZerocopySendfileOption(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureTXZerocopyRO)
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg},
-		endpoint{ktls: true, config: scfg, opts: &ktls.Options{ZerocopySendfile: true}})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg),
+		ktlstest.KTLSWith(scfg, &ktls.Options{ZerocopySendfile: true}))
 	ks := s.(*ktls.Conn)
 	if o := ks.Offload(); !o.ZerocopySendfile || o.ZerocopySendfileReason != nil {
 		t.Fatalf("Offload() = %+v, want ZerocopySendfile", o)
@@ -81,16 +82,16 @@ func TestZerocopySendfileOption(t *testing.T) {
 // is on for TLS 1.3 where the kernel has it, and off for TLS 1.2.
 func TestOptionsDefaults(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		ccfg, scfg := sc.configs()
-		c, _ := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{config: scfg})
+	for _, sc := range ktlstest.OnePerVersion {
+		ccfg, scfg := sc.Configs()
+		c, _ := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.CryptoTLS(scfg))
 		o := c.(*ktls.Conn).Offload()
 		if o.ZerocopySendfile || o.ZerocopySendfileReason != nil {
-			t.Errorf("%s: ZerocopySendfile %v (%v) without asking", sc.name, o.ZerocopySendfile, o.ZerocopySendfileReason)
+			t.Errorf("%s: ZerocopySendfile %v (%v) without asking", sc.Name, o.ZerocopySendfile, o.ZerocopySendfileReason)
 		}
-		wantNoPad := sc.version == 0x0304 && kernel.FeatureRXExpectNoPad.Check() == nil
+		wantNoPad := sc.Version == 0x0304 && kernel.FeatureRXExpectNoPad.Check() == nil
 		if o.RXNoPad != wantNoPad {
-			t.Errorf("%s: RXNoPad = %v (%v), want %v", sc.name, o.RXNoPad, o.RXNoPadReason, wantNoPad)
+			t.Errorf("%s: RXNoPad = %v (%v), want %v", sc.Name, o.RXNoPad, o.RXNoPadReason, wantNoPad)
 		}
 	}
 }

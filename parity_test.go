@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 )
 
 // TestMethodSetParity checks that *ktls.Conn has every method of
@@ -48,12 +49,12 @@ func sameSignature(a, b reflect.Type) bool {
 // TestVerifyHostname: the client's VerifyHostname and OCSPResponse say
 // what crypto/tls's say, after the handshake as before it.
 func TestVerifyHostname(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
+	ccfg, scfg := ktlstest.TLS13.Configs()
 	kc := ktls.Client(nil, ccfg)
 	if err := kc.VerifyHostname("localhost"); err == nil {
 		t.Error("VerifyHostname before the handshake succeeded")
 	}
-	c, _ := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	c, _ := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	kc = c.(*ktls.Conn)
 	if err := kc.VerifyHostname("localhost"); err != nil {
 		t.Errorf("VerifyHostname(localhost): %v", err)

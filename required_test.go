@@ -10,6 +10,7 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
 
@@ -21,8 +22,8 @@ import (
 func offloadPair(t *testing.T, network string, ccfg, scfg *tls.Config, opts *ktls.Options) (cerr, serr error, s, c *ktls.Conn) {
 	t.Helper()
 	cerr, serr = handshakeOver(t, network,
-		func(raw net.Conn) handshaker { c = ktls.Client(raw, ccfg); return c },
-		func(raw net.Conn) handshaker { s = ktls.ServerWithOptions(raw, scfg, opts); return s })
+		func(raw net.Conn) ktlstest.Handshaker { c = ktls.Client(raw, ccfg); return c },
+		func(raw net.Conn) ktlstest.Handshaker { s = ktls.ServerWithOptions(raw, scfg, opts); return s })
 	return cerr, serr, s, c
 }
 
@@ -51,17 +52,17 @@ func TestReasonCodes(t *testing.T) {
 		wantOffload  bool
 		wantTXReason error
 	}{
-		{name: "disabled", network: "tcp", configs: suiteCases[0].configs, opts: &ktls.Options{TX: ktls.Disabled, RX: ktls.Disabled},
+		{name: "disabled", network: "tcp", configs: ktlstest.TLS13.Configs, opts: &ktls.Options{TX: ktls.Disabled, RX: ktls.Disabled},
 			wantTX: ktls.CodeDisabled, wantRX: ktls.CodeDisabled},
-		{name: "rx needs tx", network: "tcp", configs: suiteCases[0].configs, opts: &ktls.Options{TX: ktls.Disabled},
+		{name: "rx needs tx", network: "tcp", configs: ktlstest.TLS13.Configs, opts: &ktls.Options{TX: ktls.Disabled},
 			wantTX: ktls.CodeDisabled, wantRX: ktls.CodeRXNeedsTX},
-		{name: "unix socket", network: "unix", configs: suiteCases[0].configs,
+		{name: "unix socket", network: "unix", configs: ktlstest.TLS13.Configs,
 			wantTX: ktls.CodeNotTCP, wantRX: ktls.CodeRXNeedsTX},
 		{name: "TLS 1.2 CBC", network: "tcp", configs: cbcConfigs, onlyWithULP: true,
 			wantTX: ktls.CodeCipher, wantRX: ktls.CodeRXNeedsTX},
-		{name: "no ULP", network: "tcp", configs: suiteCases[0].configs, onlyNoULP: true,
+		{name: "no ULP", network: "tcp", configs: ktlstest.TLS13.Configs, onlyNoULP: true,
 			wantTX: ktls.CodeNoULP, wantRX: ktls.CodeRXNeedsTX, wantTXReason: kernel.ErrNotSupported},
-		{name: "offloaded", network: "tcp", configs: suiteCases[0].configs, onlyWithULP: true, wantOffload: true},
+		{name: "offloaded", network: "tcp", configs: ktlstest.TLS13.Configs, onlyWithULP: true, wantOffload: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.onlyWithULP {
@@ -102,9 +103,9 @@ func TestRequired(t *testing.T) {
 		wantDir  string // "" for success
 		wantCode string
 	}{
-		{"rx required, tx disabled", "tcp", suiteCases[0].configs, &ktls.Options{TX: ktls.Disabled, RX: ktls.Required}, "RX", ktls.CodeRXNeedsTX},
-		{"tx required, unix socket", "unix", suiteCases[0].configs, &ktls.Options{TX: ktls.Required}, "TX", ktls.CodeNotTCP},
-		{"tx required", "tcp", suiteCases[0].configs, &ktls.Options{TX: ktls.Required, RX: ktls.Required}, map[bool]string{true: "", false: "TX"}[ulp], map[bool]string{true: "", false: ktls.CodeNoULP}[ulp]},
+		{"rx required, tx disabled", "tcp", ktlstest.TLS13.Configs, &ktls.Options{TX: ktls.Disabled, RX: ktls.Required}, "RX", ktls.CodeRXNeedsTX},
+		{"tx required, unix socket", "unix", ktlstest.TLS13.Configs, &ktls.Options{TX: ktls.Required}, "TX", ktls.CodeNotTCP},
+		{"tx required", "tcp", ktlstest.TLS13.Configs, &ktls.Options{TX: ktls.Required, RX: ktls.Required}, map[bool]string{true: "", false: "TX"}[ulp], map[bool]string{true: "", false: ktls.CodeNoULP}[ulp]},
 		{"tx required, TLS 1.2 CBC", "tcp", cbcConfigs, &ktls.Options{TX: ktls.Required}, "TX", map[bool]string{true: ktls.CodeCipher, false: ktls.CodeNoULP}[ulp]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,7 +15,9 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // labelLog is a KeyLogWriter that keeps only the labels crypto/tls logged:
@@ -64,17 +66,15 @@ func handshakeOver(t *testing.T, network string, client, server handshakeEnd) (c
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	done := make(chan error, 1)
-	go func() {
+	done := wiretest.Go(func() error {
 		raw, err := ln.Accept()
 		if err != nil {
-			done <- err
-			return
+			return err
 		}
 		s := server(raw)
 		t.Cleanup(func() { s.Close() })
-		done <- s.Handshake()
-	}()
+		return s.Handshake()
+	})
 	raw, err := net.Dial(network, ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func handshakeOver(t *testing.T, network string, client, server handshakeEnd) (c
 	return cerr, <-done
 }
 
-type handshakeEnd func(net.Conn) handshaker
+type handshakeEnd func(net.Conn) ktlstest.Handshaker
 
 // TestSecretsDroppedWhenHandshakeFails: a peer that makes the handshake
 // fail after crypto/tls logged the traffic secrets (here, by sending no
@@ -110,8 +110,8 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 		scfg.KeyLogWriter = log
 		var ks *ktls.Conn
 		cerr, serr := handshakePair(t,
-			func(raw net.Conn) handshaker { return tls.Client(raw, clientConfig(testcert.ECDSA)) },
-			func(raw net.Conn) handshaker { ks = ktls.Server(raw, scfg); return ks })
+			func(raw net.Conn) ktlstest.Handshaker { return tls.Client(raw, clientConfig(testcert.ECDSA)) },
+			func(raw net.Conn) ktlstest.Handshaker { ks = ktls.Server(raw, scfg); return ks })
 		if serr == nil {
 			t.Fatalf("the server's handshake succeeded without a client certificate (client: %v)", cerr)
 		}
@@ -134,8 +134,8 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 		ccfg.VerifyConnection = func(tls.ConnectionState) error { return refused }
 		var kc *ktls.Conn
 		cerr, _ := handshakePair(t,
-			func(raw net.Conn) handshaker { kc = ktls.Client(raw, ccfg); return kc },
-			func(raw net.Conn) handshaker { return tls.Server(raw, serverConfig(testcert.ECDSA)) })
+			func(raw net.Conn) ktlstest.Handshaker { kc = ktls.Client(raw, ccfg); return kc },
+			func(raw net.Conn) ktlstest.Handshaker { return tls.Server(raw, serverConfig(testcert.ECDSA)) })
 		if !errors.Is(cerr, refused) {
 			t.Fatalf("client handshake: %v, want the VerifyConnection error", cerr)
 		}
@@ -159,8 +159,8 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 		var ks *ktls.Conn
 		for i := range 2 {
 			cerr, serr := handshakePair(t,
-				func(raw net.Conn) handshaker { return tls.Client(raw, ccfg) },
-				func(raw net.Conn) handshaker { ks = ktls.ServerWithOptions(raw, scfg, opts); return ks })
+				func(raw net.Conn) ktlstest.Handshaker { return tls.Client(raw, ccfg) },
+				func(raw net.Conn) ktlstest.Handshaker { ks = ktls.ServerWithOptions(raw, scfg, opts); return ks })
 			if cerr != nil || serr != nil {
 				t.Fatalf("handshake %d: client: %v, server: %v", i, cerr, serr)
 			}
@@ -181,7 +181,7 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 // TLS 1.3 traffic secrets it kept for KeyUpdates, since nothing else will.
 func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
+	ccfg, scfg := ktlstest.TLS13.Configs()
 	var closed atomic.Bool
 	ktls.SetAfterTXHook(t, func(c *ktls.Conn) {
 		if c.ConnectionState().DidResume || closed.Swap(true) {
@@ -191,8 +191,8 @@ func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
 	})
 	var ks *ktls.Conn
 	cerr, serr := handshakePair(t,
-		func(raw net.Conn) handshaker { return tls.Client(raw, ccfg) },
-		func(raw net.Conn) handshaker { ks = ktls.Server(raw, scfg); return ks })
+		func(raw net.Conn) ktlstest.Handshaker { return tls.Client(raw, ccfg) },
+		func(raw net.Conn) ktlstest.Handshaker { ks = ktls.Server(raw, scfg); return ks })
 	if !closed.Load() {
 		t.Fatalf("the handoff never reached the hook (client: %v, server: %v): the test proves nothing", cerr, serr)
 	}
@@ -201,5 +201,45 @@ func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
 	}
 	if held := ks.TrafficSecrets(); len(held) != 0 {
 		t.Errorf("after a Close during the handoff, the server still holds the %v traffic secrets", slices.Sorted(maps.Keys(held)))
+	}
+}
+
+// TestRXSecretDroppedWhenRXStaysOnTLS is issue 13's finding 8 (the RX
+// secret): when the kernel takes TX but RX stays on crypto/tls, crypto/tls
+// has keys of its own and follows the peer's KeyUpdates itself, so ktls
+// must not keep the receive traffic secret in memory. With RX on the
+// kernel it is kept: a KeyUpdate from the peer needs it.
+func TestRXSecretDroppedWhenRXStaysOnTLS(t *testing.T) {
+	kerneltest.Require(t, kernel.FeatureULP)
+	sc := ktlstest.TLS13 // TLS 1.3: its secrets outlive the handoff
+	for _, tc := range []struct {
+		name     string
+		rx       ktls.Mode
+		wantRX   bool
+		wantHeld bool
+	}{
+		{"RX-disabled", ktls.Disabled, false, false},
+		{"RX-kernel", ktls.Auto, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.wantRX {
+				kerneltest.Require(t, kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherAESGCM128, kernel.RX))
+			}
+			ccfg, scfg := sc.Configs()
+			c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLSWith(scfg, &ktls.Options{RX: tc.rx}))
+			k := s.(*ktls.Conn)
+			o := k.Offload()
+			if !o.TX || o.RX != tc.wantRX {
+				t.Fatalf("Offload() = %+v, want TX, and RX %v", o, tc.wantRX)
+			}
+			if !tc.wantRX && !errors.Is(o.RXReason, ktls.ErrDisabled) {
+				t.Fatalf("RXReason = %v, want ErrDisabled", o.RXReason)
+			}
+			if held := k.RXSecretHeld(); held != tc.wantHeld {
+				t.Errorf("RX secret held after the handoff: %v, want %v", held, tc.wantHeld)
+			}
+			wiretest.Exchange(t, c, s, 64<<10)
+			ktlstest.CloseBoth(t, c, s)
+		})
 	}
 }

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/hex"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/tlstest"
 )
 
 // realSession is a session as crypto/tls encodes it, with what the
@@ -49,12 +49,10 @@ func realSessions(tb testing.TB) []realSession {
 			}{name, b})
 			mu.Unlock()
 		}
-		keyLog := keyLogFunc(func(line []byte) {
-			f := strings.Fields(string(line))
-			if len(f) == 3 && f[0] == "CLIENT_RANDOM" {
-				m, _ := hex.DecodeString(f[2])
+		keyLog := tlstest.KeyLogFunc(func(line []byte) {
+			if e, err := keylog.ParseLine(line); err == nil && e.Label == keylog.LabelClientRandom {
 				mu.Lock()
-				master = m
+				master = e.Secret
 				mu.Unlock()
 			}
 		})
@@ -66,7 +64,7 @@ func realSessions(tb testing.TB) []realSession {
 			return scfg.EncryptTicket(cs, ss)
 		}
 		ccfg := testcert.Get(testcert.ECDSA).ClientConfig()
-		cache := &watchCache{ClientSessionCache: tls.NewLRUClientSessionCache(1), put: func(cs *tls.ClientSessionState) {
+		cache := &tlstest.WatchedCache{ClientSessionCache: tls.NewLRUClientSessionCache(1), Watch: func(cs *tls.ClientSessionState) {
 			if _, ss, err := cs.ResumptionState(); err == nil && ss != nil {
 				add("client", ss)
 			}
@@ -108,22 +106,6 @@ func realSessions(tb testing.TB) []realSession {
 		}
 	}
 	return out
-}
-
-type keyLogFunc func([]byte)
-
-func (f keyLogFunc) Write(b []byte) (int, error) { f(b); return len(b), nil }
-
-type watchCache struct {
-	tls.ClientSessionCache
-	put func(*tls.ClientSessionState)
-}
-
-func (c *watchCache) Put(key string, cs *tls.ClientSessionState) {
-	if cs != nil {
-		c.put(cs)
-	}
-	c.ClientSessionCache.Put(key, cs)
 }
 
 // TestParseSessionSecret reads sessions that crypto/tls made: a TLS 1.2

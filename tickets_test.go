@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,11 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/keylog"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/tlstest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // The tests in this file hold ktls's session tickets and resumption to
@@ -448,7 +451,7 @@ func runTicketScenario(t *testing.T, setup func(*ticketWorld, *tls.Config, *tls.
 	for _, step := range steps {
 		w.tenant, w.get, w.put = step.tenant, step.get, step.put
 		w.now = w.now.Add(step.advance)
-		results = append(results, tryHandshake(t, endpoint{ktls: ktlsClient, config: client}, endpoint{ktls: ktlsServer, config: server}))
+		results = append(results, tryHandshake(t, ktlstest.Endpoint{KTLS: ktlsClient, Config: client}, ktlstest.Endpoint{KTLS: ktlsServer, Config: server}))
 	}
 	return results
 }
@@ -456,56 +459,44 @@ func runTicketScenario(t *testing.T, setup func(*ticketWorld, *tls.Config, *tls.
 // tryHandshake connects the two ends and runs the handshake, and then has
 // the client read one byte, so it has taken in a TLS 1.3 server's session
 // ticket.
-func tryHandshake(t *testing.T, client, server endpoint) stepResult {
+func tryHandshake(t *testing.T, client, server ktlstest.Endpoint) stepResult {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	type result struct {
-		resumed bool
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
+	done := wiretest.Async(func() (resumed bool, err error) {
 		raw, err := ln.Accept()
 		if err != nil {
-			done <- result{err: err}
-			return
+			return false, err
 		}
-		conn := serverConn(raw, server)
+		conn := server.Server(raw)
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 		if err := conn.Handshake(); err != nil {
-			done <- result{err: err}
-			return
+			return false, err
 		}
-		resumed := conn.(interface{ ConnectionState() tls.ConnectionState }).ConnectionState().DidResume
+		resumed = conn.ConnectionState().DidResume
 		_, err = conn.Write([]byte{1})
 		if err == nil {
 			// Until the client has read.
 			_, err = conn.Read(make([]byte, 1))
 		}
-		done <- result{resumed, err}
-	}()
+		return resumed, err
+	})
 	raw, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cc handshaker
-	if client.ktls {
-		cc = ktls.ClientWithOptions(raw, client.config, client.opts)
-	} else {
-		cc = tls.Client(raw, client.config)
-	}
+	cc := client.Client(raw)
 	defer cc.Close()
 	cc.SetDeadline(time.Now().Add(10 * time.Second))
 	var r stepResult
 	if err := cc.Handshake(); err != nil {
 		r.clientErr = err.Error()
 	} else {
-		r.clientResumed = cc.(interface{ ConnectionState() tls.ConnectionState }).ConnectionState().DidResume
+		r.clientResumed = cc.ConnectionState().DidResume
 		if _, err := io.ReadFull(cc, make([]byte, 1)); errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 			// A server that fails after its Finished closes without an
 			// alert, maybe before it read the client's Finished (a
@@ -523,9 +514,9 @@ func tryHandshake(t *testing.T, client, server endpoint) stepResult {
 		cc.Close()
 	}
 	s := <-done
-	r.serverResumed = s.resumed
-	if s.err != nil {
-		r.serverErr = s.err.Error()
+	r.serverResumed = s.V
+	if s.Err != nil {
+		r.serverErr = s.Err.Error()
 	}
 	return r
 }
@@ -541,18 +532,17 @@ func TestSessionExtraHoldsNoSecret(t *testing.T) {
 		masters [][]byte // every TLS 1.2 master secret, from the key logs
 		seen    []seenSession
 	)
-	keyLog := writerFunc(func(b []byte) (int, error) {
-		f := strings.Fields(string(b))
-		if len(f) == 3 && f[0] == "CLIENT_RANDOM" {
-			m, err := hex.DecodeString(f[2])
-			if err != nil {
-				return 0, err
-			}
+	keyLog := tlstest.KeyLogFunc(func(line []byte) {
+		e, err := keylog.ParseLine(line)
+		if err != nil {
+			t.Errorf("key log: %v", err)
+			return
+		}
+		if e.Label == keylog.LabelClientRandom {
 			mu.Lock()
-			masters = append(masters, m)
+			masters = append(masters, e.Secret)
 			mu.Unlock()
 		}
-		return len(b), nil
 	})
 	record := func(where string, version uint16, ss *tls.SessionState) {
 		b, err := ss.Bytes()
@@ -567,7 +557,7 @@ func TestSessionExtraHoldsNoSecret(t *testing.T) {
 
 	store := &storeWrap{sessions: map[string][]byte{}}
 	conn, version := 0, uint16(0) // the connection under way
-	cache := &recordingCache{ClientSessionCache: tls.NewLRUClientSessionCache(4), put: func(cs *tls.ClientSessionState) {
+	cache := &tlstest.WatchedCache{ClientSessionCache: tls.NewLRUClientSessionCache(4), Watch: func(cs *tls.ClientSessionState) {
 		if _, ss, err := cs.ResumptionState(); err == nil && ss != nil {
 			record(fmt.Sprintf("client cache, connection %d", conn), version, ss)
 		}
@@ -595,8 +585,8 @@ func TestSessionExtraHoldsNoSecret(t *testing.T) {
 			return store.wrap(cs, ss)
 		}
 		server.UnwrapSession = store.unwrap
-		c, s := connect(t, endpoint{ktls: true, config: client}, endpoint{ktls: true, config: server})
-		exchange(t, c, s, 1024) // the client takes in a TLS 1.3 ticket
+		c, s := ktlstest.Connect(t, ktlstest.KTLS(client), ktlstest.KTLS(server))
+		wiretest.Exchange(t, c, s, 1024) // the client takes in a TLS 1.3 ticket
 		cs := c.(*ktls.Conn).ConnectionState()
 		if cs.Version != step.version || cs.DidResume != step.resumed {
 			t.Fatalf("connection %d: %s, resumed %v; want %s, resumed %v", i, tls.VersionName(cs.Version), cs.DidResume, tls.VersionName(step.version), step.resumed)
@@ -640,22 +630,6 @@ type seenSession struct {
 	extra   int
 }
 
-type recordingCache struct {
-	tls.ClientSessionCache
-	put func(*tls.ClientSessionState)
-}
-
-func (c *recordingCache) Put(key string, cs *tls.ClientSessionState) {
-	if cs != nil {
-		c.put(cs)
-	}
-	c.ClientSessionCache.Put(key, cs)
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
-
 // TestTicketsSharedWithCryptoTLS: a ktls server and a crypto/tls server on
 // one config accept each other's tickets, both ways, as two crypto/tls
 // servers would: ktls's tickets are crypto/tls's.
@@ -674,7 +648,7 @@ func TestTicketsSharedWithCryptoTLS(t *testing.T) {
 					// A ticket that only ktls issued from here on.
 					client.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 				}
-				r := tryHandshake(t, endpoint{config: client}, endpoint{ktls: step.ktls, config: server})
+				r := tryHandshake(t, ktlstest.CryptoTLS(client), ktlstest.Endpoint{KTLS: step.ktls, Config: server})
 				if o := r.outcome(); o != step.want || r.serverResumed != (step.want == resumed) {
 					t.Errorf("connection %d (ktls server: %v): %v (%+v), want %v", i, step.ktls, o, r, step.want)
 				}
@@ -695,7 +669,7 @@ func TestSharedCacheSession(t *testing.T) {
 			w := &ticketWorld{cache: map[string]*tls.ClientSessionState{}, get: "x", put: "x"}
 			client := clientConfig(testcert.ECDSA)
 			client.ClientSessionCache = slotCache{w}
-			if r := tryHandshake(t, endpoint{ktls: true, config: client}, endpoint{ktls: true, config: server}); r.outcome() != full {
+			if r := tryHandshake(t, ktlstest.KTLS(client), ktlstest.KTLS(server)); r.outcome() != full {
 				t.Fatalf("first connection: %+v", r)
 			}
 			w.put = ""
@@ -710,7 +684,7 @@ func TestSharedCacheSession(t *testing.T) {
 			results := make(chan stepResult, 4)
 			for range cap(results) {
 				go func() {
-					results <- tryHandshake(t, endpoint{ktls: true, config: client}, endpoint{ktls: true, config: server})
+					results <- tryHandshake(t, ktlstest.KTLS(client), ktlstest.KTLS(server))
 				}()
 			}
 			for range cap(results) {

@@ -1,7 +1,6 @@
 package ktls_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
@@ -11,11 +10,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +21,8 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
@@ -37,9 +35,9 @@ const envHelper = "KTLS_TEST_ZEROCOPY_HELPER"
 func zeroCopyHelper(mode string, n int64) error {
 	t := &helperT{}
 	defer t.cleanup()
-	ccfg, scfg := suiteCases[0].configs()
+	ccfg, scfg := ktlstest.TLS13.Configs()
 	var c, s net.Conn
-	if err := t.run(func() { c, s = connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg}) }); err != nil {
+	if err := t.run(func() { c, s = ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg)) }); err != nil {
 		return err
 	}
 	got := make(chan error, 1)
@@ -61,7 +59,7 @@ func zeroCopyHelper(mode string, n int64) error {
 		if err != nil {
 			return err
 		}
-		go func() { sum, _ = stream(pw, n, 3); pw.Close() }()
+		go func() { sum, _ = wiretest.Stream(pw, n, 3); pw.Close() }()
 		go func() {
 			h := sha256.New()
 			m, err := io.CopyN(h, c, n)
@@ -76,10 +74,11 @@ func zeroCopyHelper(mode string, n int64) error {
 		return <-got
 	case "splice-socket":
 		// The server's decrypted stream goes to a plain TCP socket.
-		a, b := tcpPairPlain()
-		defer a.Close()
-		defer b.Close()
-		go func() { s2, err := stream(c, n, 4); sum = s2; c.(*ktls.Conn).CloseWrite(); got <- err }()
+		var a, b *net.TCPConn
+		if err := t.run(func() { a, b = wiretest.TCPPair(t, "tcp") }); err != nil {
+			return err
+		}
+		go func() { s2, err := wiretest.Stream(c, n, 4); sum = s2; c.(*ktls.Conn).CloseWrite(); got <- err }()
 		done := make(chan error, 1)
 		go func() {
 			h := sha256.New()
@@ -97,7 +96,7 @@ func zeroCopyHelper(mode string, n int64) error {
 		if _, err := io.Copy(a, s); err != nil {
 			return err
 		}
-		a.(*net.TCPConn).CloseWrite()
+		a.CloseWrite()
 		return <-done
 	}
 	return fmt.Errorf("unknown helper mode %q", mode)
@@ -121,45 +120,18 @@ func TestZeroCopyUsed(t *testing.T) {
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "strace.out")
-			cmd := exec.Command(straceBin, "-f", "-qq", "--seccomp-bpf", "-e", "trace=sendfile,splice", "-e", "signal=none",
-				"-o", out, os.Args[0], "-test.run=^$")
+			cmd := kerneltest.Strace(straceBin, out, "sendfile,splice", os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), envHelper+"="+tc.mode+":"+strconv.Itoa(n))
 			if b, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("transfer under strace: %v\n%s", err, b)
 			}
-			moved, calls := straceBytes(t, out, tc.call)
+			moved, calls := kerneltest.StraceBytes(t, out, tc.call)
 			t.Logf("%s: %d calls moved %d bytes", tc.call, calls, moved)
 			if moved != tc.want {
 				t.Fatalf("%s moved %d bytes, want %d: the data went another way", tc.call, moved, tc.want)
 			}
 		})
 	}
-}
-
-var straceResult = regexp.MustCompile(`= (\d+)$`)
-
-// straceBytes adds up the results of the named call in strace's output,
-// including calls strace reports in two parts ("<... resumed>").
-func straceBytes(t *testing.T, file, call string) (total int64, calls int) {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(line, call+"(") && !strings.Contains(line, "<... "+call+" resumed>") {
-			continue
-		}
-		if m := straceResult.FindStringSubmatch(line); m != nil {
-			v, _ := strconv.ParseInt(m[1], 10, 64)
-			total += v
-			calls++
-		}
-	}
-	return total, calls
 }
 
 // sendfileLargeSHA256 is the SHA-256 of TestSendfileLarge's file.
@@ -218,8 +190,8 @@ func TestSendfileLarge(t *testing.T) {
 		return
 	}
 
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	errc := make(chan error, 1)
 	go func() {
 		_, err := drainCompare(c, size, want)
@@ -239,8 +211,8 @@ func TestSendfileLarge(t *testing.T) {
 // http.ServeContent does for Range requests: seek, then copy a limited
 // reader.
 func TestSendfileRanges(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	f, _, err := tempFile(3<<20 + 12345)
 	if err != nil {
 		t.Fatal(err)
@@ -276,8 +248,8 @@ func TestSendfileRanges(t *testing.T) {
 // ends the copy early; what arrived is a prefix of the file, and nothing
 // hangs.
 func TestSendfileShrinkingFile(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const size = 32 << 20
 	f, _, err := tempFile(size)
 	if err != nil {
@@ -298,7 +270,7 @@ func TestSendfileShrinkingFile(t *testing.T) {
 	if err := os.Truncate(f.Name(), 2<<20); err != nil {
 		t.Fatal(err)
 	}
-	rest, err := readAll(c)
+	rest, err := wiretest.ReadAll(c)
 	if err != io.EOF {
 		t.Fatalf("reading after the truncation: %v", err)
 	}
@@ -314,8 +286,8 @@ func TestSendfileShrinkingFile(t *testing.T) {
 // fails promptly, instead of hanging or reporting the whole file sent (see
 // checkSent).
 func TestPeerClosesMidTransfer(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	f, _, err := tempFile(64 << 20)
 	if err != nil {
 		t.Fatal(err)
@@ -345,10 +317,10 @@ func TestPeerClosesMidTransfer(t *testing.T) {
 // writes don't get checkSent: where sendfile and splice can lose the
 // reset (TestPeerClosesMidTransfer), write(2) has kept it every time.
 func TestWritesAfterPeerReset(t *testing.T) {
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 			const bound = 64 << 20 // written after the reset, at most
 			chunk := make([]byte, 1<<20)
 			errc := make(chan error, 1)
@@ -392,9 +364,9 @@ func TestWritesAfterPeerReset(t *testing.T) {
 // source's whole stream delivered.
 func TestRelayToResetPeer(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
-	src, in := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-	reader, out := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	src, in := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	reader, out := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const size = 64 << 20
 	go func() {
 		chunk := make([]byte, 1<<20)
@@ -405,22 +377,14 @@ func TestRelayToResetPeer(t *testing.T) {
 		}
 		src.(*ktls.Conn).CloseWrite()
 	}()
-	type result struct {
-		n   int64
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		n, err := in.(*ktls.Conn).WriteTo(out)
-		done <- result{n, err}
-	}()
+	done := wiretest.Async(func() (int64, error) { return in.(*ktls.Conn).WriteTo(out) })
 	resetMidStream(t, reader)
 	select {
 	case r := <-done:
-		if r.err == nil {
-			t.Fatalf("the relay reported %d of %d bytes delivered to a peer that reset", r.n, size)
+		if r.Err == nil {
+			t.Fatalf("the relay reported %d of %d bytes delivered to a peer that reset", r.V, size)
 		}
-		t.Logf("the relay failed after %d bytes with %v", r.n, r.err)
+		t.Logf("the relay failed after %d bytes with %v", r.V, r.Err)
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the relay to a reset peer hung")
 	}
@@ -442,14 +406,12 @@ func resetMidStream(t *testing.T, c net.Conn) {
 // before it.
 func TestSpliceAlerts(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[2], suiteCases[0]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	for _, sc := range []ktlstest.SuiteCase{ktlstest.TLS12, ktlstest.TLS13} {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 			kc := c.(*ktls.Conn)
-			a, b := tcpPairPlain()
-			defer a.Close()
-			defer b.Close()
+			a, b := wiretest.TCPPair(t, "tcp")
 			var want bytes.Buffer
 			sent := make(chan struct{}) // want is complete
 			go func() {
@@ -458,11 +420,11 @@ func TestSpliceAlerts(t *testing.T) {
 					chunk := bytes.Repeat([]byte{byte(i)}, 100<<10+i)
 					want.Write(chunk)
 					kc.Write(chunk)
-					if sc.version == tls.VersionTLS12 {
+					if sc.Version == tls.VersionTLS12 {
 						kc.SendAlert(1, 90) // a warning: user_canceled
 					}
 				}
-				if sc.version == tls.VersionTLS12 {
+				if sc.Version == tls.VersionTLS12 {
 					kc.CloseWrite()
 				} else {
 					kc.SendAlert(2, 80) // fatal internal_error
@@ -471,7 +433,7 @@ func TestSpliceAlerts(t *testing.T) {
 			got := make(chan []byte, 1)
 			go func() { data, _ := io.ReadAll(b); got <- data }()
 			n, err := io.Copy(a, s)
-			a.(*net.TCPConn).CloseWrite()
+			a.CloseWrite()
 			data := <-got
 			<-sent
 			if int64(len(data)) != n || !bytes.Equal(data, want.Bytes()) {
@@ -479,9 +441,9 @@ func TestSpliceAlerts(t *testing.T) {
 			}
 			var alert tls.AlertError
 			switch {
-			case sc.version == tls.VersionTLS12 && err != nil:
+			case sc.Version == tls.VersionTLS12 && err != nil:
 				t.Fatalf("copy ended with %v, want nil after close_notify", err)
-			case sc.version == tls.VersionTLS13 && (!errors.As(err, &alert) || alert != 80):
+			case sc.Version == tls.VersionTLS13 && (!errors.As(err, &alert) || alert != 80):
 				t.Fatalf("copy ended with %v, want the peer's internal_error alert", err)
 			}
 		})
@@ -494,7 +456,7 @@ func tempFile(n int64) (*os.File, [32]byte, error) {
 	if err != nil {
 		return nil, [32]byte{}, err
 	}
-	sum, err := stream(f, n, 5)
+	sum, err := wiretest.Stream(f, n, 5)
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
@@ -503,7 +465,7 @@ func tempFile(n int64) (*os.File, [32]byte, error) {
 
 // drainCompare reads n bytes and checks their hash.
 func drainCompare(r io.Reader, n int64, want [32]byte) (int64, error) {
-	got, err := drain(r, n)
+	got, err := wiretest.Drain(r, n)
 	if err != nil {
 		return 0, err
 	}
@@ -513,23 +475,6 @@ func drainCompare(r io.Reader, n int64, want [32]byte) (int64, error) {
 	return n, nil
 }
 
-func tcpPairPlain() (a, b net.Conn) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	a, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		panic(err)
-	}
-	b, err = ln.Accept()
-	if err != nil {
-		panic(err)
-	}
-	return a, b
-}
-
 // Benchmarks of the data paths. On the host they measure crypto/tls (no
 // ULP); in the lab, the kernel under TCG: compare ratios only.
 func BenchmarkWrite(b *testing.B)    { benchSend(b, "write") }
@@ -537,8 +482,8 @@ func BenchmarkSendfile(b *testing.B) { benchSend(b, "sendfile") }
 func BenchmarkSplice(b *testing.B)   { benchSend(b, "splice") }
 
 func benchSend(b *testing.B, mode string) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(b, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s := ktlstest.Connect(b, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const chunk = 4 << 20
 	f, _, err := tempFile(chunk)
 	if err != nil {
@@ -547,11 +492,10 @@ func benchSend(b *testing.B, mode string) {
 	defer os.Remove(f.Name())
 	src, _ := os.ReadFile(f.Name())
 	go io.Copy(io.Discard, c)
-	var sa, sb net.Conn
+	var sb net.Conn
 	if mode == "splice" {
-		sa, sb = tcpPairPlain()
-		defer sa.Close()
-		defer sb.Close()
+		sa, b2 := wiretest.TCPPair(b, "tcp")
+		sb = b2
 		go func() {
 			for {
 				if _, err := sa.Write(src); err != nil {
@@ -580,13 +524,6 @@ func benchSend(b *testing.B, mode string) {
 	b.ReportMetric(0, "allocs/op")
 }
 
-// randomBytes returns n pseudo-random bytes, the same for a seed.
-func randomBytes(n int, seed byte) []byte {
-	b := make([]byte, n)
-	rand.NewChaCha8([32]byte{seed}).Read(b)
-	return b
-}
-
 // relayStream sends n pseudo-random bytes from c in two parts, calling
 // between() once the first is sent, then ends with close_notify. It
 // returns the whole stream.
@@ -594,7 +531,7 @@ func relayStream(t *testing.T, c net.Conn, first, second int, between func()) <-
 	t.Helper()
 	sent := make(chan []byte, 1)
 	go func() {
-		data := randomBytes(first+second, 3)
+		data := wiretest.RandomBytes(first+second, 3)
 		defer func() { sent <- data }()
 		if _, err := c.Write(data[:first]); err != nil {
 			t.Errorf("sending: %v", err)
@@ -610,11 +547,25 @@ func relayStream(t *testing.T, c net.Conn, first, second int, between func()) <-
 	return sent
 }
 
-// wantWholeStream checks that what w received, then what Read returns
-// after WriteTo, is the stream sent, by SHA-256.
-func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, delivered []byte) {
+// writeToPair connects two ktls ends for a WriteTo test, the server's
+// with a deadline that ends a test that hangs.
+func writeToPair(t *testing.T) (c, s net.Conn) {
 	t.Helper()
-	rest, err := readAll(s)
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	c, s = ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	s.SetDeadline(time.Now().Add(time.Minute))
+	return c, s
+}
+
+// wantWholeStream checks that WriteTo reported the n bytes the
+// destination received (delivered), and that those, then what Read
+// returns after WriteTo, are the stream sent, by SHA-256.
+func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, n int64, delivered []byte) {
+	t.Helper()
+	if int64(len(delivered)) != n {
+		t.Errorf("WriteTo reported %d bytes, the destination got %d", n, len(delivered))
+	}
+	rest, err := wiretest.ReadAll(s)
 	if err != io.EOF {
 		t.Errorf("Read after WriteTo: %v, want io.EOF after the rest", err)
 	}
@@ -631,12 +582,10 @@ func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, delivered []b
 // WriteTo writes such a file from user space, and every byte gets there.
 func TestWriteToAppendFile(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	c, s := writeToPair(t)
 	if o := s.(*ktls.Conn).Offload(); !o.RX {
 		t.Fatalf("Offload() = %v, want RX", o)
 	}
-	s.SetDeadline(time.Now().Add(time.Minute))
 	name := filepath.Join(t.TempDir(), "append")
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -649,10 +598,7 @@ func TestWriteToAppendFile(t *testing.T) {
 		t.Errorf("WriteTo an O_APPEND file: %v", err)
 	}
 	got, _ := os.ReadFile(name)
-	if int64(len(got)) != n {
-		t.Errorf("WriteTo reported %d bytes, the file has %d", n, len(got))
-	}
-	wantWholeStream(t, s, sent, got)
+	wantWholeStream(t, s, sent, n, got)
 }
 
 // TestWriteToDrainFailure: the destination fails after splice took data
@@ -661,13 +607,10 @@ func TestWriteToAppendFile(t *testing.T) {
 // of it is dropped with the pipe.
 func TestWriteToDrainFailure(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
-
 	// splice stops working mid-copy (O_APPEND set on the open file);
 	// write(2) still does.
 	t.Run("splice-refused-mid-copy", func(t *testing.T) {
-		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-		s.SetDeadline(time.Now().Add(time.Minute))
+		c, s := writeToPair(t)
 		name := filepath.Join(t.TempDir(), "out")
 		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE, 0o600)
 		if err != nil {
@@ -695,20 +638,14 @@ func TestWriteToDrainFailure(t *testing.T) {
 			t.Errorf("WriteTo: %v", err)
 		}
 		got, _ := os.ReadFile(name)
-		if int64(len(got)) != n {
-			t.Errorf("WriteTo reported %d bytes, the file has %d", n, len(got))
-		}
-		wantWholeStream(t, s, sent, got)
+		wantWholeStream(t, s, sent, n, got)
 	})
 
 	// The destination socket is shut for writing mid-copy: EPIPE from
 	// splice, then from write(2).
 	t.Run("socket-shut-mid-copy", func(t *testing.T) {
-		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-		s.SetDeadline(time.Now().Add(time.Minute))
-		a, b := tcpPairPlain()
-		defer a.Close()
-		defer b.Close()
+		c, s := writeToPair(t)
+		a, b := wiretest.TCPPair(t, "tcp")
 		var (
 			received = make(chan []byte, 1)
 			oneMiB   = make(chan struct{})
@@ -726,25 +663,20 @@ func TestWriteToDrainFailure(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Error("WriteTo delivered no 1 MiB in 30 s")
 			}
-			a.(*net.TCPConn).CloseWrite()
+			a.CloseWrite()
 		})
 		n, err := s.(*ktls.Conn).WriteTo(a)
 		if err == nil {
 			t.Error("WriteTo into a socket shut for writing succeeded")
 		}
 		t.Logf("WriteTo: %d, %v", n, err)
-		got := <-received
-		if int64(len(got)) != n {
-			t.Errorf("WriteTo reported %d bytes, the destination got %d", n, len(got))
-		}
-		wantWholeStream(t, s, sent, got)
+		wantWholeStream(t, s, sent, n, <-received)
 	})
 
 	// splice refuses /dev/full (no splice_write: EINVAL), and write(2)
 	// fails with ENOSPC: all of it stays for Read.
 	t.Run("dev-full", func(t *testing.T) {
-		c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-		s.SetDeadline(time.Now().Add(time.Minute))
+		c, s := writeToPair(t)
 		f, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -755,7 +687,7 @@ func TestWriteToDrainFailure(t *testing.T) {
 		if !errors.Is(err, syscall.ENOSPC) || n != 0 {
 			t.Errorf("WriteTo /dev/full = %d, %v; want 0, ENOSPC", n, err)
 		}
-		wantWholeStream(t, s, sent, nil)
+		wantWholeStream(t, s, sent, n, nil)
 	})
 }
 
@@ -780,16 +712,14 @@ func (w *failingWriter) Write(b []byte) (int, error) {
 // which fails part way through a buffer: what it didn't take comes from
 // the next Read. On the kernel path and on crypto/tls alike.
 func TestWriteToFailingWriter(t *testing.T) {
-	ccfg, scfg := suiteCases[0].configs()
-	c, s := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-	s.SetDeadline(time.Now().Add(time.Minute))
+	c, s := writeToPair(t)
 	sent := relayStream(t, c, 1<<20, 0, func() {})
 	w := &failingWriter{limit: 300001}
 	n, err := s.(*ktls.Conn).WriteTo(w)
 	if !errors.Is(err, errDestinationFull) || n != int64(w.limit) {
 		t.Errorf("WriteTo = %d, %v; want %d, %v", n, err, w.limit, errDestinationFull)
 	}
-	wantWholeStream(t, s, sent, w.buf.Bytes())
+	wantWholeStream(t, s, sent, n, w.buf.Bytes())
 }
 
 // TestWriteToEmptyRecords: an empty application_data record is legal, and
@@ -801,17 +731,17 @@ func TestWriteToFailingWriter(t *testing.T) {
 // ahead of data.)
 func TestWriteToEmptyRecords(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
+	for _, sc := range ktlstest.OnePerVersion {
 		for _, empties := range []int{1, 1000} {
-			t.Run(fmt.Sprintf("%s/%d-empty", sc.name, empties), func(t *testing.T) {
-				ccfg, scfg := sc.configs()
-				p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+			t.Run(fmt.Sprintf("%s/%d-empty", sc.Name, empties), func(t *testing.T) {
+				ccfg, scfg := sc.Configs()
+				p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 				if o := s.(*ktls.Conn).Offload(); !o.RX {
 					t.Fatalf("Offload() = %v, want RX", o)
 				}
 				deadline := time.Now().Add(30 * time.Second)
 				s.SetDeadline(deadline)
-				p.conn.SetDeadline(deadline)
+				p.Conn.SetDeadline(deadline)
 				pr, pw, err := os.Pipe()
 				if err != nil {
 					t.Fatal(err)
@@ -822,14 +752,14 @@ func TestWriteToEmptyRecords(t *testing.T) {
 				go func() {
 					// One write: splice finds the empty records
 					// already there, behind the data.
-					b := p.out.Seal(record.TypeApplicationData, []byte("before"))
+					b := p.Out.Seal(record.TypeApplicationData, []byte("before"))
 					for range empties {
-						b = append(b, p.out.Seal(record.TypeApplicationData, nil)...)
+						b = append(b, p.Out.Seal(record.TypeApplicationData, nil)...)
 					}
-					b = append(b, p.out.Seal(record.TypeApplicationData, []byte("after"))...)
-					b = append(b, p.out.Seal(record.TypeApplicationData, nil)...)
-					b = append(b, p.out.Seal(record.TypeAlert, []byte{record.AlertLevelWarning, record.AlertCloseNotify})...)
-					if _, err := p.conn.Write(b); err != nil {
+					b = append(b, p.Out.Seal(record.TypeApplicationData, []byte("after"))...)
+					b = append(b, p.Out.Seal(record.TypeApplicationData, nil)...)
+					b = append(b, p.Out.Seal(record.TypeAlert, []byte{record.AlertLevelWarning, record.AlertCloseNotify})...)
+					if _, err := p.Conn.Write(b); err != nil {
 						t.Errorf("raw peer: %v", err)
 					}
 				}()

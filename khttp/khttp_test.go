@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +27,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/khttp"
 )
 
@@ -50,24 +50,8 @@ func inLab() bool { _, ok := kerneltest.InLab(); return ok }
 // SHA-256 in hex.
 func writeFile(t testing.TB, dir, name string, n int64) string {
 	t.Helper()
-	f, err := os.Create(filepath.Join(dir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	rng := rand.NewChaCha8([32]byte{42})
-	buf := make([]byte, 1<<20)
-	for n > 0 {
-		chunk := buf[:min(int64(len(buf)), n)]
-		rng.Read(chunk)
-		h.Write(chunk)
-		if _, err := f.Write(chunk); err != nil {
-			t.Fatal(err)
-		}
-		n -= int64(len(chunk))
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum := wiretest.RandomFile(t, filepath.Join(dir, name), n, 42)
+	return hex.EncodeToString(sum[:])
 }
 
 // info is what /info reports about the request's connection.

@@ -1,7 +1,6 @@
 package khttp_test
 
 import (
-	"bytes"
 	"io"
 	"log"
 	"net"
@@ -10,31 +9,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
-
-// syncBuffer is a bytes.Buffer that a server's log writes to while a test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestPlainHTTPLikeNetHTTP: what a client speaking plain HTTP, or
 // something else that isn't TLS, gets from a khttp server is what it gets
@@ -42,7 +22,7 @@ func (s *syncBuffer) String() string {
 // read for an HTTP request, a closed connection otherwise. The servers
 // log the same reason.
 func TestPlainHTTPLikeNetHTTP(t *testing.T) {
-	var klog, nlog syncBuffer
+	var klog, nlog wiretest.SyncBuffer
 	_, kbase := startServer(t, &http.Server{Handler: handler(t.TempDir()), ErrorLog: log.New(&klog, "", 0)})
 	ref := httptest.NewUnstartedServer(handler(t.TempDir()))
 	ref.TLS = testcert.Get(testcert.ECDSA).ServerConfig()

@@ -1,7 +1,6 @@
 package khttp_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"net"
@@ -10,8 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,8 +67,7 @@ func TestSendfileBody(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "cert.pem"), b.CertPEM, 0o600)
 	os.WriteFile(filepath.Join(dir, "key.pem"), b.KeyPEM, 0o600)
 	out := filepath.Join(t.TempDir(), "strace.out")
-	cmd := exec.Command(straceBin, "-f", "-qq", "--seccomp-bpf", "-e", "trace=sendfile", "-e", "signal=none", "-o", out,
-		os.Args[0], "-test.run=^$")
+	cmd := kerneltest.Strace(straceBin, out, "sendfile", os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envServe+"="+addrFile)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -101,33 +97,9 @@ func TestSendfileBody(t *testing.T) {
 		cmd.Process.Kill()
 		<-waitDone
 	}
-	moved := sendfileBytes(t, out)
+	moved, _ := kerneltest.StraceBytes(t, out, "sendfile")
 	t.Logf("sendfile moved %d of %d bytes", moved, size)
 	if moved != size-512 {
 		t.Fatalf("sendfile moved %d bytes, want %d (the file less the 512 bytes net/http sniffs)", moved, size-512)
 	}
-}
-
-var straceResult = regexp.MustCompile(`= (\d+)$`)
-
-func sendfileBytes(t *testing.T, file string) int64 {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var total int64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(line, "sendfile(") && !strings.Contains(line, "<... sendfile resumed>") {
-			continue
-		}
-		if m := straceResult.FindStringSubmatch(line); m != nil {
-			v, _ := strconv.ParseInt(m[1], 10, 64)
-			total += v
-		}
-	}
-	return total
 }

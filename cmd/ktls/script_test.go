@@ -28,6 +28,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // setupScript gives each script the lab's environment and, in $WORK,
@@ -110,8 +111,8 @@ func cmdEnvmatch(ts *testscript.TestScript, neg bool, args []string) {
 
 type background struct {
 	cmd    *exec.Cmd
-	stdout *lockedBuf
-	stderr *lockedBuf
+	stdout *wiretest.SyncBuffer
+	stderr *wiretest.SyncBuffer
 	copied chan struct{} // closed when all of stdout is in the buffer
 }
 
@@ -154,7 +155,7 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 	if err != nil {
 		ts.Fatalf("start: %v", err)
 	}
-	bg := &background{cmd: cmd, stdout: &lockedBuf{}, stderr: &lockedBuf{}, copied: make(chan struct{})}
+	bg := &background{cmd: cmd, stdout: &wiretest.SyncBuffer{}, stderr: &wiretest.SyncBuffer{}, copied: make(chan struct{})}
 	cmd.Stderr = bg.stderr
 	if err := cmd.Start(); err != nil {
 		ts.Fatalf("start: %v", err)
@@ -301,23 +302,6 @@ func parseSize(ts *testscript.TestScript, s string) int64 {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Commands for the check and stat scripts:

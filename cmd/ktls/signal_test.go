@@ -1,34 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSecondSignalExits: the first SIGTERM cancels the context, for a
 // graceful stop; the second exits at once, saying so.
 func TestSecondSignalExits(t *testing.T) {
-	var out syncBuf
+	var out wiretest.SyncBuffer
 	exited := make(chan struct{})
 	ctx, stop := interruptContext(&out, func() { close(exited) })
 	defer stop()

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // TestULP is the lab's first check: the kernel lists the tls ULP, and an
@@ -30,8 +30,8 @@ func TestULP(t *testing.T) {
 		t.Fatalf("%s = %q, want it to list tls", kernel.AvailableULPsFile, data)
 	}
 
-	client, _ := tcpPair(t)
-	withFD(t, client, func(fd int) {
+	client, _ := wiretest.TCPPair(t, "tcp")
+	wiretest.Control(t, client, func(fd int) {
 		if err := kernel.AttachULP(fd); err != nil {
 			t.Fatalf("TCP_ULP tls on an established socket: %v", err)
 		}
@@ -129,12 +129,12 @@ func TestKernelToKernel(t *testing.T) {
 			kerneltest.Require(t,
 				kernel.CipherFeature(s.version, s.cipher, kernel.TX),
 				kernel.CipherFeature(s.version, s.cipher, kernel.RX))
-			client, server := tcpPair(t)
-			withFD(t, client, func(fd int) {
+			client, server := wiretest.TCPPair(t, "tcp")
+			wiretest.Control(t, client, func(fd int) {
 				must(t, kernel.AttachULP(fd))
 				must(t, kernel.SetCryptoInfo(fd, kernel.TX, testInfo(s, 7)))
 			})
-			withFD(t, server, func(fd int) {
+			wiretest.Control(t, server, func(fd int) {
 				must(t, kernel.AttachULP(fd))
 				must(t, kernel.SetCryptoInfo(fd, kernel.RX, testInfo(s, 7)))
 			})
@@ -163,7 +163,7 @@ func TestKernelToKernel(t *testing.T) {
 			checkSeq(t, client, kernel.TX, 7+3)
 			checkSeq(t, server, kernel.RX, 7+3)
 
-			withFD(t, client, func(fd int) {
+			wiretest.Control(t, client, func(fd int) {
 				// A warning-level close_notify alert, as a control record.
 				if _, err := kernel.SendRecord(fd, 21, []byte{1, 0}, 0); err != nil {
 					t.Fatal(err)
@@ -171,7 +171,7 @@ func TestKernelToKernel(t *testing.T) {
 			})
 
 			// The alert is next: read(2) can't take it...
-			withFD(t, server, func(fd int) {
+			wiretest.Control(t, server, func(fd int) {
 				_, err := unix.Read(fd, buf)
 				if !errors.Is(err, unix.EIO) {
 					t.Errorf("read(2) before a control record = %v, want EIO", err)
@@ -192,7 +192,7 @@ func TestKernelToKernel(t *testing.T) {
 // with want.
 func checkSeq(t *testing.T, c net.Conn, dir kernel.Direction, want uint64) {
 	t.Helper()
-	withFD(t, c, func(fd int) {
+	wiretest.Control(t, c, func(fd int) {
 		if seq, err := kernel.RecSeq(fd, dir); err != nil || seq != want {
 			t.Errorf("%v RecSeq = %d, %v; want %d", dir, seq, err, want)
 		}
@@ -204,8 +204,8 @@ func checkSeq(t *testing.T, c net.Conn, dir kernel.Direction, want uint64) {
 func TestKernelRejectsTamperedRecord(t *testing.T) {
 	s := suite{kernel.VersionTLS13, kernel.CipherAESGCM128}
 	kerneltest.Require(t, kernel.CipherFeature(s.version, s.cipher, kernel.RX))
-	client, server := tcpPair(t)
-	withFD(t, server, func(fd int) {
+	client, server := wiretest.TCPPair(t, "tcp")
+	wiretest.Control(t, server, func(fd int) {
 		must(t, kernel.AttachULP(fd))
 		must(t, kernel.SetCryptoInfo(fd, kernel.RX, testInfo(s, 0)))
 	})
@@ -214,7 +214,7 @@ func TestKernelRejectsTamperedRecord(t *testing.T) {
 	if _, err := client.Write(rec); err != nil {
 		t.Fatal(err)
 	}
-	withFD(t, server, func(fd int) {
+	wiretest.Control(t, server, func(fd int) {
 		oob := make([]byte, kernel.OOBSize)
 		for {
 			_, _, err := kernel.RecvRecord(fd, make([]byte, 100), oob, 0)
@@ -233,8 +233,8 @@ func TestStatsCount(t *testing.T) {
 	s := suite{kernel.VersionTLS13, kernel.CipherAESGCM128}
 	kerneltest.Require(t, kernel.CipherFeature(s.version, s.cipher, kernel.TX))
 	before := kerneltest.Stats(t)
-	client, _ := tcpPair(t)
-	withFD(t, client, func(fd int) {
+	client, _ := wiretest.TCPPair(t, "tcp")
+	wiretest.Control(t, client, func(fd int) {
 		must(t, kernel.AttachULP(fd))
 		must(t, kernel.SetCryptoInfo(fd, kernel.TX, testInfo(s, 0)))
 	})
@@ -344,34 +344,4 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func withFD(t *testing.T, c net.Conn, fn func(fd int)) {
-	t.Helper()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rc.Control(func(fd uintptr) { fn(int(fd)) }); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ktlsgo/ktls/internal/keylog"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 var (
@@ -254,7 +255,7 @@ func TestSecretsWriteErrors(t *testing.T) {
 }
 
 func TestSecretsConcurrent(t *testing.T) {
-	var fwd lockedBuffer
+	var fwd wiretest.SyncBuffer
 	s := keylog.NewSecrets(&fwd)
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -280,31 +281,14 @@ func TestSecretsConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := bytes.Count(fwd.bytes(), []byte("\n")); n != 8*50 {
+	if n := bytes.Count(fwd.Bytes(), []byte("\n")); n != 8*50 {
 		t.Errorf("forwarded %d lines, want %d", n, 8*50)
 	}
-	for l := range bytes.Lines(fwd.bytes()) {
+	for l := range bytes.Lines(fwd.Bytes()) {
 		if _, err := keylog.ParseLine(l); err != nil {
 			t.Fatalf("forwarded lines were interleaved: %v", err)
 		}
 	}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
 }
 
 func FuzzParseLine(f *testing.F) {

@@ -6,12 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ktlsgo/ktls/internal/lab"
 	"github.com/ktlsgo/ktls/internal/lab/job"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // EnvSelfTest makes the lab's own tests mandatory: the suite sets it after
@@ -21,7 +21,7 @@ const envSelfTest = "KTLS_LAB_SELFTEST"
 
 // runner returns a Runner for the newest lab kernel, or skips when this
 // machine can't boot one.
-func runner(t *testing.T, timeout time.Duration) (*lab.Runner, *lockedBuffer) {
+func runner(t *testing.T, timeout time.Duration) (*lab.Runner, *wiretest.SyncBuffer) {
 	t.Helper()
 	t.Parallel()
 	if _, inLab := os.LookupEnv(job.EnvLab); inLab {
@@ -35,7 +35,7 @@ func runner(t *testing.T, timeout time.Duration) (*lab.Runner, *lockedBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	console := &lockedBuffer{}
+	console := &wiretest.SyncBuffer{}
 	return &lab.Runner{
 		Cache:   cache,
 		Timeout: timeout,
@@ -141,21 +141,4 @@ func TestBootRetry(t *testing.T) {
 	if strings.Contains(console.String(), "ktls-lab: step ") {
 		t.Fatalf("a step started:\n%s", console)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

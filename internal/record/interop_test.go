@@ -57,6 +57,16 @@ func TestTLS13OpenInterop(t *testing.T) {
 	}
 }
 
+// clientProtector makes a TLS 1.3 session and returns the protection of
+// the client's application records from sequence number seq on.
+func clientProtector(t *testing.T, seq uint64) (*tlstest.Session, *record.Protector) {
+	t.Helper()
+	sess, s := tls13Session(t)
+	cs, _ := sess.Secrets.ClientTrafficSecret()
+	_, p := tlstest.Protector(t, s, cs, seq)
+	return sess, p
+}
+
 // serveAll reads everything the crypto/tls server receives until EOF.
 func serveAll(c *tls.Conn) <-chan []any {
 	ch := make(chan []any, 1)
@@ -68,17 +78,8 @@ func serveAll(c *tls.Conn) <-chan []any {
 }
 
 func TestTLS13SealInterop(t *testing.T) {
-	sess, s := tls13Session(t)
-	cs, _ := sess.Secrets.ClientTrafficSecret()
-	secret, err := keyschedule.NewApplicationSecret(s, cs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The client has written nothing under its application keys yet.
-	p, err := record.NewProtector(s, secret.Keys(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess, p := clientProtector(t, 0)
 
 	result := serveAll(sess.Server)
 	for _, rec := range [][]byte{
@@ -102,16 +103,7 @@ func TestTLS13SealInterop(t *testing.T) {
 func TestTLS13SealInteropWrongSeq(t *testing.T) {
 	// The negative control: one sequence number off and crypto/tls must
 	// refuse the record, so the acceptance above means something.
-	sess, s := tls13Session(t)
-	cs, _ := sess.Secrets.ClientTrafficSecret()
-	secret, err := keyschedule.NewApplicationSecret(s, cs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := record.NewProtector(s, secret.Keys(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess, p := clientProtector(t, 1)
 	result := serveAll(sess.Server)
 	go sess.WriteRaw(p.Seal(record.TypeApplicationData, []byte("replayed?")))
 	r := <-result
@@ -123,70 +115,61 @@ func TestTLS13SealInteropWrongSeq(t *testing.T) {
 }
 
 func TestTLS12Interop(t *testing.T) {
-	for _, s := range keyschedule.Suites() {
-		if s.Version != tls.VersionTLS12 {
-			continue
+	tlstest.EachTLS12Suite(t, func(t *testing.T, s *keyschedule.Suite, sess *tlstest.Session) {
+		master, _ := sess.Secrets.MasterSecret()
+		clientRandom, _ := sess.Secrets.ClientRandom()
+		serverRandom := tlstest.HelloRandom(t, sess.ServerSent(), 2)
+		client, server, err := keyschedule.KeyBlock(s, master, clientRandom[:], serverRandom)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Run(s.Name, func(t *testing.T) {
-			sess := tlstest.HandshakeTLS12(t, s)
-			if st := sess.Client.ConnectionState(); st.CipherSuite != s.ID {
-				t.Fatalf("negotiated %s", tls.CipherSuiteName(st.CipherSuite))
-			}
-			master, _ := sess.Secrets.MasterSecret()
-			clientRandom, _ := sess.Secrets.ClientRandom()
-			serverRandom := tlstest.HelloRandom(t, sess.ServerSent(), 2)
-			client, server, err := keyschedule.KeyBlock(s, master, clientRandom[:], serverRandom)
-			if err != nil {
-				t.Fatal(err)
-			}
 
-			// The client's Finished took sequence number 0.
-			p, err := record.NewProtector(s, client, 1)
-			if err != nil {
+		// The client's Finished took sequence number 0.
+		p, err := record.NewProtector(s, client, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const request, reply = "sealed by package record", "written by crypto/tls"
+		errc := sess.Reply(t, request, reply)
+		for _, rec := range [][]byte{
+			p.Seal(record.TypeApplicationData, []byte(request[:7])),
+			p.Seal(record.TypeApplicationData, []byte(request[7:])),
+		} {
+			if _, err := sess.WriteRaw(rec); err != nil {
 				t.Fatal(err)
 			}
-			const request, reply = "sealed by package record", "written by crypto/tls"
-			errc := sess.Reply(t, request, reply)
-			for _, rec := range [][]byte{
-				p.Seal(record.TypeApplicationData, []byte(request[:7])),
-				p.Seal(record.TypeApplicationData, []byte(request[7:])),
-			} {
-				if _, err := sess.WriteRaw(rec); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := <-errc; err != nil {
-				t.Fatalf("crypto/tls server: %v", err)
-			}
-			// Then close_notify, and crypto/tls must read nothing more.
-			result := serveAll(sess.Server)
-			if _, err := sess.WriteRaw(p.Seal(record.TypeAlert, []byte{record.AlertLevelWarning, record.AlertCloseNotify})); err != nil {
-				t.Fatal(err)
-			}
-			r := <-result
-			if err, _ := r[1].(error); err != nil {
-				t.Fatalf("crypto/tls server: %v", err)
-			}
-			if rest := r[0].([]byte); len(rest) != 0 {
-				t.Errorf("crypto/tls read %q after the request", rest)
-			}
+		}
+		if err := <-errc; err != nil {
+			t.Fatalf("crypto/tls server: %v", err)
+		}
+		// Then close_notify, and crypto/tls must read nothing more.
+		result := serveAll(sess.Server)
+		if _, err := sess.WriteRaw(p.Seal(record.TypeAlert, []byte{record.AlertLevelWarning, record.AlertCloseNotify})); err != nil {
+			t.Fatal(err)
+		}
+		r := <-result
+		if err, _ := r[1].(error); err != nil {
+			t.Fatalf("crypto/tls server: %v", err)
+		}
+		if rest := r[0].([]byte); len(rest) != 0 {
+			t.Errorf("crypto/tls read %q after the request", rest)
+		}
 
-			// And the other way: the server's Finished, then its reply.
-			_, s2c := sess.Streams()
-			recs := tlstest.AfterChangeCipherSpec(t, s2c)
-			if len(recs) < 2 {
-				t.Fatal("server sent too few protected records")
+		// And the other way: the server's Finished, then its reply.
+		_, s2c := sess.Streams()
+		recs := tlstest.AfterChangeCipherSpec(t, s2c)
+		if len(recs) < 2 {
+			t.Fatal("server sent too few protected records")
+		}
+		p, err = record.NewProtector(s, server, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, want := range []tlstest.Record{{Type: record.TypeHandshake}, {Type: record.TypeApplicationData, Data: []byte(reply)}} {
+			typ, pt, err := p.Open(recs[j])
+			if err != nil || typ != want.Type || want.Data != nil && !bytes.Equal(pt, want.Data) {
+				t.Errorf("server record %d: %d, %q, %v", j, typ, pt, err)
 			}
-			p, err = record.NewProtector(s, server, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for j, want := range []tlstest.Record{{Type: record.TypeHandshake}, {Type: record.TypeApplicationData, Data: []byte(reply)}} {
-				typ, pt, err := p.Open(recs[j])
-				if err != nil || typ != want.Type || want.Data != nil && !bytes.Equal(pt, want.Data) {
-					t.Errorf("server record %d: %d, %q, %v", j, typ, pt, err)
-				}
-			}
-		})
-	}
+		}
+	})
 }

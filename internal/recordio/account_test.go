@@ -13,6 +13,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	rec "github.com/ktlsgo/ktls/internal/record"
 	"github.com/ktlsgo/ktls/internal/recordio"
 )
@@ -29,7 +30,7 @@ type side struct {
 // recordio.Conn with its own key log.
 func handshakeOver(t *testing.T, ccfg, scfg *tls.Config) (client, server side) {
 	t.Helper()
-	craw, sraw := pair(t)
+	craw, sraw := wiretest.TCPPair(t, "tcp")
 	client = side{raw: craw, hc: recordio.NewConn(craw, true), keys: keylog.NewSecrets(nil)}
 	server = side{raw: sraw, hc: recordio.NewConn(sraw, false), keys: keylog.NewSecrets(nil)}
 	ccfg, scfg = ccfg.Clone(), scfg.Clone()

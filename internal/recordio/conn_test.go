@@ -13,28 +13,9 @@ import (
 
 	"github.com/ktlsgo/ktls/internal/keylog"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/recordio"
 )
-
-// pair returns the two ends of a loopback TCP connection.
-func pair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
 
 // readRecord reads one whole record from r.
 func readRecord(t *testing.T, r io.Reader) []byte {
@@ -56,7 +37,7 @@ func readRecord(t *testing.T, r io.Reader) []byte {
 // recordio.Conn, the client's handshake ends with both still in the socket,
 // for the kernel to read.
 func TestNothingReadPastHandshake(t *testing.T) {
-	craw, sraw := pair(t)
+	craw, sraw := wiretest.TCPPair(t, "tcp")
 	b := testcert.Get(testcert.ECDSA)
 	ccfg := b.ClientConfig()
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1) // so the server sends a ticket
@@ -96,7 +77,7 @@ func TestNothingReadPastHandshake(t *testing.T) {
 // TestSequenceNumbers: in TLS 1.2 each side's Finished is the first record
 // under the new keys, so after the handshake both sides are at 1.
 func TestSequenceNumbers(t *testing.T) {
-	craw, sraw := pair(t)
+	craw, sraw := wiretest.TCPPair(t, "tcp")
 	b := testcert.Get(testcert.ECDSA)
 	ccfg := b.ClientConfig()
 	ccfg.MaxVersion = tls.VersionTLS12
@@ -214,7 +195,7 @@ func TestSawEOF(t *testing.T) {
 }
 
 func TestHandedOff(t *testing.T) {
-	craw, _ := pair(t)
+	craw, _ := wiretest.TCPPair(t, "tcp")
 	hc := recordio.NewConn(craw, true)
 	hc.HandOffRead()
 	if _, err := hc.Read(make([]byte, 1)); !errors.Is(err, recordio.ErrHandedOff) {

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -146,14 +145,7 @@ func TestChartLabelsFallback(t *testing.T) {
 		{Scenario: "files", Server: "ktls", Case: "4K", Samples: []Sample{sample(2*time.Second, false, 4, 0, 0)}},
 		{Scenario: "files", Server: "go", Case: "4K", Samples: []Sample{sample(2*time.Second, false, 4, 0, 0)}},
 	}}
-	file := t.TempDir() + "/c.svg"
-	if err := rep.WriteChart(file, "files"); err != nil {
-		t.Fatal(err)
-	}
-	svg, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svg := chart(t, rep, "c.svg", "files")
 	if !bytes.Contains(svg, []byte("ktls (FALLBACK: user-space TLS)")) {
 		t.Error("the chart's legend doesn't say ktls fell back")
 	}

@@ -73,8 +73,12 @@ type kernelSessions struct {
 	ok     bool // /proc/net/tls_stat exists: kernel TLS is loaded
 }
 
-func readKernelSessions() (kernelSessions, error) {
-	data, err := os.ReadFile(kernel.StatsFile)
+func readKernelSessions() (kernelSessions, error) { return readKernelSessionsFrom(kernel.StatsFile) }
+
+// readKernelSessionsFrom reads the counters from file, a tls_stat; where
+// there is none, kernel TLS is not loaded, and the reading says so.
+func readKernelSessionsFrom(file string) (kernelSessions, error) {
+	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return kernelSessions{}, nil
 	}

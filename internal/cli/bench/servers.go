@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ktlsgo/ktls/internal/cli/bench/nginx"
 )
 
 // Servers are the implementations a run can compare.
@@ -67,21 +69,33 @@ func (e *env) start(ctx context.Context, name string) (*server, error) {
 			cmd.Wait()
 			return nil, fmt.Errorf("%s: no address: %v", name, err)
 		}
-		i := strings.Index(line, "https://")
-		if i < 0 {
+		url, stats, ok := parseServing(line)
+		if !ok {
 			cmd.Process.Kill()
 			cmd.Wait()
 			return nil, fmt.Errorf("%s: said %q", name, line)
 		}
-		srv := &server{name: name, url: strings.Fields(line[i:])[0], cmd: cmd}
-		if _, after, ok := strings.Cut(line, " stats "); ok {
-			srv.stats = strings.TrimSpace(after) + "/offload"
-		}
-		return srv, nil
+		return &server{name: name, url: url, stats: stats, cmd: cmd}, nil
 	case "nginx-ktls", "nginx":
 		return e.startNginx(ctx, name, name == "nginx-ktls")
 	}
 	return nil, fmt.Errorf("unknown server %q (have %s)", name, strings.Join(Servers, ", "))
+}
+
+// parseServing reads the line a Go server (ktls bench-server) starts
+// with, "serving https://ADDR", followed by " stats http://ADDR" for a
+// ktls server that counts its connections' offload: the URL to load, and
+// where the counts are.
+func parseServing(line string) (url, stats string, ok bool) {
+	i := strings.Index(line, "https://")
+	if i < 0 {
+		return "", "", false
+	}
+	url = strings.Fields(line[i:])[0]
+	if _, after, ok := strings.Cut(line, " stats "); ok {
+		stats = strings.TrimSpace(after) + "/offload"
+	}
+	return url, stats, true
 }
 
 // startNginx runs nginx as one process (no master, no daemon), so its CPU
@@ -94,55 +108,18 @@ func (e *env) startNginx(ctx context.Context, name string, ktls bool) (*server, 
 		}
 		bin = "/usr/sbin/nginx"
 	}
-	prefix := filepath.Join(e.work, name)
-	for _, d := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"} {
-		if err := os.MkdirAll(filepath.Join(prefix, d), 0o755); err != nil {
-			return nil, err
-		}
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	ktlsLine := ""
-	if ktls {
-		ktlsLine = "ssl_conf_command Options KTLS;"
-	}
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-error_log %[1]s/logs/error.log warn;
-pid %[1]s/nginx.pid;
-events { worker_connections 8192; }
-http {
-	access_log off;
-	sendfile on;
-	keepalive_requests 1000000;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	default_type application/octet-stream;
-	server {
-		listen %[2]s ssl;
-		ssl_certificate %[3]s;
-		ssl_certificate_key %[4]s;
-		ssl_protocols TLSv1.2 TLSv1.3;
-		%[5]s
-		root %[6]s;
-		client_max_body_size 0;
-		location = /upload { return 204; }
-	}
-}
-`, prefix, addr, e.certFile, e.keyFile, ktlsLine, e.dir)
-	confFile := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
+	cfg := e.nginxConfig(name, addr, ktls)
+	args, err := cfg.Write()
+	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, bin, "-p", prefix, "-c", confFile, "-e", filepath.Join(prefix, "logs", "error.log"))
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -156,9 +133,23 @@ http {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			cmd.Wait()
-			log, _ := os.ReadFile(filepath.Join(prefix, "logs", "error.log"))
+			log, _ := os.ReadFile(cfg.ErrorLog())
 			return nil, fmt.Errorf("%s did not start: %s", name, log)
 		}
 	}
 	return &server{name: name, url: "https://" + addr, cmd: cmd}, nil
+}
+
+// nginxConfig is the configuration of the nginx server named name: one
+// server at addr for the files, which reads and drops what is POSTed to
+// /upload, with OpenSSL's kernel TLS on or off.
+func (e *env) nginxConfig(name, addr string, ktls bool) *nginx.Config {
+	return &nginx.Config{
+		Prefix: filepath.Join(e.work, name), LogLevel: "warn", Connections: 8192,
+		HTTP: []string{"keepalive_requests 1000000;"},
+		Servers: []nginx.Server{{
+			Listen: addr, CertFile: e.certFile, KeyFile: e.keyFile, Protocols: "TLSv1.2 TLSv1.3", KTLS: ktls, Root: e.dir,
+			Directives: []string{"client_max_body_size 0;", "location = /upload { return 204; }"},
+		}},
+	}
 }

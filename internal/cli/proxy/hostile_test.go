@@ -7,21 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/cli/proxy"
 	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
-	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
-
-func dialKTLS(t *testing.T, addr string) *ktls.Conn {
-	t.Helper()
-	c, err := ktls.Dial("tcp", addr, testcert.Get(testcert.ECDSA).ClientConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // echoes checks a normal client's round trip through the proxy.
 func echoes(t *testing.T, addr string) {

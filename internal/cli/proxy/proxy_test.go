@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/cli/proxy"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -122,14 +122,9 @@ func startLogged(t *testing.T, cfg proxy.Config) (string, <-chan string) {
 // comes back as close_notify.
 func TestProxy(t *testing.T) {
 	addr := start(t, echo(t), time.Minute)
-	c, err := ktls.Dial("tcp", addr, testcert.Get(testcert.ECDSA).ClientConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialKTLS(t, addr)
 	const n = 16 << 20
-	data := make([]byte, n)
-	rand.NewChaCha8([32]byte{1}).Read(data)
+	data := wiretest.RandomBytes(n, 1)
 	go func() {
 		c.Write(data)
 		c.CloseWrite() // close_notify, then FIN
@@ -151,14 +146,10 @@ func TestProxy(t *testing.T) {
 // TestIdle: a connection on which nothing moves is closed.
 func TestIdle(t *testing.T) {
 	addr := start(t, echo(t), 300*time.Millisecond)
-	c, err := tls.Dial("tcp", addr, testcert.Get(testcert.ECDSA).ClientConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTLS(t, addr)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	start := time.Now()
-	_, err = c.Read(make([]byte, 1))
+	_, err := c.Read(make([]byte, 1))
 	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read on an idle proxied connection = %v, want it closed", err)
 	}
@@ -171,11 +162,7 @@ func TestIdle(t *testing.T) {
 // longer than the idle timeout, stays open.
 func TestBusyIsNotIdle(t *testing.T) {
 	addr := start(t, echo(t), 300*time.Millisecond)
-	c, err := tls.Dial("tcp", addr, testcert.Get(testcert.ECDSA).ClientConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTLS(t, addr)
 	buf := make([]byte, 10)
 	for range 10 {
 		time.Sleep(100 * time.Millisecond)
@@ -194,11 +181,7 @@ func TestBackendDown(t *testing.T) {
 	dead := ln.Addr().String()
 	ln.Close()
 	addr := start(t, dead, time.Minute)
-	c, err := tls.Dial("tcp", addr, testcert.Get(testcert.ECDSA).ClientConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTLS(t, addr)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("Read = %v, want io.EOF (close_notify)", err)
@@ -251,9 +234,14 @@ func pairEnded(t *testing.T, ended <-chan string, since time.Time, limit time.Du
 	return ""
 }
 
-func dialTLS(t *testing.T, addr string) *tls.Conn {
+// dialTLS and dialKTLS connect to addr with crypto/tls and with ktls,
+// trusting the test certificate, and close the connection when t ends.
+func dialTLS(t *testing.T, addr string) *tls.Conn   { return dial(t, addr, tls.Dial) }
+func dialKTLS(t *testing.T, addr string) *ktls.Conn { return dial(t, addr, ktls.Dial) }
+
+func dial[C io.Closer](t *testing.T, addr string, dial func(network, addr string, cfg *tls.Config) (C, error)) C {
 	t.Helper()
-	c, err := tls.Dial("tcp", addr, testcert.Get(testcert.ECDSA).ClientConfig())
+	c, err := dial("tcp", addr, testcert.Get(testcert.ECDSA).ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,8 +267,7 @@ func TestProxyStalledReader(t *testing.T) {
 // bounds each write's progress, not the response.
 func TestProxySlowReader(t *testing.T) {
 	const n = 2 << 20
-	data := make([]byte, n)
-	rand.NewChaCha8([32]byte{3}).Read(data)
+	data := wiretest.RandomBytes(n, 3)
 	be := backend(t, func(c net.Conn) { c.Write(data) })
 	addr := startConfig(t, proxy.Config{Backend: be, IdleTimeout: time.Minute, WriteTimeout: 300 * time.Millisecond})
 	c := dialTLS(t, addr)
@@ -316,11 +303,7 @@ func TestProxyOneSideCloses(t *testing.T) {
 		t.Cleanup(func() { close(done) })
 		be := backend(t, func(c net.Conn) { <-done })
 		addr, ended := startLogged(t, proxy.Config{Backend: be, IdleTimeout: time.Minute, WriteTimeout: 300 * time.Millisecond})
-		c, err := ktls.Dial("tcp", addr, testcert.Get(testcert.ECDSA).ClientConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialKTLS(t, addr)
 		// More than the sockets between the proxy and the backend hold,
 		// then close_notify; the client is done.
 		go func() {

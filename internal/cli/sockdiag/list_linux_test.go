@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -15,6 +14,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/cli/sockdiag"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // TestList walks one loopback connection through the states a ktls
@@ -31,8 +31,8 @@ func TestList(t *testing.T) {
 		kernel.CipherFeature(version, cipher, kernel.TX),
 		kernel.CipherFeature(version, cipher, kernel.RX))
 
-	client, server := tcpPair(t, "tcp4", "127.0.0.1:0")
-	withFD(t, client, func(fd int) { must(t, kernel.AttachULP(fd)) })
+	client, server := wiretest.TCPPair(t, "tcp4")
+	wiretest.Control(t, client, func(fd int) { must(t, kernel.AttachULP(fd)) })
 
 	s := find(t, client)
 	checkIdentity(t, client, s)
@@ -42,12 +42,12 @@ func TestList(t *testing.T) {
 		t.Errorf("List has the server end %v, which has no ULP", server.LocalAddr())
 	}
 
-	withFD(t, client, func(fd int) { must(t, kernel.SetCryptoInfo(fd, kernel.TX, zeroKeys(version, cipher))) })
+	wiretest.Control(t, client, func(fd int) { must(t, kernel.SetCryptoInfo(fd, kernel.TX, zeroKeys(version, cipher))) })
 	checkTLS(t, "TLS_TX", find(t, client), sockdiag.TLSInfo{
 		Version: version, Cipher: cipher, TX: sockdiag.ConfSW, RX: sockdiag.ConfBase,
 	})
 
-	withFD(t, client, func(fd int) { must(t, kernel.SetCryptoInfo(fd, kernel.RX, zeroKeys(version, cipher))) })
+	wiretest.Control(t, client, func(fd int) { must(t, kernel.SetCryptoInfo(fd, kernel.RX, zeroKeys(version, cipher))) })
 	s = find(t, client)
 	checkTLS(t, "TLS_RX", s, sockdiag.TLSInfo{
 		Version: version, Cipher: cipher, TX: sockdiag.ConfSW, RX: sockdiag.ConfSW,
@@ -61,7 +61,7 @@ func TestList(t *testing.T) {
 
 	t.Run("RXNoPad", func(t *testing.T) {
 		kerneltest.Require(t, kernel.FeatureRXExpectNoPad)
-		withFD(t, client, func(fd int) { must(t, kernel.SetRXExpectNoPad(fd)) })
+		wiretest.Control(t, client, func(fd int) { must(t, kernel.SetRXExpectNoPad(fd)) })
 		if got := find(t, client).TLS; !got.RXNoPad {
 			t.Errorf("after TLS_RX_EXPECT_NO_PAD, RXNoPad is false: %+v", *got)
 		}
@@ -72,7 +72,7 @@ func TestList(t *testing.T) {
 	// sock_diag says nothing about it.
 	t.Run("ZerocopyTX", func(t *testing.T) {
 		kerneltest.Require(t, kernel.FeatureTXZerocopyRO)
-		withFD(t, client, func(fd int) {
+		wiretest.Control(t, client, func(fd int) {
 			must(t, kernel.SetTXZerocopyRO(fd))
 			on, err := kernel.TXZerocopyRO(fd)
 			must(t, err)
@@ -101,8 +101,8 @@ func TestListIPv6(t *testing.T) {
 	}
 	ln.Close()
 
-	client, _ := tcpPair(t, "tcp6", "[::1]:0")
-	withFD(t, client, func(fd int) {
+	client, _ := wiretest.TCPPair(t, "tcp6")
+	wiretest.Control(t, client, func(fd int) {
 		must(t, kernel.AttachULP(fd))
 		must(t, kernel.SetCryptoInfo(fd, kernel.TX, zeroKeys(version, cipher)))
 	})
@@ -128,8 +128,8 @@ func TestListWithoutNetAdmin(t *testing.T) {
 	if !hasCapNetAdmin(t) {
 		kerneltest.Unavailable(t, "needs CAP_NET_ADMIN, to drop it")
 	}
-	client, _ := tcpPair(t, "tcp4", "127.0.0.1:0")
-	withFD(t, client, func(fd int) {
+	client, _ := wiretest.TCPPair(t, "tcp4")
+	wiretest.Control(t, client, func(fd int) {
 		must(t, kernel.AttachULP(fd))
 		must(t, kernel.SetCryptoInfo(fd, kernel.TX, zeroKeys(version, cipher)))
 	})
@@ -195,7 +195,7 @@ func dropCapNetAdmin() error {
 // ends, in the raw dump that List filters, so the netlink side and Parse
 // meet a real kernel on any Linux host.
 func TestDump(t *testing.T) {
-	client, server := tcpPair(t, "tcp4", "127.0.0.1:0")
+	client, server := wiretest.TCPPair(t, "tcp4")
 	all, err := sockdiag.Dump(2) // AF_INET
 	if errors.Is(err, kernel.ErrNotSupported) {
 		kerneltest.Unavailable(t, "%v", err)
@@ -230,7 +230,7 @@ func checkIdentity(t *testing.T, c net.Conn, s sockdiag.Socket) {
 	if s.UID != uint32(os.Geteuid()) {
 		t.Errorf("UID = %d, want %d", s.UID, os.Geteuid())
 	}
-	withFD(t, c, func(fd int) {
+	wiretest.Control(t, c, func(fd int) {
 		var st unix.Stat_t
 		must(t, unix.Fstat(fd, &st))
 		if s.Inode != uint32(st.Ino) {
@@ -330,35 +330,4 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func withFD(t *testing.T, c net.Conn, fn func(fd int)) {
-	t.Helper()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rc.Control(func(fd uintptr) { fn(int(fd)) }); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func tcpPair(t *testing.T, network, addr string) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial(network, ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		client.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
 }

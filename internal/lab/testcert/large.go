@@ -9,10 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
-	"math/big"
-	"net"
 	"strings"
-	"time"
 )
 
 // MaxPadding is the largest padding Large takes whose certificate a Go
@@ -27,17 +24,7 @@ var large = map[int]*Bundle{}
 // in a non-critical extension: a way to make a handshake flight of any
 // size. Its pool trusts it. Each size is made once per process.
 func Large(padding int) *Bundle {
-	mu.Lock()
-	defer mu.Unlock()
-	if b, ok := large[padding]; ok {
-		return b
-	}
-	b, err := generateLarge(padding)
-	if err != nil {
-		panic("testcert: " + err.Error())
-	}
-	large[padding] = b
-	return b
+	return once(large, padding, func() (*Bundle, error) { return generateLarge(padding) })
 }
 
 func generateLarge(padding int) (*Bundle, error) {
@@ -47,33 +34,20 @@ func generateLarge(padding int) (*Bundle, error) {
 	}
 	pad := make([]byte, padding)
 	rand.Read(pad)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(3),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		// A self-signed certificate is its own CA.
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		ExtraExtensions: []pkix.Extension{{
-			// 32473 is the enterprise number kept for documentation
-			// (RFC 5612): nothing reads this extension.
-			Id:    asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1},
-			Value: pad,
-		}},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	tmpl := template(3, true)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	// A self-signed certificate is its own CA.
+	tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+	tmpl.ExtraExtensions = []pkix.Extension{{
+		// 32473 is the enterprise number kept for documentation
+		// (RFC 5612): nothing reads this extension.
+		Id:    asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1},
+		Value: pad,
+	}}
+	der, cert, err := create(tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, fmt.Errorf("a certificate with %d bytes of padding: %w", padding, err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
@@ -93,32 +67,16 @@ var subjects = map[int]*x509.Certificate{}
 // which lists their subjects, about that much larger. Each size is made
 // once per process.
 func LargeSubject(n int) *x509.Certificate {
-	mu.Lock()
-	defer mu.Unlock()
-	if c, ok := subjects[n]; ok {
-		return c
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic("testcert: " + err.Error())
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(4),
-		Subject:      pkix.Name{Organization: []string{strings.Repeat("o", n)}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		IsCA:         true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		panic("testcert: " + err.Error())
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		panic("testcert: " + err.Error())
-	}
-	subjects[n] = c
-	return c
+	return once(subjects, n, func() (*x509.Certificate, error) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		tmpl := template(4, false)
+		tmpl.Subject = pkix.Name{Organization: []string{strings.Repeat("o", n)}}
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage = x509.KeyUsageCertSign
+		_, c, err := create(tmpl, tmpl, key.Public(), key)
+		return c, err
+	})
 }

@@ -41,18 +41,22 @@ var (
 )
 
 // Get returns the bundle of the given kind, making it on first use.
-func Get(k Kind) *Bundle {
+func Get(k Kind) *Bundle { return once(cache, k, func() (*Bundle, error) { return generate(k) }) }
+
+// once returns m[k], made by make on first use under mu: each
+// certificate is made once per process. It panics if make fails.
+func once[K comparable, V any](m map[K]V, k K, make func() (V, error)) V {
 	mu.Lock()
 	defer mu.Unlock()
-	if b, ok := cache[k]; ok {
-		return b
+	if v, ok := m[k]; ok {
+		return v
 	}
-	b, err := generate(k)
+	v, err := make()
 	if err != nil {
 		panic("testcert: " + err.Error())
 	}
-	cache[k] = b
-	return b
+	m[k] = v
+	return v
 }
 
 // ServerConfig returns a server config with the bundle's certificate.
@@ -72,26 +76,40 @@ func newKey(k Kind) (crypto.Signer, error) {
 	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }
 
+// template is a certificate template with the serial number and a
+// validity from an hour ago for a day; for a leaf, the names localhost,
+// 127.0.0.1 and ::1 too.
+func template(serial int64, leaf bool) *x509.Certificate {
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)}
+	if leaf {
+		tmpl.Subject = pkix.Name{CommonName: "localhost"}
+		tmpl.DNSNames = []string{"localhost"}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
+	return tmpl
+}
+
+// create makes the certificate of tmpl for pub, signed by parent's key
+// (tmpl and key themselves for a self-signed one), and parses it.
+func create(tmpl, parent *x509.Certificate, pub any, key crypto.Signer) (der []byte, cert *x509.Certificate, err error) {
+	if der, err = x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key); err != nil {
+		return nil, nil, err
+	}
+	cert, err = x509.ParseCertificate(der)
+	return der, cert, err
+}
+
 func generate(k Kind) (*Bundle, error) {
 	caKey, err := newKey(k)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "ktls test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, caKey.Public(), caKey)
-	if err != nil {
-		return nil, err
-	}
-	caCert, err := x509.ParseCertificate(caDER)
+	ca := template(1, false)
+	ca.Subject = pkix.Name{CommonName: "ktls test CA"}
+	ca.IsCA, ca.BasicConstraintsValid = true, true
+	ca.KeyUsage = x509.KeyUsageCertSign
+	caDER, caCert, err := create(ca, ca, caKey.Public(), caKey)
 	if err != nil {
 		return nil, err
 	}
@@ -99,17 +117,10 @@ func generate(k Kind) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, leafKey.Public(), caKey)
+	leaf := template(2, true)
+	leaf.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	leaf.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	leafDER, _, err := create(leaf, caCert, leafKey.Public(), caKey)
 	if err != nil {
 		return nil, err
 	}

@@ -74,6 +74,23 @@ func HandshakeTLS12(t testing.TB, s *keyschedule.Suite) *Session {
 	return Handshake(t, client, server)
 }
 
+// EachTLS12Suite runs f in a subtest for each TLS 1.2 suite keyschedule
+// supports, on a session of HandshakeTLS12 that negotiated it.
+func EachTLS12Suite(t *testing.T, f func(t *testing.T, s *keyschedule.Suite, sess *Session)) {
+	for _, s := range keyschedule.Suites() {
+		if s.Version != tls.VersionTLS12 {
+			continue
+		}
+		t.Run(s.Name, func(t *testing.T) {
+			sess := HandshakeTLS12(t, s)
+			if st := sess.Client.ConnectionState(); st.Version != tls.VersionTLS12 || st.CipherSuite != s.ID {
+				t.Fatalf("negotiated %#04x %s", st.Version, tls.CipherSuiteName(st.CipherSuite))
+			}
+			f(t, s, sess)
+		})
+	}
+}
+
 // HandshakeTLS13 is Handshake with a client and a server that negotiate
 // TLS 1.3, the server having a testcert ECDSA certificate. The client has a
 // session cache, so the server sends NewSessionTicket after the handshake.
@@ -289,6 +306,21 @@ func AfterChangeCipherSpec(t testing.TB, stream []byte) [][]byte {
 	return nil
 }
 
+// Protector returns the record protection of a TLS 1.3 traffic secret
+// from sequence number seq on, and the secret, for KeyUpdates.
+func Protector(t testing.TB, s *keyschedule.Suite, secret []byte, seq uint64) (*keyschedule.ApplicationSecret, *record.Protector) {
+	t.Helper()
+	a, err := keyschedule.NewApplicationSecret(s, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := record.NewProtector(s, a.Keys(), seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, p
+}
+
 // A Record is the content type and plaintext of a protected record.
 type Record struct {
 	Type uint8
@@ -307,15 +339,8 @@ type Record struct {
 func OpenTLS13(t testing.TB, s *keyschedule.Suite, stream, handshakeSecret, appSecret []byte) []Record {
 	t.Helper()
 	// A handshake traffic secret expands exactly like an application one.
-	hs, err := keyschedule.NewApplicationSecret(s, handshakeSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := Protector(t, s, handshakeSecret, 0)
 	app, err := keyschedule.NewApplicationSecret(s, appSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := record.NewProtector(s, hs.Keys(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

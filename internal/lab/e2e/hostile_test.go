@@ -1,17 +1,13 @@
-package ktls_test
+package e2e_test
 
 import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +17,8 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
@@ -39,7 +37,7 @@ import (
 // hostile is one case's connection: the raw peer, and the ktls server it
 // talks to.
 type hostile struct {
-	*rawPeer
+	*ktlstest.RawPeer
 	t       *testing.T
 	s       *ktls.Conn
 	version uint16
@@ -58,7 +56,7 @@ var hostileCases = []hostileCase{
 		// Half a record, then the end of the stream: the data may have
 		// been cut short, and there is no one to send an alert to.
 		h.sendBefore()
-		rec := h.out.Seal(record.TypeApplicationData, []byte("this record is cut in half"))
+		rec := h.Out.Seal(record.TypeApplicationData, []byte("this record is cut in half"))
 		h.write(rec[:len(rec)/2])
 		h.closeWrite()
 		err := h.readToError()
@@ -87,14 +85,14 @@ var hostileCases = []hostileCase{
 		// An authentic record whose plaintext is one byte over 2^14
 		// (RFC 8446, Section 5.1; RFC 5246, Section 6.2.1).
 		h.sendBefore()
-		h.write(h.out.Seal(record.TypeApplicationData, make([]byte, record.MaxPlaintext+1)))
+		h.write(h.Out.Seal(record.TypeApplicationData, make([]byte, record.MaxPlaintext+1)))
 		h.wantLocalAlert(h.readToError(), record.AlertRecordOverflow)
 	}},
 	{"bad-tag", func(h *hostile) {
 		// One bit of the authentication tag flipped: bad_record_mac
 		// (RFC 8446, Section 5.2).
 		h.sendBefore()
-		rec := h.out.Seal(record.TypeApplicationData, []byte("tampered with"))
+		rec := h.Out.Seal(record.TypeApplicationData, []byte("tampered with"))
 		rec[len(rec)-1] ^= 1
 		h.write(rec)
 		h.wantLocalAlert(h.readToError(), record.AlertBadRecordMAC)
@@ -131,14 +129,14 @@ var hostileCases = []hostileCase{
 		// header's type is the one authenticated. Either way the
 		// record is authentic, and its type unknown.
 		h.sendBefore()
-		h.write(h.out.Seal(99, []byte("type 99")))
+		h.write(h.Out.Seal(99, []byte("type 99")))
 		h.wantLocalAlert(h.readToError(), record.AlertUnexpectedMessage)
 	}},
 	{"protected-change-cipher-spec", func(h *hostile) {
 		// change_cipher_spec is never protected, and never follows the
 		// handshake.
 		h.sendBefore()
-		h.write(h.out.Seal(record.TypeChangeCipherSpec, []byte{1}))
+		h.write(h.Out.Seal(record.TypeChangeCipherSpec, []byte{1}))
 		h.wantLocalAlert(h.readToError(), record.AlertUnexpectedMessage)
 	}},
 	{"no-inner-content-type", func(h *hostile) {
@@ -148,7 +146,7 @@ var hostileCases = []hostileCase{
 		// only say bad_record_mac. Either way the connection ends with a
 		// fatal alert.
 		h.sendBefore()
-		h.write(h.out.SealPadded(0, nil, 16))
+		h.write(h.Out.SealPadded(0, nil, 16))
 		h.wantLocalAlert(h.readToError(), record.AlertBadRecordMAC)
 	}},
 	{"zero-length-records", func(h *hostile) {
@@ -170,7 +168,7 @@ var hostileCases = []hostileCase{
 		h.sendBefore()
 		var run []byte
 		for range 1000 {
-			run = append(run, h.out.Seal(record.TypeApplicationData, nil)...)
+			run = append(run, h.Out.Seal(record.TypeApplicationData, nil)...)
 		}
 		h.write(run)
 		h.endWithData()
@@ -181,9 +179,7 @@ var hostileCases = []hostileCase{
 		// user_canceled) are useless records too: 16 in a row are
 		// tolerated.
 		h.sendBefore()
-		for range 16 {
-			h.sendAlert(record.AlertLevelWarning, record.AlertUserCanceled)
-		}
+		h.sendIgnoredAlerts(16)
 		h.endWithData()
 		h.wantIntactToEnd()
 	}},
@@ -191,9 +187,7 @@ var hostileCases = []hostileCase{
 		// The 17th is one too many, as in crypto/tls:
 		// unexpected_message.
 		h.sendBefore()
-		for range 17 {
-			h.sendAlert(record.AlertLevelWarning, record.AlertUserCanceled)
-		}
+		h.sendIgnoredAlerts(17)
 		h.send(record.TypeApplicationData, []byte("never read"), 0)
 		h.wantLocalAlert(h.readToError(), record.AlertUnexpectedMessage)
 	}},
@@ -256,10 +250,10 @@ var hostileCases = []hostileCase{
 			h.t.Fatalf("read %d bytes before the reset, %v", len(got), err)
 		}
 		h.before = nil
-		rec := h.out.Seal(record.TypeApplicationData, []byte("this record is cut short by a reset"))
+		rec := h.Out.Seal(record.TypeApplicationData, []byte("this record is cut short by a reset"))
 		h.write(rec[:len(rec)/2])
-		h.conn.(*net.TCPConn).SetLinger(0)
-		h.conn.Close()
+		h.Conn.(*net.TCPConn).SetLinger(0)
+		h.Conn.Close()
 		err := h.readToError()
 		h.wantErrorIs(err, syscall.ECONNRESET)
 	}},
@@ -277,7 +271,7 @@ var hostileCases = []hostileCase{
 				h.send(record.TypeHandshake, record.MarshalKeyUpdate(false), 0)
 				break
 			}
-			if err := h.updateKeys(i%10 == 0); err != nil {
+			if err := h.UpdateKeys(i%10 == 0); err != nil {
 				h.t.Fatal(err)
 			}
 			if i%10 == 0 {
@@ -304,15 +298,15 @@ var hostileCases = []hostileCase{
 				h.t.Fatal(err)
 			}
 			for range requested {
-				typ, m, err := h.recv()
+				typ, m, err := h.Recv()
 				if err != nil || typ != record.TypeHandshake || !bytes.Equal(m, record.MarshalKeyUpdate(false)) {
 					h.t.Fatalf("got record %d %x, %v; want the server's KeyUpdate", typ, m, err)
 				}
-				if err := h.followKeyUpdate(); err != nil {
+				if err := h.FollowKeyUpdate(); err != nil {
 					h.t.Fatal(err)
 				}
 			}
-			if data, err := h.recvData(5); err != nil || string(data) != "reply" {
+			if data, err := h.RecvData(5); err != nil || string(data) != "reply" {
 				h.t.Fatalf("reply %q, %v", data, err)
 			}
 		}
@@ -346,30 +340,16 @@ var hostileCases = []hostileCase{
 		h.wantLocalAlert(h.readToError(), record.AlertUnexpectedMessage)
 	}},
 	{"renegotiation-ClientHello", func(h *hostile) {
-		// A TLS 1.2 server that doesn't renegotiate answers a new
-		// ClientHello with a no_renegotiation warning (RFC 5246,
-		// Section 7.2.2). TLS 1.3 has no renegotiation: the message is
-		// unexpected.
 		h.sendBefore()
 		h.send(record.TypeHandshake, clientHello(), 0)
-		err := h.readToError()
-		if h.version == tls.VersionTLS13 {
-			h.wantLocalAlert(err, record.AlertUnexpectedMessage)
-			return
-		}
-		h.wantLocalAlert(err, record.AlertNoRenegotiation)
+		h.wantRenegotiationRefused(h.readToError())
 	}},
 	{"renegotiation-HelloRequest", func(h *hostile) {
 		// HelloRequest goes from server to client; a server refuses it
 		// as it refuses renegotiation.
 		h.sendBefore()
 		h.send(record.TypeHandshake, []byte{record.MsgHelloRequest, 0, 0, 0}, 0)
-		err := h.readToError()
-		if h.version == tls.VersionTLS13 {
-			h.wantLocalAlert(err, record.AlertUnexpectedMessage)
-			return
-		}
-		h.wantLocalAlert(err, record.AlertNoRenegotiation)
+		h.wantRenegotiationRefused(h.readToError())
 	}},
 	{"close_notify-then-data", func(h *hostile) {
 		// After close_notify, nothing more is read (RFC 8446, Section
@@ -396,16 +376,16 @@ var tls13Only = map[string]string{
 // on TLS 1.2.
 func TestHostilePeer(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	warmProbes(t)
+	ktlstest.WarmProbes(t)
 	for name := range tls13Only {
 		if !slices.ContainsFunc(hostileCases, func(hc hostileCase) bool { return hc.name == name }) {
 			t.Errorf("tls13Only names %q, which is no case", name)
 		}
 	}
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
 			for _, hc := range hostileCases {
-				if _, ok := tls13Only[hc.name]; ok && sc.version != tls.VersionTLS13 {
+				if _, ok := tls13Only[hc.name]; ok && sc.Version != tls.VersionTLS13 {
 					continue
 				}
 				t.Run(hc.name, func(t *testing.T) { runHostile(t, sc, hc) })
@@ -414,28 +394,28 @@ func TestHostilePeer(t *testing.T) {
 	}
 }
 
-func runHostile(t *testing.T, sc suiteCase, hc hostileCase) {
+func runHostile(t *testing.T, sc ktlstest.SuiteCase, hc hostileCase) {
 	// Registered first, so it runs last: after the connections are
 	// closed.
-	fds := openFDs(t)
+	fds := wiretest.OpenFDs(t)
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() {
 		goleak.VerifyNone(t, ignore)
-		checkFDs(t, fds)
+		wiretest.CheckFDs(t, fds)
 	})
 
-	ccfg, scfg := sc.configs()
-	p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+	ccfg, scfg := sc.Configs()
+	p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 	kc := s.(*ktls.Conn)
 	if o := kc.Offload(); !o.TX || !o.RX {
 		t.Fatalf("Offload() = %v, want TX and RX", o)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	kc.SetDeadline(deadline)
-	p.conn.SetDeadline(deadline)
+	p.Conn.SetDeadline(deadline)
 	before := make([]byte, 20000)
 	rand.NewChaCha8([32]byte{9}).Read(before)
-	hc.run(&hostile{rawPeer: p, t: t, s: kc, version: sc.version, before: before})
+	hc.run(&hostile{RawPeer: p, t: t, s: kc, version: sc.Version, before: before})
 }
 
 // sendBefore sends h.before as application data, in two records.
@@ -450,7 +430,7 @@ func (h *hostile) sendBefore() {
 
 func (h *hostile) send(typ uint8, data []byte, pad int) {
 	h.t.Helper()
-	if err := h.rawPeer.send(typ, data, pad); err != nil {
+	if err := h.RawPeer.Send(typ, data, pad); err != nil {
 		h.t.Fatalf("raw peer: %v", err)
 	}
 }
@@ -460,16 +440,25 @@ func (h *hostile) sendAlert(level, desc uint8) {
 	h.send(record.TypeAlert, []byte{level, desc}, 0)
 }
 
+// sendIgnoredAlerts sends n user_canceled warnings, alerts that both
+// versions drop.
+func (h *hostile) sendIgnoredAlerts(n int) {
+	h.t.Helper()
+	for range n {
+		h.sendAlert(record.AlertLevelWarning, record.AlertUserCanceled)
+	}
+}
+
 func (h *hostile) write(b []byte) {
 	h.t.Helper()
-	if _, err := h.conn.Write(b); err != nil {
+	if _, err := h.Conn.Write(b); err != nil {
 		h.t.Fatalf("raw peer: %v", err)
 	}
 }
 
 func (h *hostile) closeWrite() {
 	h.t.Helper()
-	if err := h.conn.(*net.TCPConn).CloseWrite(); err != nil {
+	if err := h.Conn.(*net.TCPConn).CloseWrite(); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -480,14 +469,14 @@ func (h *hostile) closeWrite() {
 func (h *hostile) sealOuterType(outer, inner uint8, data []byte) []byte {
 	h.t.Helper()
 	if h.version == tls.VersionTLS12 {
-		return h.out.Seal(outer, data)
+		return h.Out.Seal(outer, data)
 	}
-	keys := h.outSecret.Keys()
-	aead, err := h.suite.NewAEAD(keys.Key)
+	keys := h.OutSecret.Keys()
+	aead, err := h.Suite.NewAEAD(keys.Key)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	seq := h.out.Seq()
+	seq := h.Out.Seq()
 	nonce := bytes.Clone(keys.IV)
 	for i := range 8 {
 		nonce[len(nonce)-1-i] ^= byte(seq >> (8 * i))
@@ -496,7 +485,7 @@ func (h *hostile) sealOuterType(outer, inner uint8, data []byte) []byte {
 	n := len(inner1) + aead.Overhead()
 	hdr := []byte{outer, 3, 3, byte(n >> 8), byte(n)}
 	rec := aead.Seal(bytes.Clone(hdr), nonce, inner1, hdr)
-	h.out.Seal(record.TypeApplicationData, nil) // the sequence number moves on
+	h.Out.Seal(record.TypeApplicationData, nil) // the sequence number moves on
 	return rec
 }
 
@@ -521,11 +510,11 @@ func (h *hostile) wantIntactToEnd() {
 // exactly h.before, and that the error sticks.
 func (h *hostile) readToError() error {
 	h.t.Helper()
-	got, err := readAll(h.s)
+	got, err := wiretest.ReadAll(h.s)
 	if !bytes.Equal(got, h.before) {
 		h.t.Fatalf("read %d bytes before the error (%v), want the %d sent before the fault, intact", len(got), err, len(h.before))
 	}
-	if isTimeout(err) {
+	if wiretest.IsTimeout(err) {
 		h.t.Fatalf("Read timed out: the fault went unnoticed")
 	}
 	_, again := h.s.Read(make([]byte, 10))
@@ -565,6 +554,19 @@ func (h *hostile) wantLocalAlert(err error, desc uint8) {
 	}
 }
 
+// wantRenegotiationRefused checks that Read failed with the answer to a
+// renegotiation. A TLS 1.2 server that doesn't renegotiate answers a new
+// handshake with a no_renegotiation warning (RFC 5246, Section 7.2.2).
+// TLS 1.3 has no renegotiation: the message is unexpected.
+func (h *hostile) wantRenegotiationRefused(err error) {
+	h.t.Helper()
+	if h.version == tls.VersionTLS13 {
+		h.wantLocalAlert(err, record.AlertUnexpectedMessage)
+		return
+	}
+	h.wantLocalAlert(err, record.AlertNoRenegotiation)
+}
+
 // wantRemoteAlert checks that Read failed with the peer's alert.
 func (h *hostile) wantRemoteAlert(err error, desc uint8) {
 	h.t.Helper()
@@ -578,7 +580,7 @@ func (h *hostile) wantRemoteAlert(err error, desc uint8) {
 // wantPeerAlert reads the next record at the peer: it must be the alert.
 func (h *hostile) wantPeerAlert(level, desc uint8) {
 	h.t.Helper()
-	typ, msg, err := h.recv()
+	typ, msg, err := h.Recv()
 	if err != nil || typ != record.TypeAlert || !bytes.Equal(msg, []byte{level, desc}) {
 		h.t.Fatalf("the peer got record %d %x, %v; want the alert %d %v", typ, msg, err, level, tls.AlertError(desc))
 	}
@@ -592,7 +594,7 @@ func (h *hostile) wantNoAlert() {
 	if _, err := h.s.Write(msg); err != nil {
 		h.t.Fatalf("Write after the read error: %v", err)
 	}
-	typ, got, err := h.recv()
+	typ, got, err := h.Recv()
 	if err != nil || typ != record.TypeApplicationData || !bytes.Equal(got, msg) {
 		h.t.Fatalf("the peer got record %d %q, %v; want the data written after the error, and no alert before it", typ, got, err)
 	}
@@ -607,42 +609,4 @@ func clientHello() []byte {
 	body = append(body, 1, 0)                // compression_methods
 	n := len(body)
 	return append([]byte{1, byte(n >> 16), byte(n >> 8), byte(n)}, body...)
-}
-
-// openFDs lists this process's open file descriptors.
-func openFDs(t *testing.T) map[string]string {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fds := map[string]string{}
-	for _, e := range entries {
-		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if strings.HasPrefix(target, "/proc/") && strings.HasSuffix(target, "/fd") {
-			continue // the directory being read
-		}
-		fds[e.Name()] = target
-	}
-	return fds
-}
-
-// checkFDs fails t if descriptors are open that were not in before.
-func checkFDs(t *testing.T, before map[string]string) {
-	t.Helper()
-	var extra []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		extra = extra[:0]
-		for fd, target := range openFDs(t) {
-			if _, ok := before[fd]; !ok {
-				extra = append(extra, fmt.Sprintf("%s -> %s", fd, target))
-			}
-		}
-		if len(extra) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if len(extra) > 0 {
-		t.Errorf("file descriptors left open: %v", extra)
-	}
 }

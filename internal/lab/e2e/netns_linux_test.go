@@ -1,4 +1,4 @@
-package ktls_test
+package e2e_test
 
 import (
 	"net"
@@ -7,7 +7,9 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/labnet"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // TestOffloadAcrossHosts runs an offloaded connection between two network
@@ -16,11 +18,11 @@ import (
 // and the kernel reassembles them. 16 MiB each way, both ends TX+RX.
 func TestOffloadAcrossHosts(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	warmProbes(t)
+	ktlstest.WarmProbes(t)
 	a, b := labnet.Pair(t)
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2]} {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
 			rawServer, raw, err := labnet.Connect(a, b)
 			if err != nil {
 				t.Fatal(err)
@@ -28,23 +30,14 @@ func TestOffloadAcrossHosts(t *testing.T) {
 			c, s := ktls.Client(raw, ccfg), ktls.Server(rawServer, scfg)
 			defer c.Close()
 			defer s.Close()
-			errc := make(chan error, 1)
-			go func() { errc <- s.Handshake() }()
-			if err := c.Handshake(); err != nil {
-				t.Fatal(err)
+			if cerr, serr := wiretest.Handshake(c, s); cerr != nil || serr != nil {
+				t.Fatalf("handshake: client: %v, server: %v", cerr, serr)
 			}
-			if err := <-errc; err != nil {
-				t.Fatal(err)
-			}
-			for _, kc := range []*ktls.Conn{c, s} {
-				if o := kc.Offload(); !o.TX || !o.RX {
-					t.Fatalf("Offload() = %v, want TX and RX", o)
-				}
-			}
+			ktlstest.WantOffload(t, c, s)
 			if got := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap(); got != a.Addr {
 				t.Fatalf("the client is connected to %v, want a's %v across the veth pair", got, a.Addr)
 			}
-			exchange(t, c, s, 16<<20)
+			wiretest.Exchange(t, c, s, 16<<20)
 		})
 	}
 }

@@ -1,4 +1,4 @@
-package ktls_test
+package e2e_test
 
 import (
 	"bufio"
@@ -23,9 +23,12 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/cli/bench/nginx"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // The interop matrix runs ktls against other TLS implementations, as
@@ -124,9 +127,7 @@ func (c matrixCell) restrict(cfg *tls.Config) *tls.Config {
 // matrixEnv is what every cell shares: certificates, and a file of
 // pseudo-random bytes that servers serve and clients upload.
 type matrixEnv struct {
-	dir            string
-	bundle         *testcert.Bundle
-	cert, key, ca  string
+	peerFiles
 	file           string // dir/data.bin
 	fileSum        [32]byte
 	size           int64
@@ -173,10 +174,9 @@ func TestInteropMatrix(t *testing.T) {
 	if testing.Short() {
 		size = 1 << 20
 	}
-	env := &matrixEnv{dir: t.TempDir(), bundle: testcert.Get(testcert.ECDSA), size: size}
-	env.cert, env.key, env.ca = writeCerts(t, env.dir, env.bundle)
+	env := &matrixEnv{peerFiles: writePeerFiles(t), size: size}
 	env.file, env.fileSum = randomFile(t, env.dir, size)
-	warmProbes(t)
+	ktlstest.WarmProbes(t)
 
 	var cells []matrixCell
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
@@ -202,13 +202,13 @@ func TestInteropMatrix(t *testing.T) {
 				}
 				results = append(results, res)
 				t.Run(cell.String(), func(t *testing.T) {
-					txSw, rxSw := tlsStat(t, "TlsTxSw"), tlsStat(t, "TlsRxSw")
+					txSw, rxSw := kerneltest.Stat(t, "TlsTxSw"), kerneltest.Stat(t, "TlsRxSw")
 					begin := time.Now()
 					p.run(t, env, cell, program, res)
 					res.took = time.Since(begin)
 					// ktls's own connection counts one each way; the
 					// rest is the peer's.
-					res.peerKernel = peerOffload(tlsStat(t, "TlsTxSw")-txSw, tlsStat(t, "TlsRxSw")-rxSw)
+					res.peerKernel = peerOffload(kerneltest.Stat(t, "TlsTxSw")-txSw, kerneltest.Stat(t, "TlsRxSw")-rxSw)
 				})
 			}
 		})
@@ -258,16 +258,15 @@ func okSize(n int64) string {
 	return fmt.Sprintf("ok %d KiB", n>>10)
 }
 
-// checkOffload fails the cell unless ktls offloaded both directions with
-// the cell's version and suite.
-func checkOffload(t *testing.T, kc *ktls.Conn, cell matrixCell, res *matrixResult) {
-	t.Helper()
-	o := kc.Offload()
+// checkOffload records in res what ktls offloaded, and says what is
+// wrong unless it took both directions with the cell's version and suite.
+func (res *matrixResult) checkOffload(o ktls.Offload, cell matrixCell) error {
 	res.offload = "FAIL"
 	if !o.TX || !o.RX || o.Version != cell.version || o.CipherSuite != cell.suite() {
-		t.Fatalf("Offload() = %v, want TX+RX with %s %s", o, tls.VersionName(cell.version), tls.CipherSuiteName(cell.suite()))
+		return fmt.Errorf("Offload() = %v, want TX+RX with %s %s", o, tls.VersionName(cell.version), tls.CipherSuiteName(cell.suite()))
 	}
 	res.offload = "TX+RX"
+	return nil
 }
 
 // cellContext bounds one cell: emulated crypto is slow, but not this slow.
@@ -294,7 +293,9 @@ func dialCell(t *testing.T, ctx context.Context, addr string, env *matrixEnv, ce
 	kc := c.(*ktls.Conn)
 	t.Cleanup(func() { kc.Close() })
 	kc.SetDeadline(deadline(ctx))
-	checkOffload(t, kc, cell, res)
+	if err := res.checkOffload(kc.Offload(), cell); err != nil {
+		t.Fatal(err)
+	}
 	return kc
 }
 
@@ -361,11 +362,7 @@ func getFile(t *testing.T, conn net.Conn, env *matrixEnv, path string) {
 // runOpenSSLServer: a ktls client fetches the file from s_server -WWW.
 func runOpenSSLServer(t *testing.T, env *matrixEnv, cell matrixCell, openssl string, res *matrixResult) {
 	ctx := cellContext(t)
-	addr := "127.0.0.1:" + freePort(t)
-	args := append([]string{"s_server", "-accept", addr, "-cert", env.cert, "-key", env.key, "-WWW", "-naccept", "1", "-quiet"}, cell.openssl()...)
-	srv := exec.CommandContext(ctx, openssl, args...)
-	srv.Dir = env.dir
-	startAndWait(t, srv, addr)
+	addr := startOpenSSLServer(t, ctx, openssl, env.peerFiles, nil, append([]string{"-WWW", "-naccept", "1", "-quiet"}, cell.openssl()...)...)
 	conn := dialCell(t, ctx, addr, env, cell, res)
 	getFile(t, conn, env, "/"+filepath.Base(env.file))
 	res.rx = okSize(env.size)
@@ -418,7 +415,7 @@ func runGnuTLSServer(t *testing.T, env *matrixEnv, cell matrixCell, gnutlsServ s
 		s, err := textStream(conn, env.size, 3)
 		sent <- result{s, err}
 	}()
-	got, err := drain(conn, env.size)
+	got, err := wiretest.Drain(conn, env.size)
 	s := <-sent
 	if s.err != nil {
 		t.Fatalf("sending: %v", s.err)
@@ -436,28 +433,14 @@ func runGnuTLSServer(t *testing.T, env *matrixEnv, cell matrixCell, gnutlsServ s
 }
 
 // setupNginx starts one nginx with a server per cell, each on its own
-// port, with OpenSSL's kernel TLS and sendfile on.
-func setupNginx(t *testing.T, env *matrixEnv, cells []matrixCell, nginx string) {
-	prefix := t.TempDir()
+// port, with OpenSSL's kernel TLS and sendfile on: the configuration
+// ktls bench gives nginx, one connection per request.
+func setupNginx(t *testing.T, env *matrixEnv, cells []matrixCell, nginxBin string) {
+	// User root, as the lab runs the tests, not nginx's default nobody:
+	// the files are in the test's temporary directories, which are
+	// private to their owner.
+	cfg := &nginx.Config{Prefix: t.TempDir(), User: "root", LogLevel: "info", Connections: 64, HTTP: []string{"keepalive_timeout 0;"}}
 	env.nginxPorts = map[string]string{}
-	var conf bytes.Buffer
-	fmt.Fprintf(&conf, `daemon off;
-master_process off;
-user root;
-error_log %[1]s/error.log info;
-pid %[1]s/nginx.pid;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	default_type application/octet-stream;
-	sendfile on;
-	keepalive_timeout 0;
-`, prefix)
 	for _, cell := range cells {
 		port := freePort(t)
 		env.nginxPorts[cell.String()] = port
@@ -465,31 +448,18 @@ http {
 		if cell.version == tls.VersionTLS13 {
 			proto, ciphers = "TLSv1.3", "ssl_conf_command Ciphersuites "+tls.CipherSuiteName(cell.cipher.tls13)+";"
 		}
-		fmt.Fprintf(&conf, `	server {
-		listen 127.0.0.1:%s ssl;
-		ssl_certificate %s;
-		ssl_certificate_key %s;
-		ssl_protocols %s;
-		%s
-		ssl_conf_command Options KTLS;
-		root %s;
+		cfg.Servers = append(cfg.Servers, nginx.Server{Listen: "127.0.0.1:" + port, CertFile: env.cert, KeyFile: env.key,
+			Protocols: proto, KTLS: true, Root: env.dir, Directives: []string{ciphers}})
 	}
-`, port, env.cert, env.key, proto, ciphers, env.dir)
-	}
-	conf.WriteString("}\n")
-	confFile := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(confFile, conf.Bytes(), 0o600); err != nil {
+	args, err := cfg.Write()
+	if err != nil {
 		t.Fatal(err)
 	}
-	env.nginxErrorLogs = filepath.Join(prefix, "error.log")
-	cmd := exec.Command(nginx, "-p", prefix, "-c", confFile, "-e", env.nginxErrorLogs)
-	var ports []string
-	for _, p := range env.nginxPorts {
-		ports = append(ports, p)
-	}
+	env.nginxErrorLogs = cfg.ErrorLog()
+	cmd := exec.Command(nginxBin, args...)
 	// startAndWait's probe looks for one port; nginx opens them all at
 	// once.
-	startAndWait(t, cmd, "127.0.0.1:"+ports[0])
+	startAndWait(t, cmd, cfg.Servers[0].Listen)
 	t.Cleanup(func() {
 		if t.Failed() {
 			log, _ := os.ReadFile(env.nginxErrorLogs)
@@ -506,53 +476,19 @@ func runNginx(t *testing.T, env *matrixEnv, cell matrixCell, _ string, res *matr
 	res.rx = okSize(env.size)
 }
 
-// serveCell accepts one connection on a ktls listener for the cell and
-// runs serve on it; the result comes on the channel. Closing the listener
-// ends a wait for a client that never came.
+// serveCell is serveOne for the cell, with the cell's offload recorded
+// in res.
 func serveCell(t *testing.T, ctx context.Context, env *matrixEnv, cell matrixCell, res *matrixResult, serve func(*ktls.Conn) error) (net.Listener, <-chan error) {
-	ln, err := ktls.Listen("tcp", "127.0.0.1:0", cell.serverConfig(env.bundle))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	done := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
-		}
-		kc := c.(*ktls.Conn)
-		defer kc.Close()
-		kc.SetDeadline(deadline(ctx))
-		if err := kc.Handshake(); err != nil {
-			done <- fmt.Errorf("handshake: %w", err)
-			return
-		}
-		o := kc.Offload()
-		if !o.TX || !o.RX || o.Version != cell.version || o.CipherSuite != cell.suite() {
-			res.offload = "FAIL"
-			done <- fmt.Errorf("Offload() = %v, want TX+RX with %s %s", o, tls.VersionName(cell.version), tls.CipherSuiteName(cell.suite()))
-			return
-		}
-		res.offload = "TX+RX"
-		done <- serve(kc)
-	}()
-	return ln, done
+	return serveOne(t, ctx, cell.serverConfig(env.bundle), func(o ktls.Offload) error { return res.checkOffload(o, cell) }, serve)
 }
 
 // exchangeStreams receives in bytes and sends out bytes at once on c, and
 // returns the hashes of both.
 func exchangeStreams(c net.Conn, in, out int64, seed uint64) (got, sent [32]byte, err error) {
-	errc := make(chan error, 1)
-	go func() {
-		var err error
-		sent, err = stream(c, out, seed)
-		errc <- err
-	}()
-	got, rerr := drain(c, in)
-	werr := <-errc
-	return got, sent, errors.Join(rerr, werr)
+	sending := wiretest.Async(func() ([32]byte, error) { return wiretest.Stream(c, out, seed) })
+	got, rerr := wiretest.Drain(c, in)
+	w := <-sending
+	return got, w.V, errors.Join(rerr, w.Err)
 }
 
 // runStdioClient runs a client program that sends its stdin to the ktls
@@ -581,7 +517,7 @@ func runStdioClient(t *testing.T, env *matrixEnv, cell matrixCell, res *matrixRe
 	// connection when its input ends.
 	wrote := make(chan [32]byte, 1)
 	go func() {
-		s, _ := stream(stdin, upSize, 12)
+		s, _ := wiretest.Stream(stdin, upSize, 12)
 		wrote <- s
 	}()
 	werr := cmd.Wait()
@@ -655,13 +591,13 @@ func runCurl(t *testing.T, env *matrixEnv, cell matrixCell, curl string, res *ma
 		if length != env.size {
 			return fmt.Errorf("Content-Length %d, want %d", length, env.size)
 		}
-		got, err := drain(r, length)
+		got, err := wiretest.Drain(r, length)
 		if err != nil {
 			return fmt.Errorf("reading the upload: %w", err)
 		}
 		upOK = got == env.fileSum
 		fmt.Fprintf(kc, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n", env.size)
-		down, err = stream(kc, env.size, 13)
+		down, err = wiretest.Stream(kc, env.size, 13)
 		return err
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())

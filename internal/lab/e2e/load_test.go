@@ -1,8 +1,7 @@
-package ktls_test
+package e2e_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -27,7 +26,9 @@ import (
 	"github.com/ktlsgo/ktls/internal/cli/serve"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // TestLoadServe runs ktls serve in this process and opens 2,000
@@ -48,11 +49,10 @@ func TestLoadServe(t *testing.T) {
 	// Each connection is two descriptors here, the server's and the
 	// client's.
 	raiseFileLimit(t, uint64(2*conns+1000))
-	warmProbes(t)
+	ktlstest.WarmProbes(t)
 
-	dir, certDir := t.TempDir(), t.TempDir()
-	b := testcert.Get(testcert.ECDSA)
-	cert, key, _ := writeCerts(t, certDir, b)
+	// The files served are apart from the certificate's.
+	dir, pf := t.TempDir(), writePeerFiles(t)
 	files := map[string]struct {
 		size int64
 		sum  [32]byte
@@ -62,7 +62,7 @@ func TestLoadServe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sum, err := stream(f, size, uint64(size))
+		sum, err := wiretest.Stream(f, size, uint64(size))
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -74,17 +74,17 @@ func TestLoadServe(t *testing.T) {
 	}
 
 	// The baseline: what is open before the server starts.
-	baseFDs, baseGoroutines := openFDs(t), runtime.NumGoroutine()
+	baseFDs, baseGoroutines := wiretest.OpenFDs(t), runtime.NumGoroutine()
 	ignore := goleak.IgnoreCurrent()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &wiretest.SyncBuffer{}
 	events := &serveEvents{}
 	served := make(chan error, 1)
 	go func() {
 		served <- serve.Run(ctx, serve.Config{
-			Addr: "127.0.0.1:0", Dir: dir, CertFile: cert, KeyFile: key, Metrics: "127.0.0.1:0",
+			Addr: "127.0.0.1:0", Dir: dir, CertFile: pf.cert, KeyFile: pf.key, Metrics: "127.0.0.1:0",
 			ShutdownTimeout: time.Minute, Stdout: out, Log: slog.New(events),
 		})
 	}()
@@ -119,7 +119,7 @@ func TestLoadServe(t *testing.T) {
 		go func() {
 			defer done.Done()
 			handshakes <- struct{}{}
-			conn, err := loadDial(ctx, addr, b, i%2 == 0, &kernelClients)
+			conn, err := loadDial(ctx, addr, pf.bundle, i%2 == 0, &kernelClients)
 			if err == nil {
 				conn.SetDeadline(clientDeadline)
 				_, err = io.WriteString(conn, "GET /"+name+" HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -186,9 +186,9 @@ func TestLoadServe(t *testing.T) {
 
 	// Back to the baseline.
 	goleak.VerifyNone(t, ignore)
-	checkFDs(t, baseFDs)
+	wiretest.CheckFDs(t, baseFDs)
 	t.Logf("after shutdown: %d goroutines (baseline %d), %d file descriptors (baseline %d)",
-		runtime.NumGoroutine(), baseGoroutines, len(openFDs(t)), len(baseFDs))
+		runtime.NumGoroutine(), baseGoroutines, len(wiretest.OpenFDs(t)), len(baseFDs))
 }
 
 // raiseFileLimit makes room for n open files, raising the hard limit too
@@ -253,7 +253,7 @@ func readBody(conn net.Conn, size int64, sum [32]byte) (int64, error) {
 }
 
 // waitServing waits for serve's first line and returns its address.
-func waitServing(t *testing.T, out *syncBuffer, served <-chan error) string {
+func waitServing(t *testing.T, out *wiretest.SyncBuffer, served <-chan error) string {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		select {
@@ -313,24 +313,6 @@ func grepLines(page, substr string) string {
 		}
 	}
 	return b.String()
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // serveEvents is serve's log, less the access log: it keeps the metrics
