@@ -10,16 +10,17 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
 // recvSizes reads records until n bytes of application data came, and
 // returns each record's length.
-func recvSizes(t *testing.T, p *rawPeer, n int) []int {
+func recvSizes(t *testing.T, p *ktlstest.RawPeer, n int) []int {
 	t.Helper()
 	var sizes []int
 	for got := 0; got < n; {
-		typ, data, err := p.recv()
+		typ, data, err := p.Recv()
 		if err != nil {
 			t.Fatalf("after %d of %d bytes: %v", got, n, err)
 		}
@@ -46,13 +47,13 @@ func split(n, size int) []int {
 // first, for every suite: the size is computed from crypto/tls's own
 // constants, and crypto/tls is the reference.
 func TestSmallRecordPayload(t *testing.T) {
-	for _, sc := range suiteCases {
-		t.Run(sc.name, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
-			p, s := connectRawPeer(t, endpoint{config: scfg}, ccfg)
+	for _, sc := range ktlstest.SuiteCases {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			p, s := ktlstest.ConnectRawPeer(t, ktlstest.CryptoTLS(scfg), ccfg)
 			go s.Write(make([]byte, 4096))
 			sizes := recvSizes(t, p, 4096)
-			if want := ktls.SmallRecordPayload(sc.version, sc.suite); sizes[0] != want {
+			if want := ktls.SmallRecordPayload(sc.Version, sc.Suite); sizes[0] != want {
 				t.Errorf("crypto/tls's first record holds %d bytes, ktls caps the kernel's at %d", sizes[0], want)
 			}
 		})
@@ -76,16 +77,16 @@ func TestRecordSizing(t *testing.T) {
 		}
 	}
 	const threshold = 128 << 10
-	for _, sc := range []suiteCase{suiteCases[0], suiteCases[2], suiteCases[4]} {
-		t.Run(sc.name, func(t *testing.T) {
-			kerneltest.Require(t, ktls.KernelCipherFeature(sc.version, sc.suite))
-			ccfg, scfg := sc.configs()
-			p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+	for _, sc := range []ktlstest.SuiteCase{ktlstest.SuiteCases[0], ktlstest.SuiteCases[2], ktlstest.SuiteCases[4]} {
+		t.Run(sc.Name, func(t *testing.T) {
+			kerneltest.Require(t, ktls.KernelCipherFeature(sc.Version, sc.Suite))
+			ccfg, scfg := sc.Configs()
+			p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 			o := s.(*ktls.Conn).Offload()
 			if !o.TX {
 				t.Fatalf("TX not offloaded: %v", o)
 			}
-			small := ktls.SmallRecordPayload(sc.version, sc.suite)
+			small := ktls.SmallRecordPayload(sc.Version, sc.Suite)
 			if !sizing {
 				if o.RecordSizing || !errors.Is(o.RecordSizingReason, ktls.ErrNotSupported) {
 					t.Errorf("Offload: RecordSizing %v, reason %v; want false, and a reason matching ErrNotSupported", o.RecordSizing, o.RecordSizingReason)
@@ -144,10 +145,10 @@ func TestRecordSizing(t *testing.T) {
 
 	// The config's DynamicRecordSizingDisabled: GetConfigForClient's
 	// where it returns one, else the outer one's.
-	sc := suiteCases[0]
+	sc := ktlstest.SuiteCases[0]
 	for _, where := range []string{"Config", "GetConfigForClient"} {
 		t.Run("DynamicRecordSizingDisabled/"+where, func(t *testing.T) {
-			ccfg, scfg := sc.configs()
+			ccfg, scfg := sc.Configs()
 			if where == "Config" {
 				scfg.DynamicRecordSizingDisabled = true
 			} else {
@@ -155,7 +156,7 @@ func TestRecordSizing(t *testing.T) {
 				inner.DynamicRecordSizingDisabled = true
 				scfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return inner, nil }
 			}
-			p, s := connectRawPeer(t, endpoint{ktls: true, config: scfg}, ccfg)
+			p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 			o := s.(*ktls.Conn).Offload()
 			if !o.TX || o.RecordSizing || ktls.ReasonCode(o.RecordSizingReason) != ktls.CodeDisabled {
 				t.Fatalf("Offload: TX %v, RecordSizing %v, reason %v; want TX, no sizing, and a reason with code %q", o.TX, o.RecordSizing, o.RecordSizingReason, ktls.CodeDisabled)

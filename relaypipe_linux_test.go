@@ -12,6 +12,8 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // TestRelayWithoutPipe: WriteTo into another *Conn whose kernel encrypts
@@ -22,9 +24,9 @@ import (
 // lock, and the relay never returned.
 func TestRelayWithoutPipe(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
-	ccfg, scfg := suiteCases[0].configs()
-	peer, src := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
-	dst, reader := connect(t, endpoint{ktls: true, config: ccfg}, endpoint{ktls: true, config: scfg})
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	peer, src := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	dst, reader := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	if o := src.(*ktls.Conn).Offload(); !o.RX {
 		t.Fatalf("src: Offload() = %v, want RX", o)
 	}
@@ -36,7 +38,7 @@ func TestRelayWithoutPipe(t *testing.T) {
 		c.SetDeadline(deadline)
 	}
 
-	data := randomBytes(256<<10, 7)
+	data := wiretest.RandomBytes(256<<10, 7)
 	go func() {
 		if _, err := peer.Write(data); err == nil {
 			peer.(*ktls.Conn).CloseWrite()

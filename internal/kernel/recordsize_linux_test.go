@@ -12,6 +12,7 @@ import (
 
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 // TestSetTXMaxPayloadLenHandsU16: the kernel takes exactly a u16 for
@@ -42,8 +43,8 @@ func TestSetTXMaxPayloadLenHandsU16(t *testing.T) {
 func TestTXMaxPayloadLen(t *testing.T) {
 	s := suite{kernel.VersionTLS13, kernel.CipherAESGCM128}
 	kerneltest.Require(t, kernel.FeatureULP, kernel.CipherFeature(s.version, s.cipher, kernel.TX), kernel.FeatureTXMaxPayloadLen)
-	client, server := tcpPair(t)
-	withFD(t, client, func(fd int) {
+	client, server := wiretest.TCPPair(t, "tcp")
+	wiretest.Control(t, client, func(fd int) {
 		must(t, kernel.AttachULP(fd))
 		must(t, kernel.SetCryptoInfo(fd, kernel.TX, testInfo(s, 0)))
 		if n, err := kernel.TXMaxPayloadLen(fd); err != nil || n != kernel.MaxTXMaxPayloadLen {
@@ -97,8 +98,8 @@ func TestTXMaxPayloadLenMissing(t *testing.T) {
 	if err := kernel.FeatureTXMaxPayloadLen.Check(); !errors.Is(err, kernel.ErrNotSupported) {
 		t.Errorf("FeatureTXMaxPayloadLen.Check() = %v, want ErrNotSupported", err)
 	}
-	client, _ := tcpPair(t)
-	withFD(t, client, func(fd int) {
+	client, _ := wiretest.TCPPair(t, "tcp")
+	wiretest.Control(t, client, func(fd int) {
 		must(t, kernel.AttachULP(fd))
 		must(t, kernel.SetCryptoInfo(fd, kernel.TX, testInfo(s, 0)))
 		if err := kernel.SetTXMaxPayloadLen(fd, 1000); !errors.Is(err, unix.ENOPROTOOPT) {

@@ -1,4 +1,4 @@
-package ktls_test
+package e2e_test
 
 import (
 	"crypto/tls"
@@ -12,6 +12,7 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
+	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/labnet"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 )
@@ -28,20 +29,20 @@ const (
 // A ttfbServer is one way of serving the response.
 type ttfbServer struct {
 	name  string
-	serve func(raw net.Conn, cfg *tls.Config) (handshaker, func() ktls.Offload)
+	serve func(raw net.Conn, cfg *tls.Config) (ktlstest.Handshaker, func() ktls.Offload)
 	// sized16k makes the server's config set DynamicRecordSizingDisabled.
 	sized16k bool
 }
 
 var ttfbServers = []ttfbServer{
-	{name: "go", serve: func(raw net.Conn, cfg *tls.Config) (handshaker, func() ktls.Offload) {
+	{name: "go", serve: func(raw net.Conn, cfg *tls.Config) (ktlstest.Handshaker, func() ktls.Offload) {
 		return tls.Server(raw, cfg), nil
 	}},
 	{name: "ktls16k", sized16k: true, serve: ktlsServe},
 	{name: "ktls", serve: ktlsServe},
 }
 
-func ktlsServe(raw net.Conn, cfg *tls.Config) (handshaker, func() ktls.Offload) {
+func ktlsServe(raw net.Conn, cfg *tls.Config) (ktlstest.Handshaker, func() ktls.Offload) {
 	c := ktls.Server(raw, cfg)
 	return c, c.Offload
 }
@@ -62,7 +63,7 @@ func ktlsServe(raw net.Conn, cfg *tls.Config) (handshaker, func() ktls.Offload) 
 // --benchtime 100x .
 func BenchmarkTTFB(b *testing.B) {
 	kerneltest.Require(b, kernel.FeatureULP)
-	warmProbes(b)
+	ktlstest.WarmProbes(b)
 	servers := ttfbServers
 	if err := kernel.FeatureTXMaxPayloadLen.Check(); err != nil {
 		b.Logf("kernel %s: no ktls with small records: %v", kerneltest.Release(), err)
