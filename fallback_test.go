@@ -3,7 +3,9 @@ package ktls_test
 import (
 	"io"
 	"net"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ktlsgo/ktls"
 )
@@ -35,4 +37,14 @@ func TestFallbackAllocs(t *testing.T) {
 	if got := allocs(c, s); got > want {
 		t.Errorf("a fallback Write and Read allocate %v times, crypto/tls's %v", got, want)
 	}
+}
+
+// processCPU is the CPU time, user and system, this process has used:
+// benchmarks report it per operation beside the wall time.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
