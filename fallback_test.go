@@ -8,7 +8,42 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
+	"github.com/ktlsgo/ktls/internal/kernel"
 )
+
+// TestBookkeepingOnlyWhereOffloadMay: a connection gets the handoff's
+// bookkeeping (the key log capture on a clone of the config, the
+// record-boundary reader, the copies of what crypto/tls writes) where the
+// kernel may take it, and goes without where it can't: TX disabled, or a
+// kernel that has said it has no tls ULP. That bookkeeping cost a
+// handshake about 4% on a host without kernel TLS; this test failed
+// there while every connection paid it. In the lab, it checks the other
+// way: connections the kernel may take are watched.
+func TestBookkeepingOnlyWhereOffloadMay(t *testing.T) {
+	ccfg, scfg := suiteCases[0].configs()
+	ulpErr := kernel.FeatureULP.Check()
+	known, _ := kernel.FeatureULP.Known()
+	for _, tc := range []struct {
+		name  string
+		opts  *ktls.Options
+		watch bool
+	}{
+		{"TX disabled", &ktls.Options{TX: ktls.Disabled}, false},
+		{"defaults", nil, !known || ulpErr == nil},
+	} {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		for side, c := range map[string]*ktls.Conn{
+			"client": ktls.ClientWithOptions(a, ccfg, tc.opts),
+			"server": ktls.ServerWithOptions(b, scfg, tc.opts),
+		} {
+			if got := c.KeyLogCaptured(); got != tc.watch {
+				t.Errorf("%s, %s (tls ULP: %v): key log captured %v, want %v", tc.name, side, ulpErr, got, tc.watch)
+			}
+		}
+	}
+}
 
 // TestFallbackAllocs: on a connection that stays on crypto/tls, a Write
 // and the Read of what it wrote allocate no more than they do on
