@@ -15,21 +15,21 @@
 // encrypts, that is what sends a file with sendfile. Where transmission
 // stayed in crypto/tls (no kernel TLS, a cipher the kernel lacks, TX
 // disabled), it only costs a flush, a record and a read of the file more
-// per response: served so, small files took 1.15 times the CPU of
-// net/http with crypto/tls. So such a connection is handed to the
-// http.Server as a net.Conn that wraps the *ktls.Conn without its
-// ReadFrom, and responses are written as net/http writes them on
-// crypto/tls.
+// per response, which made small files cost more CPU than on net/http
+// with crypto/tls (see docs/BENCHMARKS.md). So such a connection is
+// handed to the http.Server as a net.Conn that wraps the *ktls.Conn
+// without its ReadFrom, and responses are written as net/http writes
+// them on a *tls.Conn.
 //
-// This is a choice, made on purpose, and it shows where net/http passes
-// the connection on: the http.Server's ConnState hook, and Hijack, get
-// the *ktls.Conn itself where the kernel encrypts, and the wrapper where
-// it doesn't, on HTTP/1.1 and HTTP/2 alike. ConnFromNetConn returns the
-// *ktls.Conn of either (so does the wrapper's NetConn method, as
-// tls.Conn's returns the connection under it), and ConnFromContext
-// returns it to handlers. The wrapper reads, writes, closes, sets
-// deadlines and reports the ConnectionState as the *ktls.Conn does;
-// other methods are the *ktls.Conn's.
+// This is a choice, made on purpose, and it shows wherever net/http
+// passes the connection on: the http.Server's ConnContext and ConnState
+// hooks, and Hijack, get the *ktls.Conn itself where the kernel
+// encrypts, and the wrapper where it doesn't, on HTTP/1.1 and HTTP/2
+// alike. ConnFromNetConn returns the *ktls.Conn of either (so does the
+// wrapper's NetConn method, as tls.Conn's returns the connection under
+// it), and ConnFromContext returns it to handlers. The wrapper reads,
+// writes, closes, sets deadlines and reports the ConnectionState as the
+// *ktls.Conn does; for anything else, use the *ktls.Conn.
 package khttp
 
 import (
