@@ -26,11 +26,13 @@ func offloadRuledOut(opts *Options) bool {
 // the handoff's bookkeeping: the key log capture, which needs a clone of
 // the config per connection, and the record-boundary reader and the copy
 // of what crypto/tls writes, which prove the sequence numbers. Together
-// they cost a handshake about 4% on a host without kernel TLS (two
-// read(2) calls per record instead of about one per flight, most of it).
-// So such a connection is crypto/tls's from the start: the handshake
-// runs on the user's config, over the socket as crypto/tls reads and
-// writes it, and the handoff only says why the kernel took nothing.
+// they cost a handshake 5 to 7% of crypto/tls's CPU on a host without
+// kernel TLS (BenchmarkHandshakeInterleaved; the largest part is the
+// reader's two read(2) calls per record, where crypto/tls reads about
+// once per flight). So such a connection is crypto/tls's from the start:
+// the handshake runs on the user's config, over the socket as crypto/tls
+// reads and writes it, and the handoff only says why the kernel took
+// nothing.
 func (c *Conn) handshakeConfig(watched func(*tls.Config, *handshakeConn) *tls.Config) *tls.Config {
 	if !offloadRuledOut(&c.opts) {
 		return watched(c.config, c.hc)
