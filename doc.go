@@ -19,6 +19,12 @@
 // Conn.Offload says what the kernel handles and, for each direction it
 // doesn't, why. A connection never fails because offload was refused.
 //
+// A connection the kernel is sure not to take (TX disabled, or a kernel
+// that has already shown this process it has no kernel TLS) is
+// crypto/tls's from the start: its handshake runs on the config as given,
+// over the socket as crypto/tls reads it, without the bookkeeping the
+// handoff needs (the key log capture, the record-boundary reader).
+//
 // Session tickets and resumption are crypto/tls's, unchanged, whichever
 // config sets them. One consequence: when a server's GetConfigForClient
 // returns a config without an UnwrapSession of its own, and the

@@ -87,8 +87,13 @@ var alertCodes = sync.OnceValue(func() map[string]tls.AlertError {
 // type with the same text as tls.AlertError; this swaps in the exported
 // type, so callers handle both paths alike.
 func fromTLS(err error) error {
+	if err == nil {
+		// Before oe, whose address errors.As takes: it lives on the heap,
+		// and the fallback's every Read and Write comes through here.
+		return nil
+	}
 	var oe *net.OpError
-	if err == nil || !errors.As(err, &oe) || (oe.Op != "remote error" && oe.Op != "local error") {
+	if !errors.As(err, &oe) || (oe.Op != "remote error" && oe.Op != "local error") {
 		return err
 	}
 	var ae tls.AlertError

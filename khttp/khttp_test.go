@@ -325,7 +325,11 @@ func TestShutdown(t *testing.T) {
 }
 
 // TestConnStateAndHijack: ConnState hooks see HTTP/1.1 connections come
-// and go, and a handler can hijack one.
+// and go, and a handler can hijack one. Both get the *ktls.Conn where the
+// kernel encrypts, and a wrapper without ReadFrom where it doesn't (on a
+// host without kernel TLS: this test failed there when the http.Server
+// got the *ktls.Conn, whose ReadFrom net/http splits every response
+// around); ConnFromNetConn finds the *ktls.Conn in either.
 func TestConnStateAndHijack(t *testing.T) {
 	var mu sync.Mutex
 	states := map[http.ConnState]int{}
@@ -337,12 +341,15 @@ func TestConnStateAndHijack(t *testing.T) {
 				return
 			}
 			defer c.Close()
+			if err := checkServed(c); err != nil {
+				t.Errorf("Hijack: %v", err)
+			}
 			buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
 			buf.Flush()
 		}),
 		ConnState: func(c net.Conn, s http.ConnState) {
-			if _, ok := c.(*ktls.Conn); !ok {
-				t.Errorf("ConnState got a %T", c)
+			if err := checkServed(c); err != nil {
+				t.Errorf("ConnState: %v", err)
 			}
 			mu.Lock()
 			states[s]++
@@ -364,6 +371,28 @@ func TestConnStateAndHijack(t *testing.T) {
 	if states[http.StateNew] != 1 || states[http.StateActive] != 1 || states[http.StateHijacked] != 1 {
 		t.Errorf("ConnState calls %v, want one each of new, active, hijacked", states)
 	}
+}
+
+// checkServed says what is wrong with a connection the http.Server
+// passes on (to ConnState, or from Hijack): it must be the *ktls.Conn
+// where the kernel encrypts, and a wrapper without ReadFrom, whose
+// NetConn is the *ktls.Conn, where it doesn't.
+func checkServed(c net.Conn) error {
+	kc, ok := khttp.ConnFromNetConn(c)
+	if !ok {
+		return fmt.Errorf("ConnFromNetConn(%T) found no *ktls.Conn", c)
+	}
+	tx := kc.Offload().TX
+	if _, isKTLS := c.(*ktls.Conn); isKTLS != tx {
+		return fmt.Errorf("got a %T for a connection with TX offload %v", c, tx)
+	}
+	if _, readFrom := c.(io.ReaderFrom); readFrom != tx {
+		return fmt.Errorf("got a %T with ReadFrom %v, TX offload %v", c, readFrom, tx)
+	}
+	if nc, ok := c.(interface{ NetConn() net.Conn }); !tx && (!ok || nc.NetConn() != net.Conn(kc)) {
+		return fmt.Errorf("the wrapper's NetConn is not the *ktls.Conn")
+	}
+	return nil
 }
 
 // TestClientOpenSSL: the client helper fetches from openssl s_server -WWW
@@ -421,13 +450,17 @@ func TestClientOpenSSL(t *testing.T) {
 
 // TestConnStateHTTP2: an HTTP/2 connection is reported new when it
 // starts and closed when it ends, as net/http reports its own; a hook
-// that counts open connections (ktls serve's gauge) returns to zero.
+// that counts open connections (ktls serve's gauge) returns to zero. The
+// hook gets the connection as HTTP/1.1's do (checkServed).
 func TestConnStateHTTP2(t *testing.T) {
 	var mu sync.Mutex
 	states := map[http.ConnState]int{}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }),
 		ConnState: func(c net.Conn, s http.ConnState) {
+			if err := checkServed(c); err != nil {
+				t.Errorf("ConnState: %v", err)
+			}
 			mu.Lock()
 			states[s]++
 			mu.Unlock()

@@ -7,6 +7,29 @@
 // ConnectionState) and sends file bodies with sendfile through the
 // kernel, and serves HTTP/2 connections, negotiated by ALPN, with
 // golang.org/x/net/http2 under the same http.Server's settings.
+//
+// # Connections the kernel doesn't encrypt
+//
+// net/http writes the first 512 bytes of a response body itself and hands
+// the rest to the connection's ReadFrom, if it has one. Where the kernel
+// encrypts, that is what sends a file with sendfile. Where transmission
+// stayed in crypto/tls (no kernel TLS, a cipher the kernel lacks, TX
+// disabled), it only costs a flush, a record and a read of the file more
+// per response, which made small files cost more CPU than on net/http
+// with crypto/tls (see docs/BENCHMARKS.md). So such a connection is
+// handed to the http.Server as a net.Conn that wraps the *ktls.Conn
+// without its ReadFrom, and responses are written as net/http writes
+// them on a *tls.Conn.
+//
+// This is a choice, made on purpose, and it shows wherever net/http
+// passes the connection on: the http.Server's ConnContext and ConnState
+// hooks, and Hijack, get the *ktls.Conn itself where the kernel
+// encrypts, and the wrapper where it doesn't, on HTTP/1.1 and HTTP/2
+// alike. ConnFromNetConn returns the *ktls.Conn of either (so does the
+// wrapper's NetConn method, as tls.Conn's returns the connection under
+// it), and ConnFromContext returns it to handlers. The wrapper reads,
+// writes, closes, sets deadlines and reports the ConnectionState as the
+// *ktls.Conn does; for anything else, use the *ktls.Conn.
 package khttp
 
 import (
@@ -203,11 +226,65 @@ func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
 	if s.userCtx != nil {
 		ctx = s.userCtx(ctx, c)
 	}
-	if kc, ok := c.(*ktls.Conn); ok {
+	if kc, ok := ConnFromNetConn(c); ok {
 		ctx = context.WithValue(ctx, connKey{}, kc)
 	}
 	return ctx
 }
+
+// ConnFromNetConn returns the *ktls.Conn that c is, or wraps: for the
+// connections the http.Server's ConnState hook and Hijack get, which wrap
+// it where the kernel doesn't encrypt (see the package documentation).
+func ConnFromNetConn(c net.Conn) (*ktls.Conn, bool) {
+	switch c := c.(type) {
+	case *ktls.Conn:
+		return c, true
+	case fallbackConn:
+		return c.c, true
+	}
+	return nil, false
+}
+
+// served is c as the http.Server gets it: itself where the kernel
+// encrypts, else without its ReadFrom (see fallbackConn).
+func served(c *ktls.Conn) net.Conn {
+	if c.Offload().TX {
+		return c
+	}
+	return fallbackConn{c}
+}
+
+// fallbackConn is a *ktls.Conn whose transmission stayed in crypto/tls,
+// as the http.Server gets it: without ReadFrom, which net/http would hand
+// every response body to after writing its first 512 bytes: a flush, a
+// record, and a read of the file more per response, where the kernel
+// doesn't take the body with sendfile. Hiding it makes net/http write
+// responses as it does on a *tls.Conn.
+type fallbackConn struct{ c *ktls.Conn }
+
+func (f fallbackConn) Read(b []byte) (int, error)         { return f.c.Read(b) }
+func (f fallbackConn) Write(b []byte) (int, error)        { return f.c.Write(b) }
+func (f fallbackConn) Close() error                       { return f.c.Close() }
+func (f fallbackConn) LocalAddr() net.Addr                { return f.c.LocalAddr() }
+func (f fallbackConn) RemoteAddr() net.Addr               { return f.c.RemoteAddr() }
+func (f fallbackConn) SetDeadline(t time.Time) error      { return f.c.SetDeadline(t) }
+func (f fallbackConn) SetReadDeadline(t time.Time) error  { return f.c.SetReadDeadline(t) }
+func (f fallbackConn) SetWriteDeadline(t time.Time) error { return f.c.SetWriteDeadline(t) }
+
+// CloseWrite is for net/http, which sends close_notify and waits before
+// closing a connection whose request it refused.
+func (f fallbackConn) CloseWrite() error { return f.c.CloseWrite() }
+
+// ConnectionState is for net/http, which sets Request.TLS from it.
+func (f fallbackConn) ConnectionState() tls.ConnectionState { return f.c.ConnectionState() }
+
+// WriteTo keeps the *ktls.Conn's: what w doesn't take is kept for the
+// next Read, where a plain copy loop would lose it.
+func (f fallbackConn) WriteTo(w io.Writer) (int64, error) { return f.c.WriteTo(w) }
+
+// NetConn returns the *ktls.Conn, as tls.Conn.NetConn returns the
+// connection under it.
+func (f fallbackConn) NetConn() net.Conn { return f.c }
 
 // handshakeTimeout bounds the handshake as net/http does: the smallest of
 // the read and write timeouts that are set.
@@ -245,9 +322,10 @@ func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	nc := served(c)
 	if c.ConnectionState().NegotiatedProtocol != "h2" {
 		track(s, &s.conns, c, false)
-		if !h1.push(c) {
+		if !h1.push(nc) {
 			c.Close()
 		}
 		return
@@ -260,15 +338,15 @@ func (s *Server) handshake(l net.Listener, c *ktls.Conn, h1 *connListener) {
 	}
 	ctx = context.WithValue(ctx, http.ServerContextKey, srv)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.LocalAddr())
-	ctx = s.connContext(ctx, c)
+	ctx = s.connContext(ctx, nc)
 	if srv.ConnState != nil {
-		srv.ConnState(c, http.StateNew)
+		srv.ConnState(nc, http.StateNew)
 	}
-	s.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: srv, Handler: srv.Handler})
+	s.h2.ServeConn(nc, &http2.ServeConnOpts{Context: ctx, BaseConfig: srv, Handler: srv.Handler})
 	// net/http reports StateNew and StateClosed for the connections it
 	// serves, and the HTTP/2 server leaves both to it: so does this.
 	if srv.ConnState != nil {
-		srv.ConnState(c, http.StateClosed)
+		srv.ConnState(nc, http.StateClosed)
 	}
 }
 

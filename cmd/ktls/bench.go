@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -302,6 +303,20 @@ func newBenchServerCmd() *cobra.Command {
 // the file and written, not sent with sendfile: the kernel's write path.
 func writePath(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(struct{ http.ResponseWriter }{w}, r)
+		h.ServeHTTP(writeOnly{w}, r)
 	})
+}
+
+// writeOnly is a ResponseWriter whose ReadFrom copies through Write, with
+// a pooled buffer as net/http's own copy has: io.Copy would allocate one
+// per response, which for small files costs more than the write path
+// saves or loses.
+type writeOnly struct{ http.ResponseWriter }
+
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+func (w writeOnly) ReadFrom(r io.Reader) (int64, error) {
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{w.ResponseWriter}, r, buf[:])
 }

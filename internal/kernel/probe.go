@@ -53,6 +53,15 @@ func (f *Feature) Check() error {
 	return err
 }
 
+// Known returns the kernel's answer to an earlier Check, without probing:
+// known is false until a Check got one (an inconclusive probe is none).
+func (f *Feature) Known() (known bool, err error) {
+	if d := f.known.Load(); d != nil {
+		return true, d.err
+	}
+	return false, nil
+}
+
 func (f *Feature) unsupported(reason string) error {
 	return &UnsupportedError{Feature: f.Name, MinKernel: f.MinKernel, Release: release(), Reason: reason}
 }

@@ -15,7 +15,9 @@ import (
 // TestFeatureInconclusiveNotCached is issue 13's finding 10: a probe that
 // could not run (here EMFILE, as in a process out of file descriptors) says
 // nothing about the kernel, so it must not be cached as the answer. The next
-// Check probes again; the kernel's answer, once given, is cached.
+// Check probes again; the kernel's answer, once given, is cached. Known,
+// which never probes, reports that answer and nothing before it: ktls
+// skips the handoff's bookkeeping only where the kernel has said no.
 func TestFeatureInconclusiveNotCached(t *testing.T) {
 	for _, answer := range []string{"supported", "unsupported"} {
 		t.Run(answer, func(t *testing.T) {
@@ -31,15 +33,24 @@ func TestFeatureInconclusiveNotCached(t *testing.T) {
 				return nil
 			})
 
+			if known, err := f.Known(); known || err != nil {
+				t.Fatalf("Known before any Check = %v, %v; want false, nil", known, err)
+			}
 			err := f.Check()
 			if err == nil || errors.Is(err, kernel.ErrNotSupported) || !errors.Is(err, unix.EMFILE) {
 				t.Fatalf("first Check = %v, want an error wrapping EMFILE that doesn't match ErrNotSupported", err)
+			}
+			if known, err := f.Known(); known || err != nil {
+				t.Fatalf("Known after an inconclusive probe = %v, %v; want false, nil", known, err)
 			}
 			for i := range 3 {
 				err = f.Check()
 				if answer == "supported" && err != nil || answer == "unsupported" && !errors.Is(err, kernel.ErrNotSupported) {
 					t.Fatalf("Check %d after EMFILE = %v, want the kernel's answer (%s)", i+2, err, answer)
 				}
+			}
+			if known, err := f.Known(); !known || (err == nil) != (answer == "supported") {
+				t.Errorf("Known after the kernel's answer (%s) = %v, %v", answer, known, err)
 			}
 			if n := probes.Load(); n != 2 {
 				t.Errorf("probed %d times, want 2: once inconclusive, once answered and cached", n)
