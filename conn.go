@@ -60,7 +60,7 @@ func Client(conn net.Conn, config *tls.Config) *Conn {
 // ClientWithOptions is Client with offload options.
 func ClientWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, true)
-	c.tc = tls.Client(c.hc, c.handshakeConfig(clientConfig))
+	c.tc = tls.Client(c.hc, handshakeConfig(config, &c.opts, c.hc, clientConfig))
 	return c
 }
 
@@ -74,7 +74,7 @@ func Server(conn net.Conn, config *tls.Config) *Conn {
 // ServerWithOptions is Server with offload options.
 func ServerWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, false)
-	c.tc = tls.Server(c.hc, c.handshakeConfig(serverConfig))
+	c.tc = tls.Server(c.hc, handshakeConfig(config, &c.opts, c.hc, serverConfig))
 	return c
 }
 

@@ -3,9 +3,7 @@ package ktls
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/keyschedule"
 )
 
@@ -78,62 +76,4 @@ func (s *recordSizing) room(n int64) int64 {
 		return min(n, s.left)
 	}
 	return n
-}
-
-// startRecordSizing caps the kernel's records, right after TLS_TX was
-// installed, and returns Offload's RecordSizing and RecordSizingReason.
-// It never fails the connection: without the cap, records are 16 KiB.
-// off is the config's DynamicRecordSizingDisabled.
-func (h *txHalf) startRecordSizing(off bool) (bool, error) {
-	if off {
-		return false, errRecordSizingOff
-	}
-	small := smallRecordPayload(h.suite)
-	err := h.sock.setOption(kernel.FeatureTXMaxPayloadLen, func(fd int) error {
-		return kernel.SetTXMaxPayloadLen(fd, uint16(small))
-	})
-	if err != nil {
-		return false, fmt.Errorf("ktls: the kernel sends 16 KiB records from the first byte: %w", err)
-	}
-	h.sizing = recordSizing{small: int64(small), left: recordSizeBoostThreshold}
-	return true, nil
-}
-
-// sentRecords counts n bytes of application data the kernel took on fd,
-// and lifts the cap once recordSizeBoostThreshold have gone out. h is
-// locked.
-//
-// While the cap is in force, the records are smaller than the one per 4
-// KiB that afterWrite counts, so their number, n/small+1 at most, is added
-// to the estimate too: afterWrite's count must stay an upper bound, or the
-// key would be updated after the AEAD limit rather than before.
-func (h *txHalf) sentRecords(fd int, n int64) {
-	s := &h.sizing
-	if s.small == 0 || n <= 0 {
-		return
-	}
-	h.estimated += uint64(n/s.small + 1)
-	if s.left -= n; s.left > 0 {
-		return
-	}
-	// Any error leaves the cap in force and counted, and is tried again
-	// after the next write: small records cost speed only. The kernel
-	// took this option moments ago, so EBUSY is the one expected.
-	if kernel.SetTXMaxPayloadLen(fd, kernel.MaxTXMaxPayloadLen) == nil {
-		s.small = 0
-	}
-}
-
-// sentRecordsConn is sentRecords for a path that has no fd at hand: net's
-// sendfile and splice, and the relay's. ReadFrom stops its steps at the
-// threshold (room); the relay into a Conn doesn't, so the splice that
-// crosses it, one record of the source's at most (tls_sw_splice_read
-// moves one at a time), still goes in small records. h is locked.
-// Where the fd can't be had, the Conn is closed, and nothing more is
-// written.
-func (h *txHalf) sentRecordsConn(n int64) {
-	if h.sizing.small == 0 || n <= 0 {
-		return
-	}
-	h.sock.rawConn().Control(func(fd uintptr) { h.sentRecords(int(fd), n) })
 }
