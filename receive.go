@@ -212,11 +212,7 @@ func (h *rxHalf) readKernel(b []byte) (int, error) {
 	for {
 		buf := b
 		if len(buf) < record.MaxPlaintext {
-			// A control record must fit whole.
-			if cap(h.buf) < record.MaxPlaintext {
-				h.buf = make([]byte, record.MaxCiphertextTLS12)
-			}
-			buf = h.buf[:record.MaxPlaintext]
+			buf = h.smallReadBuf(b)
 		}
 		n, typ, err := h.recvRecord(buf)
 		if err != nil {
@@ -510,4 +506,39 @@ func (h *rxHalf) advanceTranslator() error {
 	h.translateSecret.Zero()
 	h.translateSecret, h.translate = next, p
 	return nil
+}
+
+// A read smaller than a record goes through h.buf, one record's
+// plaintext, for two reasons: a control record must fit whole, and the
+// kernel decrypts a record straight into the reader's memory only when the
+// read can hold it. Reading 16 KiB records 4 KiB at a time, going straight
+// to the caller's buffer instead took 1.15x to 1.2x the time, and a 64 KiB
+// buffer gained nothing (BenchmarkRXRead, lab, 6.1 and 7.3).
+//
+// readKernel takes every record with recvmsg(2) and its control message.
+// read(2) returns application data only, fails with EIO leaving a control
+// record queued, and would need recvmsg only then; that was built and
+// tested (commit bc72e58) but measured no faster, within 5%, so the one
+// path stays.
+
+// rxSmallReadBuf is the size of the buffer a read smaller than a record goes
+// through, if more than one record's plaintext. Benchmarks set it, to
+// measure whether a larger one pays, or, negative, whether the buffer pays
+// at all: reads then go straight to the caller's buffer, where a control
+// record larger than it would come in pieces, which readKernel does not
+// expect. Benchmarks only.
+var rxSmallReadBuf atomic.Int64
+
+// smallReadBuf returns the buffer a read into b, smaller than a record,
+// goes through. h is locked.
+func (h *rxHalf) smallReadBuf(b []byte) []byte {
+	n := int(rxSmallReadBuf.Load())
+	if n < 0 {
+		return b
+	}
+	size := max(record.MaxPlaintext, n)
+	if cap(h.buf) < size {
+		h.buf = make([]byte, max(size, record.MaxCiphertextTLS12))
+	}
+	return h.buf[:size]
 }
