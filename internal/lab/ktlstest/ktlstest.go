@@ -210,4 +210,6 @@ func WarmProbes(t testing.TB) {
 	kernel.FeatureRekey.Check()
 	kernel.FeatureRXExpectNoPad.Check()
 	kernel.FeatureTXZerocopyRO.Check()
+	// Its probe installs a TX key too, whether or not the kernel has it.
+	kernel.FeatureTXMaxPayloadLen.Check()
 }
