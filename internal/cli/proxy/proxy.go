@@ -121,10 +121,11 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 type proxy struct {
-	cfg   Config
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	cfg      Config
+	offloads serve.OffloadLog // the sentence of each kind of outcome, once
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
 }
 
 func (p *proxy) track(c net.Conn, add bool) {
@@ -191,9 +192,10 @@ func (p *proxy) handle(c *ktls.Conn) {
 	go relay(&up, &upErr, pr.up, pr.backend.CloseWrite)
 	go relay(&down, &downErr, pr.down, c.CloseWrite)
 	wg.Wait()
-	// The reason's sentence is on the startup line; each connection
-	// says what the kernel took, and why not in one word.
+	// Each connection says what the kernel took, and why not in one
+	// word; the sentence is logged once for each kind of outcome.
 	o := c.Offload()
+	p.offloads.First(p.cfg.Log, o)
 	attrs := []any{"backend", p.cfg.Backend, "bytes_up", up, "bytes_down", down,
 		"duration", time.Since(start).Round(time.Millisecond), "ktls", serve.OffloadLabel(o)}
 	if code := o.TXCode(); code != "" {

@@ -137,12 +137,12 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		},
 	}
-	var offloads offloadLog
+	var offloads OffloadLog
 	ks := &khttp.Server{HTTP: srv, Options: cfg.Options, OnHandshake: func(c *ktls.Conn, err error) {
 		m.handshake(c, err)
 		if err == nil {
 			m.open.Inc()
-			offloads.first(cfg.Log, c.Offload())
+			offloads.First(cfg.Log, c.Offload())
 		}
 	}}
 
@@ -331,12 +331,12 @@ func modeName(m ktls.Mode) string {
 	return "auto"
 }
 
-// offloadLog logs what the handoff did, the first time each outcome is
+// OffloadLog logs what the handoff did, the first time each outcome is
 // seen: the directions the kernel took, with which version and suite, or
 // why not. Outcomes are few (a version and suite crypto/tls negotiates,
 // and reason codes), so whatever clients do the log stays short; every
 // request's line has the word (ktls=), and the metrics the counts.
-type offloadLog struct {
+type OffloadLog struct {
 	mu   sync.Mutex
 	seen map[offloadKind]bool
 }
@@ -347,7 +347,8 @@ type offloadKind struct {
 	version, cipherSuite uint16
 }
 
-func (l *offloadLog) first(log *slog.Logger, o ktls.Offload) {
+// First logs o unless an outcome of its kind was logged before.
+func (l *OffloadLog) First(log *slog.Logger, o ktls.Offload) {
 	k := offloadKind{o.TX, o.RX, o.TXCode(), o.RXCode(), o.Version, o.CipherSuite}
 	l.mu.Lock()
 	seen := l.seen[k]
