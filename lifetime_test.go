@@ -31,18 +31,7 @@ func TestCloseDuringRelay(t *testing.T) {
 	for _, sc := range ktlstest.OnePerVersion {
 		t.Run(sc.Name, func(t *testing.T) {
 			ccfg, scfg := sc.Configs()
-			peer, src := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-			dst, reader := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-			if o := src.(*ktls.Conn).Offload(); !o.RX {
-				t.Fatalf("src: Offload() = %v, want RX", o)
-			}
-			if o := dst.(*ktls.Conn).Offload(); !o.TX {
-				t.Fatalf("dst: Offload() = %v, want TX", o)
-			}
-			deadline := time.Now().Add(time.Minute)
-			for _, c := range []net.Conn{peer, src, dst, reader} {
-				c.SetDeadline(deadline)
-			}
+			peer, src, dst, reader := relayConns(t, ccfg, scfg)
 			relayed := wiretest.Async(func() (int64, error) { return src.(*ktls.Conn).WriteTo(dst) })
 			// Data through the relay: it has dst's lock, and waits on src.
 			first := wiretest.RandomBytes(100<<10, 1)
@@ -218,4 +207,24 @@ func TestCloseZeroesSecrets(t *testing.T) {
 		t.Logf("client Close: %v", err)
 	}
 	wantZero(client)
+}
+
+// relayConns connects two ktls pairs for a relay from src (whose RX the
+// kernel took) to dst (whose TX it took): peer writes into src, reader
+// reads what reaches dst. Every end gets a one-minute deadline.
+func relayConns(t *testing.T, ccfg, scfg *tls.Config) (peer, src, dst, reader net.Conn) {
+	t.Helper()
+	peer, src = ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	dst, reader = ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	if o := src.(*ktls.Conn).Offload(); !o.RX {
+		t.Fatalf("src: Offload() = %v, want RX", o)
+	}
+	if o := dst.(*ktls.Conn).Offload(); !o.TX {
+		t.Fatalf("dst: Offload() = %v, want TX", o)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for _, c := range []net.Conn{peer, src, dst, reader} {
+		c.SetDeadline(deadline)
+	}
+	return peer, src, dst, reader
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -25,18 +24,7 @@ import (
 func TestRelayWithoutPipe(t *testing.T) {
 	kerneltest.Require(t, kernel.FeatureULP)
 	ccfg, scfg := ktlstest.TLS13.Configs()
-	peer, src := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-	dst, reader := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-	if o := src.(*ktls.Conn).Offload(); !o.RX {
-		t.Fatalf("src: Offload() = %v, want RX", o)
-	}
-	if o := dst.(*ktls.Conn).Offload(); !o.TX {
-		t.Fatalf("dst: Offload() = %v, want TX", o)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for _, c := range []net.Conn{peer, src, dst, reader} {
-		c.SetDeadline(deadline)
-	}
+	peer, src, dst, reader := relayConns(t, ccfg, scfg)
 
 	data := wiretest.RandomBytes(256<<10, 7)
 	go func() {
