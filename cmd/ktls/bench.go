@@ -26,7 +26,7 @@ import (
 func newBenchCmd() *cobra.Command {
 	var (
 		scenarios, servers, sizes string
-		bulk                      string
+		bulk, uploadReads         string
 		conns, repeat             int
 		perSample                 string
 		jsonOut, chart            string
@@ -47,10 +47,14 @@ crypto/tls), nginx-ktls (nginx, sendfile on, OpenSSL's kernel TLS), nginx
 
 Scenarios: files (many connections, each size), bulk (one connection, one
 big file, per cipher), upload (one connection posting a big body, which the
-server reads: the receive path), latency (p50 and p99 of small requests),
-handshake (a new connection per request).
+server reads in reads of each --upload-reads size: the receive path),
+latency (p50 and p99 of small requests), handshake (a new connection per
+request).
 
-Compare only figures from one run: in the kernel lab everything is emulated.`,
+All servers run for the whole benchmark, and their samples interleave:
+each round samples every server once, in an order that reverses every
+other round, so drift on the machine lands on all of them alike. Compare
+only figures from one run: in the kernel lab everything is emulated.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkBenchFlags(scenarios, servers, conns, repeat); err != nil {
@@ -77,6 +81,13 @@ Compare only figures from one run: in the kernel lab everything is emulated.`,
 			}
 			if cfg.BulkSize, err = parseByteSize(bulk); err != nil {
 				return fmt.Errorf("--bulk: %w", err)
+			}
+			for _, s := range splitList(uploadReads) {
+				n, err := parseByteSize(s)
+				if err != nil || n > maxUploadRead {
+					return fmt.Errorf("--upload-reads: %q is not a size from 1 to 16M", s)
+				}
+				cfg.UploadReads = append(cfg.UploadReads, n)
 			}
 			if cfg.PerSample, err = parseByteSize(perSample); err != nil {
 				return fmt.Errorf("--per-sample: %w", err)
@@ -107,7 +118,8 @@ Compare only figures from one run: in the kernel lab everything is emulated.`,
 	f.StringVar(&scenarios, "scenarios", strings.Join(bench.Scenarios, ","), "scenarios to run")
 	f.StringVar(&servers, "servers", strings.Join(bench.Servers, ","), "servers to compare")
 	f.StringVar(&sizes, "sizes", "4K,1M,256M", "file sizes for the files scenario")
-	f.StringVar(&bulk, "bulk", "256M", "size of the bulk scenario's transfer")
+	f.StringVar(&bulk, "bulk", "256M", "size of the bulk scenario's transfer, and of the upload's body")
+	f.StringVar(&uploadReads, "upload-reads", "4K,256K", "read sizes in which the Go servers read the upload's body, a case each")
 	f.IntVar(&conns, "conns", 16, "concurrent connections for the files scenario")
 	f.IntVar(&repeat, "repeat", 3, "samples per case")
 	f.StringVar(&perSample, "per-sample", "512M", "about how much each files sample moves")
@@ -178,9 +190,12 @@ func checkBenchFlags(scenarios, servers string, conns, repeat int) error {
 		if len(names) == 0 {
 			return fmt.Errorf("%s: name at least one of %s", l.flag, strings.Join(l.known, ", "))
 		}
-		for _, name := range names {
+		for i, name := range names {
 			if !slices.Contains(l.known, name) {
 				return fmt.Errorf("%s: unknown %q (have %s)", l.flag, name, strings.Join(l.known, ", "))
+			}
+			if slices.Contains(names[:i], name) {
+				return fmt.Errorf("%s: %q twice", l.flag, name)
 			}
 		}
 	}
@@ -210,6 +225,10 @@ func parseByteSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
+// maxUploadRead bounds the reads of the upload case, and so the buffer
+// the bench server makes for them.
+const maxUploadRead = 16 << 20
+
 // newBenchServerCmd is the server process bench starts for the Go
 // implementations: no access log, nothing but the file server.
 func newBenchServerCmd() *cobra.Command {
@@ -230,8 +249,18 @@ func newBenchServerCmd() *cobra.Command {
 			files := http.FileServer(http.Dir(dir))
 			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/upload" {
-					// Read the body and throw it away: the receive path.
-					io.Copy(io.Discard, r.Body)
+					// Read the body in reads of the size asked for and
+					// throw it away: the receive path.
+					n, err := strconv.Atoi(r.URL.Query().Get("read"))
+					if err != nil || n < 1 || n > maxUploadRead {
+						n = 8 << 10 // io.Copy's size
+					}
+					buf := make([]byte, n)
+					for {
+						if _, err := r.Body.Read(buf); err != nil {
+							break
+						}
+					}
 					w.WriteHeader(http.StatusNoContent)
 					return
 				}

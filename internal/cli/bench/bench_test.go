@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,28 @@ func TestChartLabelsFallback(t *testing.T) {
 	}
 	if bytes.Contains(svg, []byte("go (FALLBACK")) {
 		t.Error("the chart's legend says go fell back")
+	}
+}
+
+// TestInterleave checks the order of the samples: every server of a case
+// sampled once a round, the rounds of one case together, and the order
+// of the servers reversed every other round, so that no server is always
+// the first after the previous case.
+func TestInterleave(t *testing.T) {
+	// Two cases of three servers: jobs 0-2 and 3-5.
+	got := interleave(6, 3, 3)
+	want := []step{
+		{0, 0}, {1, 0}, {2, 0},
+		{2, 1}, {1, 1}, {0, 1},
+		{0, 2}, {1, 2}, {2, 2},
+		{3, 0}, {4, 0}, {5, 0},
+		{5, 1}, {4, 1}, {3, 1},
+		{3, 2}, {4, 2}, {5, 2},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("interleave(6, 3, 3) =\n%v, want\n%v", got, want)
+	}
+	if got := interleave(2, 1, 2); !slices.Equal(got, []step{{0, 0}, {0, 1}, {1, 0}, {1, 1}}) {
+		t.Errorf("one server: %v", got)
 	}
 }

@@ -26,8 +26,11 @@ type Config struct {
 	Servers   []string
 	Sizes     []int64 // file sizes for the files scenario
 	BulkSize  int64   // the one big transfer of the bulk scenario
-	Conns     int     // concurrent connections for files
-	Repeat    int     // samples per case
+	// UploadReads are the sizes of the reads in which the server reads
+	// the upload's body, a case each.
+	UploadReads []int64
+	Conns       int // concurrent connections for files
+	Repeat      int // samples per case, interleaved across the servers
 	// PerSample is about how many bytes each files sample moves.
 	PerSample int64
 	Self      string    // this program, which runs the Go servers
@@ -113,9 +116,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					return nil, err
 				}
 				conns := cfg.Conns
-				// Small files are about requests, not bytes: a few
-				// thousand make a sample.
-				requests := int(min(max(int64(conns), cfg.PerSample/size), 4000))
+				// A sample moves about PerSample bytes, whatever the
+				// size: small files make many requests, so their CPU
+				// figure rests on as many clock ticks as a big file's.
+				requests := int(max(int64(conns), cfg.PerSample/size))
 				add(sc, sizeName(size), load{url: "/" + name, size: size, conns: conns, requests: requests, keepAlive: true})
 			}
 		case "bulk":
@@ -129,10 +133,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				add(sc, c.name, load{url: "/" + name, size: cfg.BulkSize, conns: 1, requests: 1, keepAlive: true, tls: t})
 			}
 		case "upload":
-			// What the server spends receiving: the RX side, where kernel
-			// TLS is said to lose.
-			add(sc, sizeName(cfg.BulkSize)+" POST", load{url: "/upload", size: cfg.BulkSize, conns: 1, requests: 1,
-				keepAlive: true, upload: true})
+			// What the server spends receiving: the RX side. The Go
+			// servers' handler reads the body in reads of each size
+			// (net/http itself reads 4 to 8 KiB at a time); nginx reads
+			// its own way whatever the case says.
+			for _, rd := range cfg.UploadReads {
+				add(sc, fmt.Sprintf("%s POST, %s reads", sizeName(cfg.BulkSize), sizeName(rd)),
+					load{url: fmt.Sprintf("/upload?read=%d", rd), size: cfg.BulkSize, conns: 1, requests: 1,
+						keepAlive: true, upload: true})
+			}
 		case "latency":
 			name, err := file(128)
 			if err != nil {
@@ -150,54 +159,86 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
-	// One server process at a time, all its cases in a row.
-	for _, srvName := range cfg.Servers {
-		var mine []job
-		for _, j := range jobs {
-			if j.server == srvName {
-				mine = append(mine, j)
-			}
+	// Every server runs for the whole benchmark, idle while another is
+	// measured, and the samples interleave: each case takes its rounds in
+	// turn, and every round samples each server once, in an order that
+	// reverses every other round. Whatever drifts on the machine during a
+	// run (other work, thermal state, page cache) then lands on every
+	// server alike, instead of on whichever ran last.
+	servers := make(map[string]*server)
+	failed := make(map[string]string) // server name → why it didn't start
+	defer func() {
+		for _, srv := range servers {
+			srv.stop()
 		}
-		if len(mine) == 0 {
-			continue
-		}
-		srv, err := e.start(ctx, srvName)
+	}()
+	for _, name := range cfg.Servers {
+		srv, err := e.start(ctx, name)
 		if err != nil {
-			for _, j := range mine {
-				rep.Results = append(rep.Results, Result{Scenario: j.scenario, Server: srvName, Case: j.cse, Conns: j.ld.conns, Err: err.Error()})
-			}
-			fmt.Fprintf(cfg.Progress, "bench: %s: %v\n", srvName, err)
+			failed[name] = err.Error()
+			fmt.Fprintf(cfg.Progress, "bench: %s: %v\n", name, err)
 			continue
 		}
-		for _, j := range mine {
-			r := Result{Scenario: j.scenario, Server: srvName, Case: j.cse, Conns: j.ld.conns}
-			j.ld.url = srv.url + j.ld.url
-			for i := range cfg.Repeat {
-				if ctx.Err() != nil {
-					break
-				}
-				fmt.Fprintf(cfg.Progress, "bench: %-9s %-10s %-26s sample %d/%d", j.scenario, srvName, j.cse, i+1, cfg.Repeat)
-				s, err := j.ld.run(ctx, srv.pid(), srv.stats)
-				if err != nil {
-					r.Err = err.Error()
-					fmt.Fprintf(cfg.Progress, ": %v\n", err)
-					break
-				}
-				fmt.Fprintf(cfg.Progress, ": %.1f MiB/s, %v\n", s.Throughput(), s.Elapsed.Round(time.Millisecond))
-				r.Samples = append(r.Samples, s)
-			}
-			rep.Results = append(rep.Results, r)
+		servers[name] = srv
+	}
+	results := make([]Result, len(jobs))
+	for i, j := range jobs {
+		results[i] = Result{Scenario: j.scenario, Server: j.server, Case: j.cse, Conns: j.ld.conns, Err: failed[j.server]}
+		if srv := servers[j.server]; srv != nil {
+			jobs[i].ld.url = srv.url + j.ld.url
 		}
-		srv.stop()
+	}
+	for _, st := range interleave(len(jobs), len(cfg.Servers), cfg.Repeat) {
 		if ctx.Err() != nil {
 			break
 		}
+		j, r := jobs[st.job], &results[st.job]
+		srv := servers[j.server]
+		if srv == nil || r.Err != "" {
+			continue // didn't start, or failed an earlier sample
+		}
+		fmt.Fprintf(cfg.Progress, "bench: %-9s %-10s %-26s sample %d/%d", j.scenario, j.server, j.cse, st.sample+1, cfg.Repeat)
+		s, err := j.ld.run(ctx, srv.pid(), srv.stats)
+		if err != nil {
+			r.Err = err.Error()
+			fmt.Fprintf(cfg.Progress, ": %v\n", err)
+			continue
+		}
+		fmt.Fprintf(cfg.Progress, ": %.1f MiB/s, %v\n", s.Throughput(), s.Elapsed.Round(time.Millisecond))
+		r.Samples = append(r.Samples, s)
 	}
-	// Keep the report in scenario order, as configured.
+	// Report each scenario's rows server by server, as configured.
+	rep.Results = results
 	slices.SortStableFunc(rep.Results, func(a, b Result) int {
-		return slices.Index(cfg.Scenarios, a.Scenario) - slices.Index(cfg.Scenarios, b.Scenario)
+		if d := slices.Index(cfg.Scenarios, a.Scenario) - slices.Index(cfg.Scenarios, b.Scenario); d != 0 {
+			return d
+		}
+		return slices.Index(cfg.Servers, a.Server) - slices.Index(cfg.Servers, b.Server)
 	})
 	return rep, ctx.Err()
+}
+
+// A step is one sample of one job.
+type step struct{ job, sample int }
+
+// interleave orders the samples of jobs, which come as cases of servers
+// servers each (a case's jobs side by side, one per server, in the
+// servers' order): case by case, round by round, each round sampling
+// every server of the case once, forwards in even rounds and backwards
+// in odd ones, so no server always goes first.
+func interleave(jobs, servers, repeat int) []step {
+	var steps []step
+	for c := 0; c < jobs; c += servers {
+		for round := range repeat {
+			for k := range servers {
+				if round%2 == 1 {
+					k = servers - 1 - k
+				}
+				steps = append(steps, step{c + k, round})
+			}
+		}
+	}
+	return steps
 }
 
 // writeCert makes a self-signed certificate for the servers and returns
