@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/keylog"
@@ -225,25 +226,35 @@ func offloadRuledOut(opts *Options) bool {
 	return known && err != nil
 }
 
+// newHandshakeConn returns what crypto/tls runs the handshake over: a
+// reader that watches the records for the handoff, or, where
+// offloadRuledOut, one in passthrough from the start, which holds nothing
+// of a watch and only tells whether the socket reached its end.
+func newHandshakeConn(raw net.Conn, opts *Options, isClient bool) *handshakeConn {
+	if offloadRuledOut(opts) {
+		return &handshakeConn{Conn: recordio.NewPassthrough(raw)}
+	}
+	return &handshakeConn{Conn: recordio.NewConn(raw, isClient)}
+}
+
 // handshakeConfig returns the config crypto/tls runs the handshake on:
-// from watched (clientConfig or serverConfig) where the kernel may take
-// the connection. Where offloadRuledOut, the connection needs none of
-// the handoff's bookkeeping: the key log capture, which needs a clone of
-// the config per connection, and the record-boundary reader and the copy
-// of what crypto/tls writes, which prove the sequence numbers. Together
-// they cost a handshake 5 to 7% of crypto/tls's CPU on a host without
-// kernel TLS (BenchmarkHandshakeInterleaved; the largest part is the
-// reader's two read(2) calls per record, where crypto/tls reads about
-// once per flight). So such a connection is crypto/tls's from the start:
-// the handshake runs on the user's config, over the socket as crypto/tls
-// reads and writes it, and the handoff only says why the kernel took
-// nothing.
-func handshakeConfig(user *tls.Config, opts *Options, hc *handshakeConn, watched func(*tls.Config, *handshakeConn) *tls.Config) *tls.Config {
-	if !offloadRuledOut(opts) {
+// from watched (clientConfig or serverConfig) where hc watches the records,
+// as it does unless offloadRuledOut. Where offloadRuledOut, the
+// connection needs none of the handoff's bookkeeping: the key log capture,
+// which needs a clone of the config per connection, and the
+// record-boundary reader and the copy of what crypto/tls writes, which
+// prove the sequence numbers. Together they cost a handshake 5 to 7% of
+// crypto/tls's CPU on a host without kernel TLS
+// (BenchmarkHandshakeInterleaved; the largest part is the reader's two
+// read(2) calls per record, where crypto/tls reads about once per
+// flight), and memory for the life of the connection. So such a
+// connection is crypto/tls's from the start: the handshake runs on the
+// user's config, over the socket as crypto/tls reads and writes it, and
+// the handoff only says why the kernel took nothing.
+func handshakeConfig(user *tls.Config, hc *handshakeConn, watched func(*tls.Config, *handshakeConn) *tls.Config) *tls.Config {
+	if hc.Watching() {
 		return watched(user, hc)
 	}
-	hc.ReadPassthrough()
-	hc.WritePassthrough()
 	if user == nil {
 		return &tls.Config{}
 	}

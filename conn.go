@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls/internal/record"
-	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // A Conn is a TLS connection whose record layer the kernel may handle. It
@@ -60,7 +59,7 @@ func Client(conn net.Conn, config *tls.Config) *Conn {
 // ClientWithOptions is Client with offload options.
 func ClientWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, true)
-	c.tc = tls.Client(c.hc, handshakeConfig(config, &c.opts, c.hc, clientConfig))
+	c.tc = tls.Client(c.hc, handshakeConfig(config, c.hc, clientConfig))
 	return c
 }
 
@@ -74,7 +73,7 @@ func Server(conn net.Conn, config *tls.Config) *Conn {
 // ServerWithOptions is Server with offload options.
 func ServerWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, false)
-	c.tc = tls.Server(c.hc, handshakeConfig(config, &c.opts, c.hc, serverConfig))
+	c.tc = tls.Server(c.hc, handshakeConfig(config, c.hc, serverConfig))
 	return c
 }
 
@@ -83,7 +82,7 @@ func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *C
 	if opts != nil {
 		c.opts = *opts
 	}
-	c.hc = &handshakeConn{Conn: recordio.NewConn(conn, isClient)}
+	c.hc = newHandshakeConn(conn, &c.opts, isClient)
 	c.tx.sock = socket{conn}
 	c.tx.keyUpdateLimit = c.opts.keyUpdateLimit
 	c.rx.sock = socket{conn}
