@@ -413,12 +413,14 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// unlockRX unlocks the reading side. After a Close, whose zeroAfterClose
+// unlockRX unlocks the reading side, giving back the record buffer unless
+// plaintext in it waits to be read. After a Close, whose zeroAfterClose
 // found it locked, the read that held it wipes the read secrets.
 // Unlocking first and trying the lock again can't miss: either Close's
 // TryLock came after this Unlock and did it, or it failed while this read
 // held the lock, after Close had set bit 0, which is then seen here.
 func (c *Conn) unlockRX() {
+	c.rx.releaseBufLocked()
 	c.rx.Unlock()
 	if c.activeCall.Load()&1 != 0 {
 		c.rx.zeroAfterClose()

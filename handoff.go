@@ -195,12 +195,9 @@ func (c *Conn) rxStaysOnTLS(keys *handoffKeys) {
 // receiving side that offloadRX deferred. c.rx is locked.
 func (c *Conn) readDeferred(b []byte) (int, error) {
 	h := &c.rx
-	if cap(h.buf) < record.MaxCiphertextTLS12 {
-		h.buf = make([]byte, record.MaxCiphertextTLS12)
-	}
 	// A buffer larger than any record's plaintext: crypto/tls returns the
 	// whole record, so it holds nothing back when the kernel takes over.
-	buf := h.buf[:record.MaxCiphertextTLS12]
+	buf := h.lendBuf(record.MaxCiphertextTLS12).take()
 	n, err := c.readTLS(buf)
 	if n == 0 {
 		return 0, err

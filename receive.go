@@ -58,9 +58,9 @@ type rxHalf struct {
 	translate       *record.Protector
 	translateSecret *keyschedule.ApplicationSecret // TLS 1.3
 
-	pending []byte // plaintext read but not yet returned
-	buf     []byte
-	err     error // sticky, except for timeouts
+	pending []byte    // plaintext read but not yet returned
+	buf     recordBuf // while a read, or what pending holds, needs it
+	err     error     // sticky, except for timeouts
 
 	// Once the kernel decrypts:
 	oob     []byte                 // for the record type
@@ -210,11 +210,11 @@ const maxUselessRecords = 16
 // readKernel reads from a socket the kernel decrypts. h is locked.
 func (h *rxHalf) readKernel(b []byte) (int, error) {
 	for {
-		buf := b
-		if len(buf) < record.MaxPlaintext {
-			buf = h.smallReadBuf(b)
+		var lend *recordBuf
+		if len(b) < record.MaxPlaintext {
+			lend = h.smallReadBuf()
 		}
-		n, typ, err := h.recvRecord(buf)
+		n, typ, buf, err := h.recvRecord(b, lend)
 		if err != nil {
 			return 0, h.readError(err)
 		}
@@ -234,12 +234,32 @@ func (h *rxHalf) readKernel(b []byte) (int, error) {
 	}
 }
 
-// recvRecord reads one record's plaintext into buf, and its type.
-func (h *rxHalf) recvRecord(buf []byte) (n int, typ uint8, err error) {
+// recvRecord reads one record's plaintext, and its type, into buf, or
+// into the buffer lend lends (see socket.recvRecord); it returns the
+// buffer it read into.
+func (h *rxHalf) recvRecord(buf []byte, lend *recordBuf) (n int, typ uint8, used []byte, err error) {
 	if h.oob == nil {
 		h.oob = make([]byte, kernel.OOBSize)
 	}
-	return h.sock.recvRecord(buf, h.oob)
+	return h.sock.recvRecord(buf, lend, h.oob)
+}
+
+// lendBuf returns h.buf, set to lend a buffer of size bytes. h is locked.
+func (h *rxHalf) lendBuf(size int) *recordBuf {
+	h.buf.size = size
+	return &h.buf
+}
+
+// releaseBufLocked gives the record buffer back to the pool, unless
+// plaintext waits to be read (h.pending, which may lie in it). h is
+// locked.
+func (h *rxHalf) releaseBufLocked() {
+	if len(h.pending) > 0 {
+		return
+	}
+	// An empty pending may still point into the buffer.
+	h.pending = nil
+	h.buf.give()
 }
 
 // recordLocked acts on one record that recvmsg returned, and reports
@@ -508,12 +528,13 @@ func (h *rxHalf) advanceTranslator() error {
 	return nil
 }
 
-// A read smaller than a record goes through h.buf, one record's
-// plaintext, for two reasons: a control record must fit whole, and the
-// kernel decrypts a record straight into the reader's memory only when the
-// read can hold it. Reading 16 KiB records 4 KiB at a time, going straight
-// to the caller's buffer instead took 1.15x to 1.2x the time, and a 64 KiB
-// buffer gained nothing (BenchmarkRXRead, lab, 6.1 and 7.3).
+// A read smaller than a record goes through the record buffer (h.buf,
+// recordbuf.go), one record's plaintext, for two reasons: a control
+// record must fit whole, and the kernel decrypts a record straight into
+// the reader's memory only when the read can hold it. Reading 16 KiB
+// records 4 KiB at a time, going straight to the caller's buffer instead
+// took 1.15x to 1.2x the time, and a 64 KiB buffer gained nothing
+// (BenchmarkRXRead, lab, 6.1 and 7.3).
 //
 // readKernel takes every record with recvmsg(2) and its control message.
 // read(2) returns application data only, fails with EIO leaving a control
@@ -529,16 +550,13 @@ func (h *rxHalf) advanceTranslator() error {
 // expect. Benchmarks only.
 var rxSmallReadBuf atomic.Int64
 
-// smallReadBuf returns the buffer a read into b, smaller than a record,
-// goes through. h is locked.
-func (h *rxHalf) smallReadBuf(b []byte) []byte {
+// smallReadBuf returns what lends the buffer a read smaller than a record
+// goes through, or nil where the read goes to the caller's buffer
+// (benchmarks only). h is locked.
+func (h *rxHalf) smallReadBuf() *recordBuf {
 	n := int(rxSmallReadBuf.Load())
 	if n < 0 {
-		return b
+		return nil
 	}
-	size := max(record.MaxPlaintext, n)
-	if cap(h.buf) < size {
-		h.buf = make([]byte, max(size, record.MaxCiphertextTLS12))
-	}
-	return h.buf[:size]
+	return h.lendBuf(max(record.MaxPlaintext, n))
 }
