@@ -25,7 +25,7 @@ import (
 type Conn struct {
 	raw      net.Conn
 	hc       *handshakeConn
-	tc       *tls.Conn
+	tc       atomic.Pointer[tls.Conn] // nil once let go of (release.go)
 	isClient bool
 	opts     Options
 	config   *tls.Config // the user's, never modified
@@ -34,6 +34,9 @@ type Conn struct {
 	handshakeDone atomic.Bool
 	offload       Offload
 	requiredErr   error // a Required direction was not offloaded: the connection failed
+	// state is crypto/tls's state at the end of a handshake whose TX the
+	// kernel took; it answers once crypto/tls is let go of (release.go).
+	state *tls.ConnectionState
 
 	// The two directions, each with its own lock, secret, sticky error
 	// and protection; the handoff gives each to the kernel, or leaves it
@@ -59,7 +62,7 @@ func Client(conn net.Conn, config *tls.Config) *Conn {
 // ClientWithOptions is Client with offload options.
 func ClientWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, true)
-	c.tc = tls.Client(c.hc, handshakeConfig(config, c.hc, clientConfig))
+	c.tc.Store(tls.Client(c.hc, handshakeConfig(config, c.hc, clientConfig)))
 	return c
 }
 
@@ -73,7 +76,7 @@ func Server(conn net.Conn, config *tls.Config) *Conn {
 // ServerWithOptions is Server with offload options.
 func ServerWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, false)
-	c.tc = tls.Server(c.hc, handshakeConfig(config, c.hc, serverConfig))
+	c.tc.Store(tls.Server(c.hc, handshakeConfig(config, c.hc, serverConfig)))
 	return c
 }
 
@@ -111,7 +114,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if c.requiredErr != nil {
 		return c.requiredErr
 	}
-	if err := c.tc.HandshakeContext(ctx); err != nil {
+	if err := c.tc.Load().HandshakeContext(ctx); err != nil {
 		// No handoff will wipe what the key log collected before the
 		// failure (a peer can fail a handshake after the traffic secrets,
 		// by sending no certificate, say): do it now.
@@ -146,6 +149,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// Nothing more may go out under that key, so the socket closes
 		// here, before any Read or Write can get the kernel to send.
 		c.raw.Close()
+	} else {
+		// Any Close from now on sees the handshake done, and leaves
+		// crypto/tls alone where the kernel took TX.
+		c.releaseTLS()
 	}
 	return nil
 }
@@ -195,17 +202,33 @@ func (c *Conn) Offload() Offload {
 	return c.offload
 }
 
-// ConnectionState returns the state of the handshake, from crypto/tls.
-func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
+// ConnectionState returns the state of the handshake, as crypto/tls gave
+// it.
+func (c *Conn) ConnectionState() tls.ConnectionState {
+	if tc := c.liveTLS(); tc != nil {
+		return tc.ConnectionState()
+	}
+	return *c.state
+}
 
 // OCSPResponse returns the stapled OCSP response from the TLS server, if
 // any, as tls.Conn.OCSPResponse does. (Valid for client connections only.)
-func (c *Conn) OCSPResponse() []byte { return c.tc.OCSPResponse() }
+func (c *Conn) OCSPResponse() []byte {
+	if tc := c.liveTLS(); tc != nil {
+		return tc.OCSPResponse()
+	}
+	return c.state.OCSPResponse
+}
 
 // VerifyHostname checks that the peer certificate chain is valid for
 // connecting to host, as tls.Conn.VerifyHostname does: it fails before
 // the handshake and when the chain was not verified.
-func (c *Conn) VerifyHostname(host string) error { return c.tc.VerifyHostname(host) }
+func (c *Conn) VerifyHostname(host string) error {
+	if tc := c.liveTLS(); tc != nil {
+		return tc.VerifyHostname(host)
+	}
+	return c.stateVerifyHostname(host)
+}
 
 // NetConn returns the connection the Conn was made on. Reading or writing
 // it directly corrupts the TLS session.
@@ -265,7 +288,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 // that ended without close_notify, as for one that sent it: tell them
 // apart.
 func (c *Conn) readTLS(b []byte) (int, error) {
-	n, err := c.tc.Read(b)
+	n, err := c.tc.Load().Read(b)
 	if err == io.EOF && c.hc.SawEOF() {
 		err = io.ErrUnexpectedEOF
 	}
@@ -282,7 +305,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	if !c.tx.kernel {
-		n, err := c.tc.Write(b)
+		n, err := c.tc.Load().Write(b)
 		return n, fromTLS(err)
 	}
 	if err := c.tx.lockWrite(); err != nil {
@@ -365,7 +388,7 @@ func (c *Conn) Close() error {
 	if !c.handshakeDone.Load() || !c.tx.kernel {
 		// The handoff wiped the secrets of a connection the kernel didn't
 		// take, and a failed handshake its own.
-		return c.tc.Close()
+		return c.tc.Load().Close()
 	}
 	if x != 0 {
 		// A write is in flight: this Close is to unblock it. The last
@@ -402,7 +425,7 @@ func (c *Conn) CloseWrite() error {
 	if c.tx.kernel {
 		err = c.tx.closeNotify()
 	} else {
-		err = c.tc.CloseWrite()
+		err = c.tc.Load().CloseWrite()
 	}
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 // never fails the connection: whatever can't be offloaded stays on
 // crypto/tls, and the reason goes into c.offload.
 func (c *Conn) handoff() {
-	cs := c.tc.ConnectionState()
+	cs := c.tc.Load().ConnectionState()
 	o := &c.offload
 	o.Version, o.CipherSuite = cs.Version, cs.CipherSuite
 
@@ -33,6 +33,7 @@ func (c *Conn) handoff() {
 		return
 	}
 	o.TX = true
+	c.state = keepState(cs) // see release.go
 	if testHookAfterTX != nil {
 		testHookAfterTX(c)
 	}
@@ -238,6 +239,7 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 	c.offload.RX, c.offload.RXReason = reason == nil, reason
 	if reason == nil {
 		c.offload.RXNoPad, c.offload.RXNoPadReason = noPadReason == nil, noPadReason
+		c.releaseTLS()
 	}
 	c.handshakeMu.Unlock()
 
