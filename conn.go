@@ -34,9 +34,6 @@ type Conn struct {
 	handshakeDone atomic.Bool
 	offload       Offload
 	requiredErr   error // a Required direction was not offloaded: the connection failed
-	// state is crypto/tls's state at the end of a handshake whose TX the
-	// kernel took; it answers once crypto/tls is let go of (release.go).
-	state *tls.ConnectionState
 
 	// The two directions, each with its own lock, secret, sticky error
 	// and protection; the handoff gives each to the kernel, or leaves it
@@ -87,8 +84,6 @@ func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *C
 	}
 	c.hc = newHandshakeConn(conn, &c.opts, isClient)
 	c.tx.sock = socket{conn}
-	c.tx.keyUpdateLimit = c.opts.keyUpdateLimit
-	c.rx.sock = socket{conn}
 	c.rx.tx = &c.tx
 	c.rx.rec = c.hc.Conn
 	c.rx.isClient = isClient
@@ -183,7 +178,9 @@ func (c *Conn) abortRequired() {
 	c.raw.Close()
 	c.rx.Lock()
 	c.rx.zeroSecretsLocked()
-	c.rx.deferred = nil
+	if c.rx.rxKernel != nil {
+		c.rx.deferred = nil
+	}
 	c.rx.Unlock()
 	c.tx.Lock()
 	c.tx.zeroSecretLocked()
@@ -208,7 +205,7 @@ func (c *Conn) ConnectionState() tls.ConnectionState {
 	if tc := c.liveTLS(); tc != nil {
 		return tc.ConnectionState()
 	}
-	return *c.state
+	return *c.tx.state
 }
 
 // OCSPResponse returns the stapled OCSP response from the TLS server, if
@@ -217,7 +214,7 @@ func (c *Conn) OCSPResponse() []byte {
 	if tc := c.liveTLS(); tc != nil {
 		return tc.OCSPResponse()
 	}
-	return c.state.OCSPResponse
+	return c.tx.state.OCSPResponse
 }
 
 // VerifyHostname checks that the peer certificate chain is valid for
@@ -278,7 +275,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	switch {
 	case c.rx.kernel.Load():
 		return c.rx.readKernel(b)
-	case c.rx.deferred != nil:
+	case c.rx.deferring():
 		return c.readDeferred(b)
 	}
 	return c.readTLS(b)

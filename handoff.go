@@ -33,7 +33,7 @@ func (c *Conn) handoff() {
 		return
 	}
 	o.TX = true
-	c.state = keepState(cs) // see release.go
+	c.tx.state = keepState(cs) // see release.go
 	if testHookAfterTX != nil {
 		testHookAfterTX(c)
 	}
@@ -139,6 +139,7 @@ func (c *Conn) offloadTX(cs tls.ConnectionState) (*handoffKeys, error) {
 	c.rx.startTranslating(suite, translate, keys.translateSecret)
 	keys.translateSecret = nil
 	c.tx.toKernel(suite, keys.txSecret)
+	c.tx.keyUpdateLimit = c.opts.keyUpdateLimit
 	keys.txSecret = nil
 	return keys, nil
 }

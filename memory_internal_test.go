@@ -9,7 +9,7 @@ import "crypto/tls"
 func (c *Conn) RecordBufHeld() (held bool, pending int) {
 	c.rx.Lock()
 	defer c.rx.Unlock()
-	return c.rx.buf.b != nil, len(c.rx.pending)
+	return c.rx.rxKernel != nil && c.rx.buf.b != nil, len(c.rx.pending)
 }
 
 // CryptoTLS returns crypto/tls's Conn under c, or nil once c let go of it.

@@ -169,8 +169,9 @@ func TestRecordBufferOnlyWhilePending(t *testing.T) {
 // pairs over loopback TCP, both ends the same implementation, each having
 // exchanged 4 KiB each way (read in reads smaller than a record), then
 // held with no read or write in progress. Each iteration measures
-// crypto/tls and ktls once each, in alternating order, so that both see
-// the same machine: run it with -benchtime=1x and -count for samples.
+// crypto/tls and ktls once each, in alternating order (from one iteration,
+// or -count run, to the next), so that both see the same machine: run it
+// with -benchtime=1x and -count for samples.
 //
 // The metrics, per pair (two connections):
 //   - tls-heap-B/pair, ktls-heap-B/pair, and ktls/tls, their ratio:
@@ -211,9 +212,11 @@ func BenchmarkMemory(b *testing.B) {
 				kerneltest.Require(b, kernel.FeatureULP)
 			}
 			var sum [2]memorySample // crypto/tls, ktls
-			for i := range b.N {
+			for range b.N {
+				memoryRuns++
 				for j := range 2 {
-					impl := (i + j) % 2 // alternate which goes first
+					// Alternate which goes first, across -count runs too.
+					impl := (memoryRuns + j) % 2
 					ccfg, scfg := mc.sc.Configs()
 					if mc.tickets {
 						ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
@@ -236,6 +239,9 @@ func BenchmarkMemory(b *testing.B) {
 		})
 	}
 }
+
+// memoryRuns counts BenchmarkMemory's iterations, over all its runs.
+var memoryRuns int
 
 // memoryPairs is how many connection pairs a measurement holds: enough
 // that the heap's own granularity (spans, size classes) averages out.

@@ -38,16 +38,29 @@ import (
 // the writer what it couldn't do (see txHalf.failed, txHalf.updateDue).
 type rxHalf struct {
 	sync.Mutex
-	sock     socket
 	tx       *txHalf        // the sending side, which answers the peer
 	rec      *recordio.Conn // what crypto/tls reads through
 	isClient bool
-	suite    *keyschedule.Suite
-
 	// kernel is set when the kernel decrypts: by the handoff, or by the
 	// read that ends a deferral, which holds the lock. It never changes
 	// after.
 	kernel atomic.Bool
+
+	pending []byte // plaintext read but not yet returned
+	err     error  // sticky, except for timeouts
+
+	// What only the handoff and the kernel's path need is allocated once
+	// the kernel encrypts (kernelPart), and not at all for a connection
+	// that stays on crypto/tls, which then costs little more than
+	// crypto/tls's own (BenchmarkMemory).
+	*rxKernel
+}
+
+// rxKernel is the part of an rxHalf that only a connection whose TX the
+// kernel took uses.
+type rxKernel struct {
+	sock  socket
+	suite *keyschedule.Suite
 	// secret is the TLS 1.3 read secret, which the peer's KeyUpdate
 	// needs. Close wipes it (zeroAfterClose).
 	secret   *keyschedule.ApplicationSecret
@@ -58,9 +71,7 @@ type rxHalf struct {
 	translate       *record.Protector
 	translateSecret *keyschedule.ApplicationSecret // TLS 1.3
 
-	pending []byte    // plaintext read but not yet returned
-	buf     recordBuf // while a read, or what pending holds, needs it
-	err     error     // sticky, except for timeouts
+	buf recordBuf // while a read, or what pending holds, needs it
 
 	// Once the kernel decrypts:
 	oob     []byte                 // for the record type
@@ -68,10 +79,24 @@ type rxHalf struct {
 	useless int                    // records in a row that carried nothing
 }
 
+// kernelPart allocates the part only the kernel's path needs, once the
+// kernel encrypts: before any read can use it. It returns h.
+func (h *rxHalf) kernelPart() *rxHalf {
+	if h.rxKernel == nil {
+		h.rxKernel = &rxKernel{sock: h.tx.sock}
+	}
+	return h
+}
+
+// deferring reports whether crypto/tls reads until the first data, for
+// the kernel to take over then (Conn.readDeferred). h is locked.
+func (h *rxHalf) deferring() bool { return h.rxKernel != nil && h.deferred != nil }
+
 // startTranslating gives the reader crypto/tls's write state, p and its
 // TLS 1.3 secret, once the kernel encrypts: from then on, what crypto/tls
 // writes goes to translateRecord.
 func (h *rxHalf) startTranslating(suite *keyschedule.Suite, p *record.Protector, secret *keyschedule.ApplicationSecret) {
+	h.kernelPart()
 	h.suite, h.translate, h.translateSecret = suite, p, secret
 	h.rec.HandOffWrite(h.translateRecord)
 }
@@ -131,6 +156,7 @@ func (h *rxHalf) offload(suite *keyschedule.Suite, keys keyschedule.TrafficKeys,
 // toKernel records that the kernel now decrypts with suite; secret is the
 // TLS 1.3 read secret it holds the key of (nil for TLS 1.2).
 func (h *rxHalf) toKernel(suite *keyschedule.Suite, secret *keyschedule.ApplicationSecret) {
+	h.kernelPart()
 	h.suite, h.secret = suite, secret
 	h.kernel.Store(true)
 }
@@ -138,6 +164,9 @@ func (h *rxHalf) toKernel(suite *keyschedule.Suite, secret *keyschedule.Applicat
 // zeroSecretsLocked wipes the read side's TLS 1.3 secrets. h is locked,
 // or no read can run yet.
 func (h *rxHalf) zeroSecretsLocked() {
+	if h.rxKernel == nil {
+		return // crypto/tls's own, where it reads and writes
+	}
 	for _, s := range []**keyschedule.ApplicationSecret{&h.secret, &h.translateSecret} {
 		if *s != nil {
 			(*s).Zero()
@@ -254,7 +283,7 @@ func (h *rxHalf) lendBuf(size int) *recordBuf {
 // plaintext waits to be read (h.pending, which may lie in it). h is
 // locked.
 func (h *rxHalf) releaseBufLocked() {
-	if len(h.pending) > 0 {
+	if h.rxKernel == nil || len(h.pending) > 0 {
 		return
 	}
 	// An empty pending may still point into the buffer.

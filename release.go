@@ -20,10 +20,10 @@ import (
 // an idle crypto/tls connection holds in all. So the Conn lets go of it
 // (releaseTLS), and answers ConnectionState, OCSPResponse and
 // VerifyHostname from the state crypto/tls gave when the handshake ended
-// (c.state). crypto/tls's own copies of the keys become garbage, as they
+// (c.tx.state). crypto/tls's own copies of the keys become garbage, as they
 // would when the connection ends.
 //
-// c.state is kept for every connection whose TX the kernel took, set in
+// c.tx.state is kept for every connection whose TX the kernel took, set in
 // the handoff before handshakeDone, and never changes after: such a
 // connection never renegotiates (a TLS 1.2 client that allows it stays on
 // crypto/tls), and nothing after a TLS 1.3 handshake changes the state.
@@ -31,9 +31,9 @@ import (
 // change (TLS 1.2 renegotiation).
 //
 // c.tc is atomic: ConnectionState and the others may run at any time, in
-// any goroutine, and load it. They answer from c.state once the handshake
-// is done where it is set, or once c.tc is nil, which it becomes only
-// after c.state is set: either way, what they read of c.state was written
+// any goroutine, and load it. They answer from c.tx.state once the handshake
+// is done where the kernel took TX, or once c.tc is nil, which it becomes only
+// after c.tx.state is set: either way, what they read of it was written
 // before. No lock: a call during the handshake waits in crypto/tls, as it
 // did, and a call from a hook inside the handoff, where handshakeMu is
 // held, answers. The other users of c.tc (the handshake, Read and Write
@@ -44,9 +44,9 @@ import (
 // Close that may still run sees the handshake done.
 
 // liveTLS returns crypto/tls's Conn where it answers for the connection,
-// or nil where c.state does.
+// or nil where c.tx.state does.
 func (c *Conn) liveTLS() *tls.Conn {
-	if c.handshakeDone.Load() && c.state != nil {
+	if c.handshakeDone.Load() && c.tx.kernel {
 		return nil
 	}
 	return c.tc.Load()
@@ -55,7 +55,7 @@ func (c *Conn) liveTLS() *tls.Conn {
 // releaseTLS lets go of crypto/tls once the kernel has both directions,
 // so that it can be collected. handshakeMu is held.
 func (c *Conn) releaseTLS() {
-	if c.state == nil || !c.tx.kernel || !c.rx.kernel.Load() {
+	if !c.tx.kernel || !c.rx.kernel.Load() {
 		return
 	}
 	c.tc.Store(nil)
@@ -79,14 +79,14 @@ func keepState(cs tls.ConnectionState) *tls.ConnectionState {
 	return &cs
 }
 
-// stateVerifyHostname is tls.Conn.VerifyHostname, from c.state, with its
+// stateVerifyHostname is tls.Conn.VerifyHostname, from c.tx.state, with its
 // errors.
 func (c *Conn) stateVerifyHostname(host string) error {
 	if !c.isClient {
 		return errors.New("tls: VerifyHostname called on TLS server connection")
 	}
-	if len(c.state.VerifiedChains) == 0 {
+	if len(c.tx.state.VerifiedChains) == 0 {
 		return errors.New("tls: handshake did not verify certificate chain")
 	}
-	return c.state.PeerCertificates[0].VerifyHostname(host)
+	return c.tx.state.PeerCertificates[0].VerifyHostname(host)
 }
