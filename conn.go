@@ -25,7 +25,7 @@ import (
 type Conn struct {
 	raw      net.Conn
 	hc       *handshakeConn
-	tc       atomic.Pointer[tls.Conn] // nil once let go of (release.go)
+	tc       atomic.Pointer[tls.Conn] // nil once let go of (releaseTLS)
 	isClient bool
 	opts     Options
 	config   *tls.Config // the user's, never modified

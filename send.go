@@ -78,7 +78,7 @@ type txKernel struct {
 	failed atomic.Pointer[error]
 
 	// state is crypto/tls's state at the end of the handshake, which
-	// answers for it once it is let go of (release.go).
+	// answers for it once it is let go of (releaseTLS).
 	state *tls.ConnectionState
 }
 
