@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls/internal/record"
+	"github.com/ktlsgo/ktls/internal/recordio"
 )
 
 // A Conn is a TLS connection whose record layer the kernel may handle. It
@@ -24,7 +25,7 @@ import (
 // sendfile(2) and splice(2) where it can.
 type Conn struct {
 	raw      net.Conn
-	hc       *handshakeConn
+	hc       *handshakeConn // nil where offloadRuledOut (plainTransport)
 	tc       atomic.Pointer[tls.Conn] // nil once let go of (releaseTLS)
 	isClient bool
 	opts     Options
@@ -32,6 +33,7 @@ type Conn struct {
 
 	handshakeMu   sync.Mutex
 	handshakeDone atomic.Bool
+	eof           atomic.Bool // plainTransport's read reached the socket's end
 	offload       Offload
 	requiredErr   error // a Required direction was not offloaded: the connection failed
 
@@ -59,7 +61,7 @@ func Client(conn net.Conn, config *tls.Config) *Conn {
 // ClientWithOptions is Client with offload options.
 func ClientWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, true)
-	c.tc.Store(tls.Client(c.hc, handshakeConfig(config, c.hc, clientConfig)))
+	c.tc.Store(tls.Client(c.transport(), c.handshakeConfig(config, clientConfig)))
 	return c
 }
 
@@ -73,7 +75,7 @@ func Server(conn net.Conn, config *tls.Config) *Conn {
 // ServerWithOptions is Server with offload options.
 func ServerWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, false)
-	c.tc.Store(tls.Server(c.hc, handshakeConfig(config, c.hc, serverConfig)))
+	c.tc.Store(tls.Server(c.transport(), c.handshakeConfig(config, serverConfig)))
 	return c
 }
 
@@ -82,10 +84,12 @@ func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *C
 	if opts != nil {
 		c.opts = *opts
 	}
-	c.hc = newHandshakeConn(conn, &c.opts, isClient)
+	if !offloadRuledOut(&c.opts) {
+		c.hc = &handshakeConn{Conn: recordio.NewConn(conn, isClient)}
+		c.rx.rec = c.hc.Conn
+	}
 	c.tx.sock = socket{conn}
 	c.rx.tx = &c.tx
-	c.rx.rec = c.hc.Conn
 	c.rx.isClient = isClient
 	return c
 }
@@ -286,10 +290,21 @@ func (c *Conn) Read(b []byte) (int, error) {
 // apart.
 func (c *Conn) readTLS(b []byte) (int, error) {
 	n, err := c.tc.Load().Read(b)
-	if err == io.EOF && c.hc.SawEOF() {
+	if err == io.EOF && c.sawEOF() {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, fromTLS(err)
+}
+
+// sawEOF reports whether crypto/tls's read of the socket reached its end.
+// crypto/tls returns io.EOF both for a close_notify and for a connection
+// that just ended; it never reads the socket again after a close_notify,
+// so if the socket did reach its end, the close_notify never came.
+func (c *Conn) sawEOF() bool {
+	if c.hc == nil {
+		return c.eof.Load()
+	}
+	return c.hc.SawEOF()
 }
 
 // Write writes plaintext, as tls.Conn.Write does.

@@ -28,9 +28,11 @@ func (c *Conn) handoff() {
 		if !c.opts.rx() {
 			o.RXReason = ErrDisabled
 		}
-		c.rx.stayOnTLS()
-		c.hc.WritePassthrough()
-		c.zeroSecrets()
+		if c.hc != nil {
+			c.rx.stayOnTLS()
+			c.hc.WritePassthrough()
+			c.zeroSecrets()
+		}
 		return
 	}
 	o.TX = true
@@ -84,6 +86,9 @@ func (k *handoffKeys) zero() {
 // zeroSecrets wipes the handshake's secrets: those the key log collected,
 // and the session the handshake may have resumed.
 func (c *Conn) zeroSecrets() {
+	if c.hc == nil {
+		return // crypto/tls's own: none were captured
+	}
 	if c.hc.secrets != nil {
 		c.hc.secrets.Zero()
 	}
@@ -254,10 +259,10 @@ func (c *Conn) readDeferred(b []byte) (int, error) {
 // the sequence numbers from what crypto/tls read and wrote. Each sequence
 // number is proven, not assumed: see countRecords.
 func (c *Conn) deriveKeys(suite *keyschedule.Suite) (*handoffKeys, error) {
-	sec := c.hc.secrets
-	if sec == nil {
+	if c.hc == nil || c.hc.secrets == nil {
 		return nil, errors.New("ktls: the handshake's secrets were not captured")
 	}
+	sec := c.hc.secrets
 	keys := &handoffKeys{suite: suite}
 	// The keys of the records crypto/tls protected before the application
 	// keys, which the count needs: the TLS 1.3 handshake traffic keys of

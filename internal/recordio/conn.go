@@ -67,15 +67,6 @@ type Conn struct {
 	wmode atomic.Int32
 	eof   atomic.Bool // the socket's read side reached its end
 
-	// What the watch needs, allocated apart, and not at all for a Conn
-	// in passthrough from the start (NewPassthrough): that one costs
-	// little more than the net.Conn it wraps, for as long as the
-	// crypto/tls Conn over it lives.
-	*watch
-}
-
-// watch is a watching Conn's state.
-type watch struct {
 	// Read side, used by crypto/tls only, one call at a time.
 	rbuf   []byte // the current record
 	need   int    // its length while it is being read, else 0
@@ -126,22 +117,12 @@ func NewConn(c net.Conn, isClient bool) *Conn {
 	// Of the records read, the newest one suffices: what the caller must
 	// prove of them is that the last one before the handoff was under the
 	// handshake keys, which implies the same of all before it.
-	return &Conn{Conn: c, isClient: isClient, watch: &watch{stats: &stats{out: direction{keep: tailLimit}}}}
-}
-
-// NewPassthrough wraps c in passthrough both ways from the start, for a
-// connection the kernel can't take: it watches nothing, and only tells
-// whether the socket reached its end (SawEOF).
-func NewPassthrough(c net.Conn) *Conn {
-	pc := &Conn{Conn: c}
-	pc.rmode.Store(modePassthrough)
-	pc.wmode.Store(modePassthrough)
-	return pc
+	return &Conn{Conn: c, isClient: isClient, stats: &stats{out: direction{keep: tailLimit}}}
 }
 
 // Read gives crypto/tls at most the rest of one record.
 func (c *Conn) Read(b []byte) (int, error) {
-	if c.watch != nil && c.served < c.ready {
+	if c.served < c.ready {
 		n := copy(b, c.rbuf[c.served:c.ready])
 		c.served += n
 		return n, nil
@@ -388,9 +369,6 @@ func (c *Conn) ClientRandom() (random [32]byte, ok bool) {
 
 // random returns the random of the first hello written, or read.
 func (c *Conn) random(written bool, msgType uint8) (random [32]byte, ok bool) {
-	if c.watch == nil {
-		return random, false
-	}
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	if c.stats == nil {
@@ -412,9 +390,6 @@ func (c *Conn) random(written bool, msgType uint8) (random [32]byte, ok bool) {
 // new keys, starting with Finished, so these are the next sequence
 // numbers. Once neither direction is watched, it returns 0, 0.
 func (c *Conn) RecordsSinceCCS() (read, written int) {
-	if c.watch == nil {
-		return 0, 0
-	}
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	if c.stats == nil {
@@ -426,9 +401,6 @@ func (c *Conn) RecordsSinceCCS() (read, written int) {
 // RecordsRead returns how many records crypto/tls has been given, or 0
 // once neither direction is watched.
 func (c *Conn) RecordsRead() int {
-	if c.watch == nil {
-		return 0
-	}
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	if c.stats == nil {
@@ -443,9 +415,6 @@ func (c *Conn) RecordsRead() int {
 // are kept, only counted. Once neither direction is watched, it returns
 // the zero Records.
 func (c *Conn) Written() Records {
-	if c.watch == nil {
-		return Records{SinceCCS: -1}
-	}
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	if c.stats == nil {
@@ -458,9 +427,6 @@ func (c *Conn) Written() Records {
 // does; of the records that may be under new keys, only the newest is
 // kept.
 func (c *Conn) ReadRecords() Records {
-	if c.watch == nil {
-		return Records{SinceCCS: -1}
-	}
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	if c.stats == nil {
@@ -473,11 +439,11 @@ func (c *Conn) ReadRecords() Records {
 // but not yet given to crypto/tls. After a handshake it is always false:
 // crypto/tls stops at a record boundary.
 func (c *Conn) Buffered() bool {
-	return c.watch != nil && len(c.rbuf) > c.served
+	return len(c.rbuf) > c.served
 }
 
-// Watching reports whether the Conn watches either direction still.
-func (c *Conn) Watching() bool {
+// watching reports whether the Conn watches either direction still.
+func (c *Conn) watching() bool {
 	return c.rmode.Load() == modeWatch || c.wmode.Load() == modeWatch
 }
 
@@ -488,8 +454,7 @@ func (c *Conn) Watching() bool {
 func (c *Conn) SawEOF() bool { return c.eof.Load() }
 
 // OnRead sets a function to see every record crypto/tls is given from now
-// on. It must be set while no Read is running, on a Conn that watches its
-// reads.
+// on. It must be set while no Read is running.
 func (c *Conn) OnRead(fn func(record []byte)) { c.onRead = fn }
 
 // The calls below end the watch of a direction. A Conn lives as long as
@@ -503,9 +468,6 @@ func (c *Conn) OnRead(fn func(record []byte)) { c.onRead = fn }
 // It must be called while no Read is running.
 func (c *Conn) ReadPassthrough() {
 	c.rmode.Store(modePassthrough)
-	if c.watch == nil {
-		return
-	}
 	c.onRead = nil
 	c.ReadRecords()
 	c.releaseRead()
@@ -515,9 +477,6 @@ func (c *Conn) ReadPassthrough() {
 // WritePassthrough lets crypto/tls write the socket directly from now on.
 func (c *Conn) WritePassthrough() {
 	c.wmode.Store(modePassthrough)
-	if c.watch == nil {
-		return
-	}
 	c.Written()
 	c.wmu.Lock()
 	// What was written of a record split across writes reached the
@@ -531,9 +490,6 @@ func (c *Conn) WritePassthrough() {
 // reads fail from now on. It must be called while no Read is running.
 func (c *Conn) HandOffRead() {
 	c.rmode.Store(modeHandedOff)
-	if c.watch == nil {
-		return
-	}
 	c.onRead = nil
 	c.releaseRead()
 	c.releaseStats()
@@ -542,9 +498,7 @@ func (c *Conn) HandOffRead() {
 // HandOffWrite marks the transmit direction as the kernel's. From now on,
 // every record crypto/tls writes (an alert, or a reply to a KeyUpdate,
 // while it still reads) goes to translate instead of the socket; with a
-// nil translate, crypto/tls writes fail. The Conn must watch its writes:
-// on one from NewPassthrough, HandOffWrite panics rather than let
-// crypto/tls write on.
+// nil translate, crypto/tls writes fail.
 func (c *Conn) HandOffWrite(translate func(record []byte) error) {
 	c.wmu.Lock()
 	c.translate = translate
@@ -575,7 +529,7 @@ func (c *Conn) releaseRead() {
 // releaseStats drops what the watch saw once neither direction is
 // watched: the handoff has read it by then.
 func (c *Conn) releaseStats() {
-	if c.Watching() {
+	if c.watching() {
 		return
 	}
 	c.smu.Lock()

@@ -3,7 +3,6 @@ package recordio
 import (
 	"crypto/tls"
 	"io"
-	"net"
 	"testing"
 
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
@@ -34,9 +33,6 @@ func handshake(t *testing.T) (client, server *Conn) {
 // held names what a Conn still holds of its watch.
 func held(c *Conn) []string {
 	var h []string
-	if c.watch == nil {
-		return nil
-	}
 	if c.rbuf != nil {
 		h = append(h, "the record buffer")
 	}
@@ -101,40 +97,4 @@ func TestWatchKeptWhileWatching(t *testing.T) {
 	if r := client.ReadRecords(); r.Total == 0 || len(r.Tail) == 0 {
 		t.Errorf("ReadRecords = %+v while the reads are watched, want the records read", r)
 	}
-}
-
-// TestPassthroughFromStart checks that a Conn made in passthrough holds no
-// watch, passes bytes both ways, and still tells an EOF.
-func TestPassthroughFromStart(t *testing.T) {
-	a, b := net.Pipe()
-	defer b.Close()
-	c := NewPassthrough(a)
-	if c.watch != nil {
-		t.Fatal("NewPassthrough allocated a watch")
-	}
-	go func() {
-		buf := make([]byte, 5)
-		io.ReadFull(b, buf)
-		b.Write(buf)
-		b.Close()
-	}()
-	if _, err := c.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(c)
-	if err != nil || string(got) != "hello" {
-		t.Fatalf("read %q, %v", got, err)
-	}
-	if !c.SawEOF() {
-		t.Error("SawEOF is false after the socket's end")
-	}
-	if c.Buffered() || c.Watching() {
-		t.Error("a passthrough Conn says it buffers or watches")
-	}
-	if r := c.Written(); r.Total != 0 || r.SinceCCS != -1 {
-		t.Errorf("Written = %+v, want nothing", r)
-	}
-	c.ReadPassthrough()
-	c.WritePassthrough()
-	c.HandOffRead()
 }
