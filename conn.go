@@ -25,7 +25,7 @@ import (
 // sendfile(2) and splice(2) where it can.
 type Conn struct {
 	raw      net.Conn
-	hc       *handshakeConn // nil where offloadRuledOut (plainTransport)
+	hc       *handshakeConn           // nil where offloadRuledOut (plainTransport)
 	tc       atomic.Pointer[tls.Conn] // nil once let go of (releaseTLS)
 	isClient bool
 	opts     Options
