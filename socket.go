@@ -87,11 +87,14 @@ func (s socket) recSeq(dir kernel.Direction) (uint64, error) {
 func (s socket) recvRecord(buf []byte, lend *recordBuf, oob []byte) (n int, typ uint8, used []byte, err error) {
 	var serr error
 	err = s.rawConn().Read(func(fd uintptr) bool {
+		// buf itself is never assigned: a variable the closure assigns
+		// moves to the heap, an allocation a call.
+		b := buf
 		if lend != nil {
-			buf = lend.take()
+			b = lend.take()
 		}
 		for {
-			n, typ, serr = kernel.RecvRecord(int(fd), buf, oob, 0)
+			n, typ, serr = kernel.RecvRecord(int(fd), b, oob, 0)
 			switch {
 			case errors.Is(serr, syscall.EINTR):
 				continue
@@ -107,5 +110,9 @@ func (s socket) recvRecord(buf []byte, lend *recordBuf, oob []byte) (n int, typ 
 	if err != nil {
 		return 0, 0, nil, s.opError("read", err)
 	}
-	return n, typ, buf, serr
+	used = buf
+	if lend != nil {
+		used = lend.b[:lend.size] // what the last attempt took, and kept
+	}
+	return n, typ, used, serr
 }
