@@ -80,12 +80,11 @@ type rxKernel struct {
 }
 
 // kernelPart allocates the part only the kernel's path needs, once the
-// kernel encrypts: before any read can use it. It returns h.
-func (h *rxHalf) kernelPart() *rxHalf {
+// kernel encrypts: in the handoff, before any read can use it.
+func (h *rxHalf) kernelPart() {
 	if h.rxKernel == nil {
 		h.rxKernel = &rxKernel{sock: h.tx.sock}
 	}
-	return h
 }
 
 // deferring reports whether crypto/tls reads until the first data, for
