@@ -4,6 +4,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"time"
 
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/keylog"
@@ -225,27 +228,58 @@ func offloadRuledOut(opts *Options) bool {
 	return known && err != nil
 }
 
-// handshakeConfig returns the config crypto/tls runs the handshake on:
-// from watched (clientConfig or serverConfig) where the kernel may take
-// the connection. Where offloadRuledOut, the connection needs none of
-// the handoff's bookkeeping: the key log capture, which needs a clone of
-// the config per connection, and the record-boundary reader and the copy
-// of what crypto/tls writes, which prove the sequence numbers. Together
-// they cost a handshake 5 to 7% of crypto/tls's CPU on a host without
-// kernel TLS (BenchmarkHandshakeInterleaved; the largest part is the
-// reader's two read(2) calls per record, where crypto/tls reads about
-// once per flight). So such a connection is crypto/tls's from the start:
-// the handshake runs on the user's config, over the socket as crypto/tls
-// reads and writes it, and the handoff only says why the kernel took
-// nothing.
-func handshakeConfig(user *tls.Config, opts *Options, hc *handshakeConn, watched func(*tls.Config, *handshakeConn) *tls.Config) *tls.Config {
-	if !offloadRuledOut(opts) {
-		return watched(user, hc)
+// transport returns what crypto/tls runs over: the handshakeConn, whose
+// reader watches the records for the handoff, or, where offloadRuledOut,
+// the socket itself, as crypto/tls reads and writes it (plainTransport).
+func (c *Conn) transport() net.Conn {
+	if c.hc != nil {
+		return c.hc
 	}
-	hc.ReadPassthrough()
-	hc.WritePassthrough()
+	return (*plainTransport)(c)
+}
+
+// handshakeConfig returns the config crypto/tls runs the handshake on:
+// from watched (clientConfig or serverConfig) where the reader watches
+// the records, as it does unless offloadRuledOut. Where offloadRuledOut,
+// the connection needs none of the handoff's bookkeeping: the key log
+// capture, which needs a clone of the config per connection, and the
+// record-boundary reader and the copy of what crypto/tls writes, which
+// prove the sequence numbers. Together they cost a handshake 5 to 7% of
+// crypto/tls's CPU on a host without kernel TLS
+// (BenchmarkHandshakeInterleaved; the largest part is the reader's two
+// read(2) calls per record, where crypto/tls reads about once per
+// flight), and memory for the life of the connection (BenchmarkMemory).
+// So such a connection is crypto/tls's from the start: the handshake runs
+// on the user's config, over the socket (plainTransport), and the handoff
+// only says why the kernel took nothing.
+func (c *Conn) handshakeConfig(user *tls.Config, watched func(*tls.Config, *handshakeConn) *tls.Config) *tls.Config {
+	if c.hc != nil {
+		return watched(user, c.hc)
+	}
 	if user == nil {
 		return &tls.Config{}
 	}
 	return user
 }
+
+// A plainTransport is a Conn as crypto/tls's transport where
+// offloadRuledOut: the socket, as crypto/tls would read and write it, and
+// whether a read reached its end (Conn.sawEOF). It is the Conn itself, so
+// such a connection allocates nothing for it.
+type plainTransport Conn
+
+func (p *plainTransport) Read(b []byte) (int, error) {
+	n, err := p.raw.Read(b)
+	if err == io.EOF {
+		p.eof.Store(true)
+	}
+	return n, err
+}
+
+func (p *plainTransport) Write(b []byte) (int, error)        { return p.raw.Write(b) }
+func (p *plainTransport) Close() error                       { return p.raw.Close() }
+func (p *plainTransport) LocalAddr() net.Addr                { return p.raw.LocalAddr() }
+func (p *plainTransport) RemoteAddr() net.Addr               { return p.raw.RemoteAddr() }
+func (p *plainTransport) SetDeadline(t time.Time) error      { return p.raw.SetDeadline(t) }
+func (p *plainTransport) SetReadDeadline(t time.Time) error  { return p.raw.SetReadDeadline(t) }
+func (p *plainTransport) SetWriteDeadline(t time.Time) error { return p.raw.SetWriteDeadline(t) }

@@ -25,14 +25,15 @@ import (
 // sendfile(2) and splice(2) where it can.
 type Conn struct {
 	raw      net.Conn
-	hc       *handshakeConn
-	tc       *tls.Conn
+	hc       *handshakeConn           // nil where offloadRuledOut (plainTransport)
+	tc       atomic.Pointer[tls.Conn] // nil once let go of (releaseTLS)
 	isClient bool
 	opts     Options
 	config   *tls.Config // the user's, never modified
 
 	handshakeMu   sync.Mutex
 	handshakeDone atomic.Bool
+	eof           atomic.Bool // plainTransport's read reached the socket's end
 	offload       Offload
 	requiredErr   error // a Required direction was not offloaded: the connection failed
 
@@ -60,7 +61,7 @@ func Client(conn net.Conn, config *tls.Config) *Conn {
 // ClientWithOptions is Client with offload options.
 func ClientWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, true)
-	c.tc = tls.Client(c.hc, handshakeConfig(config, &c.opts, c.hc, clientConfig))
+	c.tc.Store(tls.Client(c.transport(), c.handshakeConfig(config, clientConfig)))
 	return c
 }
 
@@ -74,7 +75,7 @@ func Server(conn net.Conn, config *tls.Config) *Conn {
 // ServerWithOptions is Server with offload options.
 func ServerWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
 	c := newConn(conn, config, opts, false)
-	c.tc = tls.Server(c.hc, handshakeConfig(config, &c.opts, c.hc, serverConfig))
+	c.tc.Store(tls.Server(c.transport(), c.handshakeConfig(config, serverConfig)))
 	return c
 }
 
@@ -83,12 +84,12 @@ func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *C
 	if opts != nil {
 		c.opts = *opts
 	}
-	c.hc = &handshakeConn{Conn: recordio.NewConn(conn, isClient)}
+	if !offloadRuledOut(&c.opts) {
+		c.hc = &handshakeConn{Conn: recordio.NewConn(conn, isClient)}
+		c.rx.rec = c.hc.Conn
+	}
 	c.tx.sock = socket{conn}
-	c.tx.keyUpdateLimit = c.opts.keyUpdateLimit
-	c.rx.sock = socket{conn}
 	c.rx.tx = &c.tx
-	c.rx.rec = c.hc.Conn
 	c.rx.isClient = isClient
 	return c
 }
@@ -112,7 +113,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if c.requiredErr != nil {
 		return c.requiredErr
 	}
-	if err := c.tc.HandshakeContext(ctx); err != nil {
+	if err := c.tc.Load().HandshakeContext(ctx); err != nil {
 		// No handoff will wipe what the key log collected before the
 		// failure (a peer can fail a handshake after the traffic secrets,
 		// by sending no certificate, say): do it now.
@@ -147,6 +148,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// Nothing more may go out under that key, so the socket closes
 		// here, before any Read or Write can get the kernel to send.
 		c.raw.Close()
+	} else {
+		// Any Close from now on sees the handshake done, and leaves
+		// crypto/tls alone where the kernel took TX.
+		c.releaseTLS()
 	}
 	return nil
 }
@@ -177,7 +182,9 @@ func (c *Conn) abortRequired() {
 	c.raw.Close()
 	c.rx.Lock()
 	c.rx.zeroSecretsLocked()
-	c.rx.deferred = nil
+	if c.rx.rxKernel != nil {
+		c.rx.deferred = nil
+	}
 	c.rx.Unlock()
 	c.tx.Lock()
 	c.tx.zeroSecretLocked()
@@ -196,17 +203,33 @@ func (c *Conn) Offload() Offload {
 	return c.offload
 }
 
-// ConnectionState returns the state of the handshake, from crypto/tls.
-func (c *Conn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
+// ConnectionState returns the state of the handshake, as crypto/tls gave
+// it.
+func (c *Conn) ConnectionState() tls.ConnectionState {
+	if tc := c.liveTLS(); tc != nil {
+		return tc.ConnectionState()
+	}
+	return *c.tx.state
+}
 
 // OCSPResponse returns the stapled OCSP response from the TLS server, if
 // any, as tls.Conn.OCSPResponse does. (Valid for client connections only.)
-func (c *Conn) OCSPResponse() []byte { return c.tc.OCSPResponse() }
+func (c *Conn) OCSPResponse() []byte {
+	if tc := c.liveTLS(); tc != nil {
+		return tc.OCSPResponse()
+	}
+	return c.tx.state.OCSPResponse
+}
 
 // VerifyHostname checks that the peer certificate chain is valid for
 // connecting to host, as tls.Conn.VerifyHostname does: it fails before
 // the handshake and when the chain was not verified.
-func (c *Conn) VerifyHostname(host string) error { return c.tc.VerifyHostname(host) }
+func (c *Conn) VerifyHostname(host string) error {
+	if tc := c.liveTLS(); tc != nil {
+		return tc.VerifyHostname(host)
+	}
+	return c.stateVerifyHostname(host)
+}
 
 // NetConn returns the connection the Conn was made on. Reading or writing
 // it directly corrupts the TLS session.
@@ -256,7 +279,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	switch {
 	case c.rx.kernel.Load():
 		return c.rx.readKernel(b)
-	case c.rx.deferred != nil:
+	case c.rx.deferring():
 		return c.readDeferred(b)
 	}
 	return c.readTLS(b)
@@ -266,11 +289,22 @@ func (c *Conn) Read(b []byte) (int, error) {
 // that ended without close_notify, as for one that sent it: tell them
 // apart.
 func (c *Conn) readTLS(b []byte) (int, error) {
-	n, err := c.tc.Read(b)
-	if err == io.EOF && c.hc.SawEOF() {
+	n, err := c.tc.Load().Read(b)
+	if err == io.EOF && c.sawEOF() {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, fromTLS(err)
+}
+
+// sawEOF reports whether crypto/tls's read of the socket reached its end.
+// crypto/tls returns io.EOF both for a close_notify and for a connection
+// that just ended; it never reads the socket again after a close_notify,
+// so if the socket did reach its end, the close_notify never came.
+func (c *Conn) sawEOF() bool {
+	if c.hc == nil {
+		return c.eof.Load()
+	}
+	return c.hc.SawEOF()
 }
 
 // Write writes plaintext, as tls.Conn.Write does.
@@ -283,7 +317,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	if !c.tx.kernel {
-		n, err := c.tc.Write(b)
+		n, err := c.tc.Load().Write(b)
 		return n, fromTLS(err)
 	}
 	if err := c.tx.lockWrite(); err != nil {
@@ -366,7 +400,7 @@ func (c *Conn) Close() error {
 	if !c.handshakeDone.Load() || !c.tx.kernel {
 		// The handoff wiped the secrets of a connection the kernel didn't
 		// take, and a failed handshake its own.
-		return c.tc.Close()
+		return c.tc.Load().Close()
 	}
 	if x != 0 {
 		// A write is in flight: this Close is to unblock it. The last
@@ -403,7 +437,7 @@ func (c *Conn) CloseWrite() error {
 	if c.tx.kernel {
 		err = c.tx.closeNotify()
 	} else {
-		err = c.tc.CloseWrite()
+		err = c.tc.Load().CloseWrite()
 	}
 	if err != nil {
 		return err
@@ -414,12 +448,14 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// unlockRX unlocks the reading side. After a Close, whose zeroAfterClose
+// unlockRX unlocks the reading side, giving back the record buffer unless
+// plaintext in it waits to be read. After a Close, whose zeroAfterClose
 // found it locked, the read that held it wipes the read secrets.
 // Unlocking first and trying the lock again can't miss: either Close's
 // TryLock came after this Unlock and did it, or it failed while this read
 // held the lock, after Close had set bit 0, which is then seen here.
 func (c *Conn) unlockRX() {
+	c.rx.releaseBufLocked()
 	c.rx.Unlock()
 	if c.activeCall.Load()&1 != 0 {
 		c.rx.zeroAfterClose()

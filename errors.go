@@ -109,12 +109,13 @@ func fromTLS(err error) error {
 // handshakeError is fromTLS for the error of a handshake over raw. A
 // first record that is not TLS at all (the start of a plain HTTP request,
 // say) gives a tls.RecordHeaderError whose Conn is the connection
-// crypto/tls runs over, here the record reader (handshakeConn); the
-// caller uses it to answer in plain text and close, as net/http answers
-// an HTTP request to an HTTPS server with a 400. It gets raw itself, as
-// from a tls.Conn, with what else the peer had sent read, as crypto/tls
-// would have read it (see discardQueued). The error stays a bare
-// RecordHeaderError, which is what net/http checks for.
+// crypto/tls runs over, here the record reader (handshakeConn) or the
+// Conn itself (plainTransport); the caller uses it to answer in plain
+// text and close, as net/http answers an HTTP request to an HTTPS server
+// with a 400. It gets raw itself, as from a tls.Conn, with what else the
+// peer had sent read, as crypto/tls would have read it (see
+// discardQueued). The error stays a bare RecordHeaderError, which is what
+// net/http checks for.
 func handshakeError(err error, raw net.Conn) error {
 	if re, ok := err.(tls.RecordHeaderError); ok && re.Conn != nil {
 		discardQueued(raw)

@@ -72,6 +72,9 @@ func (c *Conn) HandshakeSecretsHeld() []string {
 	c.handshakeMu.Lock()
 	defer c.handshakeMu.Unlock()
 	var held []string
+	if c.hc == nil {
+		return nil // crypto/tls's from the start: nothing was captured
+	}
 	if s := c.hc.secrets; s != nil {
 		for _, f := range []struct {
 			name string

@@ -38,16 +38,29 @@ import (
 // the writer what it couldn't do (see txHalf.failed, txHalf.updateDue).
 type rxHalf struct {
 	sync.Mutex
-	sock     socket
 	tx       *txHalf        // the sending side, which answers the peer
 	rec      *recordio.Conn // what crypto/tls reads through
 	isClient bool
-	suite    *keyschedule.Suite
-
 	// kernel is set when the kernel decrypts: by the handoff, or by the
 	// read that ends a deferral, which holds the lock. It never changes
 	// after.
 	kernel atomic.Bool
+
+	pending []byte // plaintext read but not yet returned
+	err     error  // sticky, except for timeouts
+
+	// What only the handoff and the kernel's path need is allocated once
+	// the kernel encrypts (kernelPart), and not at all for a connection
+	// that stays on crypto/tls, which then costs little more than
+	// crypto/tls's own (BenchmarkMemory).
+	*rxKernel
+}
+
+// rxKernel is the part of an rxHalf that only a connection whose TX the
+// kernel took uses.
+type rxKernel struct {
+	sock  socket
+	suite *keyschedule.Suite
 	// secret is the TLS 1.3 read secret, which the peer's KeyUpdate
 	// needs. Close wipes it (zeroAfterClose).
 	secret   *keyschedule.ApplicationSecret
@@ -58,9 +71,7 @@ type rxHalf struct {
 	translate       *record.Protector
 	translateSecret *keyschedule.ApplicationSecret // TLS 1.3
 
-	pending []byte // plaintext read but not yet returned
-	buf     []byte
-	err     error // sticky, except for timeouts
+	buf recordBuf // while a read, or what pending holds, needs it
 
 	// Once the kernel decrypts:
 	oob     []byte                 // for the record type
@@ -68,10 +79,23 @@ type rxHalf struct {
 	useless int                    // records in a row that carried nothing
 }
 
+// kernelPart allocates the part only the kernel's path needs, once the
+// kernel encrypts: in the handoff, before any read can use it.
+func (h *rxHalf) kernelPart() {
+	if h.rxKernel == nil {
+		h.rxKernel = &rxKernel{sock: h.tx.sock}
+	}
+}
+
+// deferring reports whether crypto/tls reads until the first data, for
+// the kernel to take over then (Conn.readDeferred). h is locked.
+func (h *rxHalf) deferring() bool { return h.rxKernel != nil && h.deferred != nil }
+
 // startTranslating gives the reader crypto/tls's write state, p and its
 // TLS 1.3 secret, once the kernel encrypts: from then on, what crypto/tls
 // writes goes to translateRecord.
 func (h *rxHalf) startTranslating(suite *keyschedule.Suite, p *record.Protector, secret *keyschedule.ApplicationSecret) {
+	h.kernelPart()
 	h.suite, h.translate, h.translateSecret = suite, p, secret
 	h.rec.HandOffWrite(h.translateRecord)
 }
@@ -131,6 +155,7 @@ func (h *rxHalf) offload(suite *keyschedule.Suite, keys keyschedule.TrafficKeys,
 // toKernel records that the kernel now decrypts with suite; secret is the
 // TLS 1.3 read secret it holds the key of (nil for TLS 1.2).
 func (h *rxHalf) toKernel(suite *keyschedule.Suite, secret *keyschedule.ApplicationSecret) {
+	h.kernelPart()
 	h.suite, h.secret = suite, secret
 	h.kernel.Store(true)
 }
@@ -138,6 +163,9 @@ func (h *rxHalf) toKernel(suite *keyschedule.Suite, secret *keyschedule.Applicat
 // zeroSecretsLocked wipes the read side's TLS 1.3 secrets. h is locked,
 // or no read can run yet.
 func (h *rxHalf) zeroSecretsLocked() {
+	if h.rxKernel == nil {
+		return // crypto/tls's own, where it reads and writes
+	}
 	for _, s := range []**keyschedule.ApplicationSecret{&h.secret, &h.translateSecret} {
 		if *s != nil {
 			(*s).Zero()
@@ -210,11 +238,11 @@ const maxUselessRecords = 16
 // readKernel reads from a socket the kernel decrypts. h is locked.
 func (h *rxHalf) readKernel(b []byte) (int, error) {
 	for {
-		buf := b
-		if len(buf) < record.MaxPlaintext {
-			buf = h.smallReadBuf(b)
+		var lend *recordBuf
+		if len(b) < record.MaxPlaintext {
+			lend = h.smallReadBuf()
 		}
-		n, typ, err := h.recvRecord(buf)
+		n, typ, buf, err := h.recvRecord(b, lend)
 		if err != nil {
 			return 0, h.readError(err)
 		}
@@ -234,12 +262,32 @@ func (h *rxHalf) readKernel(b []byte) (int, error) {
 	}
 }
 
-// recvRecord reads one record's plaintext into buf, and its type.
-func (h *rxHalf) recvRecord(buf []byte) (n int, typ uint8, err error) {
+// recvRecord reads one record's plaintext, and its type, into buf, or
+// into the buffer lend lends (see socket.recvRecord); it returns the
+// buffer it read into.
+func (h *rxHalf) recvRecord(buf []byte, lend *recordBuf) (n int, typ uint8, used []byte, err error) {
 	if h.oob == nil {
 		h.oob = make([]byte, kernel.OOBSize)
 	}
-	return h.sock.recvRecord(buf, h.oob)
+	return h.sock.recvRecord(buf, lend, h.oob)
+}
+
+// lendBuf returns h.buf, set to lend a buffer of size bytes. h is locked.
+func (h *rxHalf) lendBuf(size int) *recordBuf {
+	h.buf.size = size
+	return &h.buf
+}
+
+// releaseBufLocked gives the record buffer back to the pool, unless
+// plaintext waits to be read (h.pending, which may lie in it). h is
+// locked.
+func (h *rxHalf) releaseBufLocked() {
+	if h.rxKernel == nil || len(h.pending) > 0 {
+		return
+	}
+	// An empty pending may still point into the buffer.
+	h.pending = nil
+	h.buf.give()
 }
 
 // recordLocked acts on one record that recvmsg returned, and reports
@@ -508,12 +556,13 @@ func (h *rxHalf) advanceTranslator() error {
 	return nil
 }
 
-// A read smaller than a record goes through h.buf, one record's
-// plaintext, for two reasons: a control record must fit whole, and the
-// kernel decrypts a record straight into the reader's memory only when the
-// read can hold it. Reading 16 KiB records 4 KiB at a time, going straight
-// to the caller's buffer instead took 1.15x to 1.2x the time, and a 64 KiB
-// buffer gained nothing (BenchmarkRXRead, lab, 6.1 and 7.3).
+// A read smaller than a record goes through the record buffer (h.buf,
+// recordbuf.go), one record's plaintext, for two reasons: a control
+// record must fit whole, and the kernel decrypts a record straight into
+// the reader's memory only when the read can hold it. Reading 16 KiB
+// records 4 KiB at a time, going straight to the caller's buffer instead
+// took 1.15x to 1.2x the time, and a 64 KiB buffer gained nothing
+// (BenchmarkRXRead, lab, 6.1 and 7.3).
 //
 // readKernel takes every record with recvmsg(2) and its control message.
 // read(2) returns application data only, fails with EIO leaving a control
@@ -529,16 +578,13 @@ func (h *rxHalf) advanceTranslator() error {
 // expect. Benchmarks only.
 var rxSmallReadBuf atomic.Int64
 
-// smallReadBuf returns the buffer a read into b, smaller than a record,
-// goes through. h is locked.
-func (h *rxHalf) smallReadBuf(b []byte) []byte {
+// smallReadBuf returns what lends the buffer a read smaller than a record
+// goes through, or nil where the read goes to the caller's buffer
+// (benchmarks only). h is locked.
+func (h *rxHalf) smallReadBuf() *recordBuf {
 	n := int(rxSmallReadBuf.Load())
 	if n < 0 {
-		return b
+		return nil
 	}
-	size := max(record.MaxPlaintext, n)
-	if cap(h.buf) < size {
-		h.buf = make([]byte, max(size, record.MaxCiphertextTLS12))
-	}
-	return h.buf[:size]
+	return h.lendBuf(max(record.MaxPlaintext, n))
 }

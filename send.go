@@ -31,8 +31,7 @@ import (
 // do to the writer (failed, updateDue).
 type txHalf struct {
 	sync.Mutex
-	sock  socket
-	suite *keyschedule.Suite
+	sock socket
 
 	// kernel is set by the handoff, before the handshake is reported
 	// done, when the kernel encrypts; it never changes after.
@@ -40,12 +39,24 @@ type txHalf struct {
 	// secret is the TLS 1.3 write secret, which only a KeyUpdate needs.
 	// It is wiped once nothing more can be written (zeroSecretLocked).
 	secret *keyschedule.ApplicationSecret
+	err    error // sticky
+
+	// What only the kernel's path needs is allocated by the handoff
+	// (toKernel), and not at all for a connection that stays on
+	// crypto/tls, which then costs little more than crypto/tls's own
+	// (BenchmarkMemory). Nothing reads it before the kernel encrypts.
+	*txKernel
+}
+
+// txKernel is the part of a txHalf that only a sending side the kernel
+// took uses.
+type txKernel struct {
+	suite *keyschedule.Suite
 	// keyUpdateLimit, if non-zero, replaces recordLimit (Options, for
 	// tests).
 	keyUpdateLimit uint64
 
-	err     error // sticky
-	closing bool  // close_notify sent
+	closing bool // close_notify sent
 	// Records under the current write key: counted exactly at the last
 	// check, and at most estimated since. See afterWrite.
 	counted, estimated uint64
@@ -65,12 +76,17 @@ type txHalf struct {
 	// socket for writing to end a blocked call; writers check it between
 	// chunks and report it in place of the error the shutdown gave them.
 	failed atomic.Pointer[error]
+
+	// state is crypto/tls's state at the end of the handshake, which
+	// answers for it once it is let go of (releaseTLS).
+	state *tls.ConnectionState
 }
 
 // toKernel records that the kernel now encrypts with suite; secret is the
 // TLS 1.3 write secret it holds the key of (nil for TLS 1.2).
 func (h *txHalf) toKernel(suite *keyschedule.Suite, secret *keyschedule.ApplicationSecret) {
-	h.suite, h.secret, h.kernel = suite, secret, true
+	h.txKernel = &txKernel{suite: suite}
+	h.secret, h.kernel = secret, true
 }
 
 // failure returns the error that ended the writing side from the read

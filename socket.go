@@ -78,22 +78,41 @@ func (s socket) recSeq(dir kernel.Direction) (uint64, error) {
 	return seq, serr
 }
 
-// recvRecord reads plaintext of one content type into buf, waiting in the
-// poller for data, so deadlines and Close work as for any net.Conn. oob
-// holds kernel.OOBSize bytes for the record type.
-func (s socket) recvRecord(buf, oob []byte) (n int, typ uint8, err error) {
+// recvRecord reads plaintext of one content type into buf, or, where lend
+// is not nil, into the buffer it lends: taken only once the socket has
+// data, and given back each time it has none, so that a reader waiting
+// for data holds no buffer. It waits in the poller for data, so deadlines
+// and Close work as for any net.Conn, and returns the buffer it read into.
+// oob holds kernel.OOBSize bytes for the record type.
+func (s socket) recvRecord(buf []byte, lend *recordBuf, oob []byte) (n int, typ uint8, used []byte, err error) {
 	var serr error
 	err = s.rawConn().Read(func(fd uintptr) bool {
+		// buf itself is never assigned: a variable the closure assigns
+		// moves to the heap, an allocation a call.
+		b := buf
+		if lend != nil {
+			b = lend.take()
+		}
 		for {
-			n, typ, serr = kernel.RecvRecord(int(fd), buf, oob, 0)
-			if errors.Is(serr, syscall.EINTR) {
+			n, typ, serr = kernel.RecvRecord(int(fd), b, oob, 0)
+			switch {
+			case errors.Is(serr, syscall.EINTR):
 				continue
+			case errors.Is(serr, syscall.EAGAIN):
+				if lend != nil {
+					lend.give()
+				}
+				return false
 			}
-			return !errors.Is(serr, syscall.EAGAIN)
+			return true
 		}
 	})
 	if err != nil {
-		return 0, 0, s.opError("read", err)
+		return 0, 0, nil, s.opError("read", err)
 	}
-	return n, typ, serr
+	used = buf
+	if lend != nil {
+		used = lend.b[:lend.size] // what the last attempt took, and kept
+	}
+	return n, typ, used, serr
 }

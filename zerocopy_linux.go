@@ -432,11 +432,7 @@ func (h *rxHalf) copyKernel(w io.Writer) (int64, error) {
 // at the end of the stream and for an empty record it took: unless the
 // stream ended, that record counts as useless. h is locked.
 func (h *rxHalf) controlRecord(w io.Writer, afterEmpty bool) (int64, error) {
-	if cap(h.buf) < record.MaxPlaintext {
-		h.buf = make([]byte, record.MaxCiphertextTLS12)
-	}
-	buf := h.buf[:record.MaxPlaintext]
-	n, typ, err := h.recvRecord(buf)
+	n, typ, buf, err := h.recvRecord(nil, h.lendBuf(record.MaxPlaintext))
 	if err != nil {
 		return 0, h.readError(err)
 	}

@@ -79,9 +79,17 @@ type Conn struct {
 	wpartial  assembler // a record split across writes
 	translate func(record []byte) error
 
-	smu sync.Mutex // guards the directions' stats
-	in  direction  // records read
-	out direction  // records written
+	smu   sync.Mutex // guards stats
+	stats *stats     // nil once neither direction is watched
+}
+
+// stats is what the watch saw of the records going each way. It is
+// allocated apart from the Conn, and dropped as the watch ends, so that a
+// Conn that outlives its handshake (it lives as long as the crypto/tls
+// Conn over it) costs little.
+type stats struct {
+	in  direction // records read
+	out direction // records written
 }
 
 // direction is what was seen of the records going one way.
@@ -109,7 +117,7 @@ func NewConn(c net.Conn, isClient bool) *Conn {
 	// Of the records read, the newest one suffices: what the caller must
 	// prove of them is that the last one before the handoff was under the
 	// handshake keys, which implies the same of all before it.
-	return &Conn{Conn: c, isClient: isClient, out: direction{keep: tailLimit}}
+	return &Conn{Conn: c, isClient: isClient, stats: &stats{out: direction{keep: tailLimit}}}
 }
 
 // Read gives crypto/tls at most the rest of one record.
@@ -190,7 +198,7 @@ func (c *Conn) fill() error {
 			return err
 		}
 	}
-	c.see(&c.in, c.rbuf, c.isClient)
+	c.see(false, c.rbuf)
 	if c.onRead != nil {
 		c.onRead(c.rbuf)
 	}
@@ -211,7 +219,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	// Only what reached the socket counts. A short write fails
 	// crypto/tls's connection, so nothing of this stream is sent again.
 	c.wpartial.feed(b[:n], func(rec []byte) error {
-		c.see(&c.out, rec, !c.isClient)
+		c.see(true, rec)
 		return nil
 	})
 	c.wmu.Unlock()
@@ -291,11 +299,17 @@ func recordEnd(b []byte) int {
 	return record.HeaderLen + int(binary.BigEndian.Uint16(b[3:5]))
 }
 
-// see records a record going one way. serverToClient says whether this
-// is the direction ServerHello travels in, rather than ClientHello.
-func (c *Conn) see(d *direction, rec []byte, serverToClient bool) {
+// see records a record going one way: written, or read.
+func (c *Conn) see(written bool, rec []byte) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
+	if c.stats == nil {
+		return
+	}
+	d := &c.stats.in
+	if written {
+		d = &c.stats.out
+	}
 	d.see(rec)
 }
 
@@ -341,27 +355,29 @@ func (d *direction) snapshot() Records {
 	return r
 }
 
-// ServerRandom returns the random of the ServerHello, once it has passed.
+// ServerRandom returns the random of the ServerHello, once it has passed,
+// and until neither direction is watched.
 func (c *Conn) ServerRandom() (random [32]byte, ok bool) {
-	d := &c.in
-	if !c.isClient {
-		d = &c.out
-	}
-	return c.random(d, 2) // server_hello
+	return c.random(!c.isClient, 2) // server_hello
 }
 
-// ClientRandom returns the random of the ClientHello, once it has passed.
+// ClientRandom returns the random of the ClientHello, once it has passed,
+// and until neither direction is watched.
 func (c *Conn) ClientRandom() (random [32]byte, ok bool) {
-	d := &c.out
-	if !c.isClient {
-		d = &c.in
-	}
-	return c.random(d, 1) // client_hello
+	return c.random(c.isClient, 1) // client_hello
 }
 
-func (c *Conn) random(d *direction, msgType uint8) (random [32]byte, ok bool) {
+// random returns the random of the first hello written, or read.
+func (c *Conn) random(written bool, msgType uint8) (random [32]byte, ok bool) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
+	if c.stats == nil {
+		return random, false
+	}
+	d := &c.stats.in
+	if written {
+		d = &c.stats.out
+	}
 	if len(d.hello) < helloPrefix || d.hello[0] != msgType {
 		return random, false
 	}
@@ -372,28 +388,39 @@ func (c *Conn) random(d *direction, msgType uint8) (random [32]byte, ok bool) {
 // RecordsSinceCCS returns how many records were read and written after
 // each side's ChangeCipherSpec: in TLS 1.2 those are the records under the
 // new keys, starting with Finished, so these are the next sequence
-// numbers.
+// numbers. Once neither direction is watched, it returns 0, 0.
 func (c *Conn) RecordsSinceCCS() (read, written int) {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	return c.in.afterCCS, c.out.afterCCS
+	if c.stats == nil {
+		return 0, 0
+	}
+	return c.stats.in.afterCCS, c.stats.out.afterCCS
 }
 
-// RecordsRead returns how many records crypto/tls has been given.
+// RecordsRead returns how many records crypto/tls has been given, or 0
+// once neither direction is watched.
 func (c *Conn) RecordsRead() int {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	return c.in.records
+	if c.stats == nil {
+		return 0
+	}
+	return c.stats.in.records
 }
 
 // Written returns what crypto/tls has written: the counts, and the newest
 // records that may be under new keys (those after its ChangeCipherSpec,
 // and any of outer type application_data). From then on, no more records
-// are kept, only counted.
+// are kept, only counted. Once neither direction is watched, it returns
+// the zero Records.
 func (c *Conn) Written() Records {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	return c.out.snapshot()
+	if c.stats == nil {
+		return Records{SinceCCS: -1}
+	}
+	return c.stats.out.snapshot()
 }
 
 // ReadRecords returns what crypto/tls has been given to read, as Written
@@ -402,7 +429,10 @@ func (c *Conn) Written() Records {
 func (c *Conn) ReadRecords() Records {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	return c.in.snapshot()
+	if c.stats == nil {
+		return Records{SinceCCS: -1}
+	}
+	return c.stats.in.snapshot()
 }
 
 // Buffered reports whether part of a record has been read from the socket
@@ -410,6 +440,11 @@ func (c *Conn) ReadRecords() Records {
 // crypto/tls stops at a record boundary.
 func (c *Conn) Buffered() bool {
 	return len(c.rbuf) > c.served
+}
+
+// watching reports whether the Conn watches either direction still.
+func (c *Conn) watching() bool {
+	return c.rmode.Load() == modeWatch || c.wmode.Load() == modeWatch
 }
 
 // SawEOF reports whether a read of the socket returned io.EOF. crypto/tls
@@ -422,22 +457,43 @@ func (c *Conn) SawEOF() bool { return c.eof.Load() }
 // on. It must be set while no Read is running.
 func (c *Conn) OnRead(fn func(record []byte)) { c.onRead = fn }
 
+// The calls below end the watch of a direction. A Conn lives as long as
+// the crypto/tls Conn over it, which may be as long as the connection, so
+// each lets go of what the watch no longer needs: the kept records (in
+// Written and ReadRecords), the record buffer once crypto/tls has had all
+// of it, and, once neither direction is watched, the counts and the hello
+// randoms.
+
 // ReadPassthrough lets crypto/tls read the socket directly from now on.
+// It must be called while no Read is running.
 func (c *Conn) ReadPassthrough() {
 	c.rmode.Store(modePassthrough)
 	c.onRead = nil
 	c.ReadRecords()
+	c.releaseRead()
+	c.releaseStats()
 }
 
 // WritePassthrough lets crypto/tls write the socket directly from now on.
 func (c *Conn) WritePassthrough() {
 	c.wmode.Store(modePassthrough)
 	c.Written()
+	c.wmu.Lock()
+	// What was written of a record split across writes reached the
+	// socket already; the rest will too, directly.
+	c.wpartial = assembler{}
+	c.wmu.Unlock()
+	c.releaseStats()
 }
 
 // HandOffRead marks the receive direction as the kernel's: crypto/tls
-// reads fail from now on.
-func (c *Conn) HandOffRead() { c.rmode.Store(modeHandedOff); c.onRead = nil }
+// reads fail from now on. It must be called while no Read is running.
+func (c *Conn) HandOffRead() {
+	c.rmode.Store(modeHandedOff)
+	c.onRead = nil
+	c.releaseRead()
+	c.releaseStats()
+}
 
 // HandOffWrite marks the transmit direction as the kernel's. From now on,
 // every record crypto/tls writes (an alert, or a reply to a KeyUpdate,
@@ -449,11 +505,34 @@ func (c *Conn) HandOffWrite(translate func(record []byte) error) {
 	c.wmu.Unlock()
 	c.Written()
 	c.wmode.Store(modeHandedOff)
+	c.releaseStats()
 }
 
 // StopTranslating makes crypto/tls writes fail from now on.
 func (c *Conn) StopTranslating() {
 	c.wmu.Lock()
 	c.translate = nil
+	// Nothing more is assembled: a record crypto/tls had begun is
+	// refused with the rest.
+	c.wpartial = assembler{}
 	c.wmu.Unlock()
+}
+
+// releaseRead drops the record buffer once crypto/tls has had all of it
+// and no record is half read: after a handshake, it always has.
+func (c *Conn) releaseRead() {
+	if c.need == 0 && c.served >= c.ready {
+		c.rbuf, c.served, c.ready = nil, 0, 0
+	}
+}
+
+// releaseStats drops what the watch saw once neither direction is
+// watched: the handoff has read it by then.
+func (c *Conn) releaseStats() {
+	if c.watching() {
+		return
+	}
+	c.smu.Lock()
+	c.stats = nil
+	c.smu.Unlock()
 }
