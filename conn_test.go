@@ -24,7 +24,7 @@ import (
 // each as client and as server, and between two ktls ends: both
 // directions offloaded, data both ways checked by SHA-256.
 func TestOffload(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	size := int64(1 << 20)
 	for _, sc := range ktlstest.SuiteCases {
 		for _, roles := range []struct {
@@ -68,7 +68,7 @@ func TestOffload(t *testing.T) {
 // TestBulk moves 64 MiB each way through a ktls server, one TLS 1.2 and
 // one TLS 1.3 suite.
 func TestBulk(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	if testing.Short() {
 		t.Skip("64 MiB each way; -short skips it (the lab runs it)")
 	}
@@ -120,7 +120,7 @@ func TestFallback(t *testing.T) {
 		ktlstest.CloseBoth(t, c, s)
 	})
 	t.Run("RX-disabled", func(t *testing.T) {
-		kerneltest.Require(t, kernel.FeatureULP)
+		kerneltest.RequireULP(t)
 		ccfg, scfg := ktlstest.TLS13.Configs()
 		opts := &ktls.Options{RX: ktls.Disabled}
 		c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLSWith(scfg, opts))
@@ -156,7 +156,7 @@ func TestUnexpectedEOF(t *testing.T) {
 // tls.AlertError. crypto/tls sends one when a record fails to decrypt, so
 // corrupt one on the way.
 func TestPeerAlert(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		t.Run(sc.Name, func(t *testing.T) {
 			ccfg, scfg := sc.Configs()
@@ -186,7 +186,7 @@ func TestPeerAlert(t *testing.T) {
 // the kernel reports EBADMSG; with RX on crypto/tls and TX in the kernel,
 // crypto/tls's alert is translated into a record the kernel sends.
 func TestBadRecordMAC(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		for _, rx := range []ktls.Mode{ktls.Enabled, ktls.Disabled} {
 			name := sc.Name + "/RX-kernel"
@@ -232,7 +232,7 @@ func TestBadRecordMAC(t *testing.T) {
 // or an UnwrapSession of its own; a config from GetConfigForClient without
 // one stays on crypto/tls, and says why (ErrResumedTLS12).
 func TestResumption(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		for _, server := range []string{"one-config", "UnwrapSession", "GetConfigForClient"} {
 			t.Run(sc.Name+"/"+server, func(t *testing.T) {
@@ -275,7 +275,7 @@ func TestResumption(t *testing.T) {
 // the Finished crypto/tls sent. With a wrong one (one bit flipped) both
 // ends stay on crypto/tls, and the connection works.
 func TestResumedMasterChecked(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ccfg, scfg := ktlstest.TLS12.Configs()
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	scfg.WrapSession, scfg.UnwrapSession = scfg.EncryptTicket, scfg.DecryptTicket
@@ -350,7 +350,7 @@ func TestReadDeadline(t *testing.T) {
 // With the kernel framing records, a timed-out write leaves the stream
 // whole, as on plain TCP.
 func TestNetConn(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		t.Run(sc.Name, func(t *testing.T) {
 			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {

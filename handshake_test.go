@@ -152,7 +152,7 @@ const ticketedClientCert = 60_000
 // its first data record with the nonce of its session ticket; the Go
 // client failed with bad_record_mac.
 func TestLargeFlight(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	type tc struct {
 		version        uint16
 		ktlsClient     bool

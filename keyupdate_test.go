@@ -226,7 +226,7 @@ func TestRelayKeyUpdate(t *testing.T) {
 // can't; and a connection at the record limit stops writing instead of
 // exceeding it.
 func TestKeyUpdateWithoutRekey(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	if kernel.FeatureRekey.Check() == nil {
 		t.Skipf("kernel %s can rekey: the policy for kernels without it does not apply", kerneltest.Release())
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
@@ -27,7 +26,7 @@ const promptly = 5 * time.Second
 // closes the socket, and the relay fails when the next data comes, which
 // then stays for src's next Read.
 func TestCloseDuringRelay(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		t.Run(sc.Name, func(t *testing.T) {
 			ccfg, scfg := sc.Configs()
@@ -77,7 +76,7 @@ func TestCloseDuringRelay(t *testing.T) {
 // both directions. A Write in flight, blocked on a peer that doesn't
 // read, stops with the alert's error, and so do later ones.
 func TestFatalAlertStopsWriters(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		t.Run(sc.Name, func(t *testing.T) {
 			ccfg, scfg := sc.Configs()
@@ -142,7 +141,7 @@ func TestFatalAlertStopsWriters(t *testing.T) {
 // KeyUpdate and for following crypto/tls, when idle, and when a Read or a
 // Write is in flight (they wipe theirs as they end).
 func TestCloseZeroesSecrets(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	// A session cache keeps the client's RX deferred, with its own copy
 	// of the secret, and a translator for crypto/tls's writes.

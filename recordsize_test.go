@@ -68,7 +68,7 @@ func TestSmallRecordPayload(t *testing.T) {
 // why. Before ktls capped them, the kernel sent 16 KiB records from the
 // first byte on every kernel.
 func TestRecordSizing(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	sizing := kernel.FeatureTXMaxPayloadLen.Check() == nil
 	if !sizing {
 		// Fails in the lab on a kernel that should have it.

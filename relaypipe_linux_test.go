@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
@@ -22,7 +21,7 @@ import (
 // fix it wrote through the Conn's own Write, which waits for the same
 // lock, and the relay never returned.
 func TestRelayWithoutPipe(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	peer, src, dst, reader := relayConns(t, ccfg, scfg)
 

@@ -66,7 +66,7 @@ func TestReasonCodes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.onlyWithULP {
-				kerneltest.Require(t, kernel.FeatureULP)
+				kerneltest.RequireULP(t)
 			}
 			if tc.onlyNoULP && ulp {
 				t.Skip("this kernel has the tls ULP: the case is for a host without it")

@@ -28,7 +28,7 @@ import (
 // not be decrypted), close_notify ends the stream with io.EOF, and a fatal
 // alert with its error.
 func TestRXInterleaved(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ktlstest.WarmProbes(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		for _, sn := range rxScripts {

@@ -180,7 +180,7 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 // handoff, which installed TX before the socket closed, must then wipe the
 // TLS 1.3 traffic secrets it kept for KeyUpdates, since nothing else will.
 func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	var closed atomic.Bool
 	ktls.SetAfterTXHook(t, func(c *ktls.Conn) {
@@ -210,7 +210,7 @@ func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
 // must not keep the receive traffic secret in memory. With RX on the
 // kernel it is kept: a KeyUpdate from the peer needs it.
 func TestRXSecretDroppedWhenRXStaysOnTLS(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	sc := ktlstest.TLS13 // TLS 1.3: its secrets outlive the handoff
 	for _, tc := range []struct {
 		name     string

@@ -107,7 +107,7 @@ func zeroCopyHelper(mode string, n int64) error {
 // under strace and adds up the bytes those calls moved. A silent fallback
 // to read and write makes the sum come out short.
 func TestZeroCopyUsed(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	straceBin := kerneltest.Program(t, "strace")
 	const n = 8 << 20
 	for _, tc := range []struct {
@@ -363,7 +363,7 @@ func TestWritesAfterPeerReset(t *testing.T) {
 // in TestPeerClosesMidTransfer; the relay must fail, not report the
 // source's whole stream delivered.
 func TestRelayToResetPeer(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	src, in := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	reader, out := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
@@ -405,7 +405,7 @@ func resetMidStream(t *testing.T, c net.Conn) {
 // (close_notify), or ends with the alert's error after all the data
 // before it.
 func TestSpliceAlerts(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range []ktlstest.SuiteCase{ktlstest.TLS12, ktlstest.TLS13} {
 		t.Run(sc.Name, func(t *testing.T) {
 			ccfg, scfg := sc.Configs()
@@ -581,7 +581,7 @@ func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, n int64, deli
 // (EINVAL), and it would find out only after the data left the socket.
 // WriteTo writes such a file from user space, and every byte gets there.
 func TestWriteToAppendFile(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	c, s := writeToPair(t)
 	if o := s.(*ktls.Conn).Offload(); !o.RX {
 		t.Fatalf("Offload() = %v, want RX", o)
@@ -606,7 +606,7 @@ func TestWriteToAppendFile(t *testing.T) {
 // the destination through user space, or stays for the next Read; none
 // of it is dropped with the pipe.
 func TestWriteToDrainFailure(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	// splice stops working mid-copy (O_APPEND set on the open file);
 	// write(2) still does.
 	t.Run("splice-refused-mid-copy", func(t *testing.T) {
@@ -730,7 +730,7 @@ func TestWriteToFailingWriter(t *testing.T) {
 // suite's empty-records case: recvmsg skips the empty records it finds
 // ahead of data.)
 func TestWriteToEmptyRecords(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		for _, empties := range []int{1, 1000} {
 			t.Run(fmt.Sprintf("%s/%d-empty", sc.Name, empties), func(t *testing.T) {

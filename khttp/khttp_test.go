@@ -398,7 +398,7 @@ func checkServed(c net.Conn) error {
 // TestClientOpenSSL: the client helper fetches from openssl s_server -WWW
 // over TLS 1.2 and 1.3, offloaded in the lab.
 func TestClientOpenSSL(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	openssl := kerneltest.Program(t, "openssl")
 	b := testcert.Get(testcert.ECDSA)
 	dir := t.TempDir()

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/khttp"
@@ -56,7 +55,7 @@ func serveForStrace(addrFile string) {
 // fetches a file, and the bytes sendfile moved add up to the file, less
 // the 512 bytes net/http writes itself to sniff the content type.
 func TestSendfileBody(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	straceBin := kerneltest.Program(t, "strace")
 	curl := kerneltest.Program(t, "curl")
 	dir := t.TempDir()

@@ -147,7 +147,7 @@ func TestOpenSSLClient(t *testing.T) {
 // eachOpenSSLSuite runs f in a subtest for each TLS 1.3 suite, with
 // openssl's path, new peer files and a context that bounds the subtest.
 func eachOpenSSLSuite(t *testing.T, f func(t *testing.T, ctx context.Context, s opensslSuite, openssl string, pf peerFiles)) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	openssl := kerneltest.Program(t, "openssl")
 	for _, s := range opensslSuites {
 		t.Run(s.name, func(t *testing.T) {

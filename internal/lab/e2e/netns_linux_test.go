@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/labnet"
@@ -17,7 +16,7 @@ import (
 // 1500-byte MTU instead of loopback's 64 KiB, so records span segments
 // and the kernel reassembles them. 16 MiB each way, both ends TX+RX.
 func TestOffloadAcrossHosts(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ktlstest.WarmProbes(t)
 	a, b := labnet.Pair(t)
 	for _, sc := range ktlstest.OnePerVersion {

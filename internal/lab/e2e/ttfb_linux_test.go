@@ -62,7 +62,7 @@ func ktlsServe(raw net.Conn, cfg *tls.Config) (ktlstest.Handshaker, func() ktls.
 // module): go run ./cmd/ktls-lab test -k 7 --run '^$' --bench TTFB
 // --benchtime 100x .
 func BenchmarkTTFB(b *testing.B) {
-	kerneltest.Require(b, kernel.FeatureULP)
+	kerneltest.RequireULP(b)
 	ktlstest.WarmProbes(b)
 	servers := ttfbServers
 	if err := kernel.FeatureTXMaxPayloadLen.Check(); err != nil {

@@ -1,10 +1,11 @@
 // Package kerneltest gates tests on kernel features.
 //
-// A test that needs kernel TLS calls Require. On a host without the
-// feature (most CI hosts: CONFIG_TLS is off) the test is skipped, and says
-// why. In the kernel lab, where KTLS_LAB names the kernel, it fails
-// instead, unless the kernel is older than the feature's first release:
-// a skipped test there would hide a broken probe or a broken lab.
+// A test that needs kernel TLS calls RequireULP, or Require with the newer
+// features it needs too. On a host without the feature (most CI hosts:
+// CONFIG_TLS is off) the test is skipped, and says why. In the kernel lab,
+// where KTLS_LAB names the kernel, it fails instead, unless the kernel is
+// older than the feature's first release: a skipped test there would hide
+// a broken probe or a broken lab.
 package kerneltest
 
 import (
@@ -54,6 +55,13 @@ func Require(t testing.TB, features ...*kernel.Feature) {
 			t.Fatalf("lab kernel %s (%s) should have %s: %v", name, rel, f.Name, err)
 		}
 	}
+}
+
+// RequireULP is Require(t, kernel.FeatureULP): the gate of every test
+// that needs kernel TLS at all and nothing newer, which most of them are.
+func RequireULP(t testing.TB) {
+	t.Helper()
+	Require(t, kernel.FeatureULP)
 }
 
 // Unavailable skips t, saying what is missing, where the tests may run
