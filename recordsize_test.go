@@ -79,7 +79,7 @@ func TestRecordSizing(t *testing.T) {
 	const threshold = 128 << 10
 	for _, sc := range []ktlstest.SuiteCase{ktlstest.SuiteCases[0], ktlstest.SuiteCases[2], ktlstest.SuiteCases[4]} {
 		t.Run(sc.Name, func(t *testing.T) {
-			kerneltest.Require(t, ktls.KernelCipherFeature(sc.Version, sc.Suite))
+			sc.RequireTX(t)
 			ccfg, scfg := sc.Configs()
 			p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 			o := s.(*ktls.Conn).Offload()

@@ -14,8 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 )
 
@@ -50,7 +48,7 @@ import (
 //	KTLS_RXREAD_ROUNDS=4 go run ./cmd/ktls-lab test -k 7 --memory 1536 \
 //	    --run '^$' --bench RXRead --benchtime 30x .
 func BenchmarkRXRead(b *testing.B) {
-	kerneltest.Require(b, kernel.FeatureULP, kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherAESGCM128, kernel.RX))
+	ktlstest.TLS13.RequireRX(b)
 	rounds := 1
 	if v := os.Getenv("KTLS_RXREAD_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
@@ -223,7 +222,7 @@ func TestRXSecretDroppedWhenRXStaysOnTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.wantRX {
-				kerneltest.Require(t, kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherAESGCM128, kernel.RX))
+				sc.RequireRX(t)
 			}
 			ccfg, scfg := sc.Configs()
 			c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLSWith(scfg, &ktls.Options{RX: tc.rx}))
