@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -331,8 +332,7 @@ func TestShutdown(t *testing.T) {
 // got the *ktls.Conn, whose ReadFrom net/http splits every response
 // around); ConnFromNetConn finds the *ktls.Conn in either.
 func TestConnStateAndHijack(t *testing.T) {
-	var mu sync.Mutex
-	states := map[http.ConnState]int{}
+	states := newConnStates(t)
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, buf, err := w.(http.Hijacker).Hijack()
@@ -347,14 +347,7 @@ func TestConnStateAndHijack(t *testing.T) {
 			buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
 			buf.Flush()
 		}),
-		ConnState: func(c net.Conn, s http.ConnState) {
-			if err := checkServed(c); err != nil {
-				t.Errorf("ConnState: %v", err)
-			}
-			mu.Lock()
-			states[s]++
-			mu.Unlock()
-		},
+		ConnState: states.hook,
 	}
 	_, base := startServer(t, srv)
 	resp, err := clients(t)["HTTP/1.1"].Get(base + "/")
@@ -366,11 +359,38 @@ func TestConnStateAndHijack(t *testing.T) {
 	if string(body) != "hijacked" {
 		t.Fatalf("body %q", body)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if states[http.StateNew] != 1 || states[http.StateActive] != 1 || states[http.StateHijacked] != 1 {
-		t.Errorf("ConnState calls %v, want one each of new, active, hijacked", states)
+	if n := states.counts(); n[http.StateNew] != 1 || n[http.StateActive] != 1 || n[http.StateHijacked] != 1 {
+		t.Errorf("ConnState calls %v, want one each of new, active, hijacked", n)
 	}
+}
+
+// connStates counts an http.Server's ConnState calls, each of which must
+// get the connection as checkServed says.
+type connStates struct {
+	t  *testing.T
+	mu sync.Mutex
+	n  map[http.ConnState]int
+}
+
+func newConnStates(t *testing.T) *connStates {
+	return &connStates{t: t, n: map[http.ConnState]int{}}
+}
+
+// hook is the http.Server's ConnState.
+func (s *connStates) hook(c net.Conn, state http.ConnState) {
+	if err := checkServed(c); err != nil {
+		s.t.Errorf("ConnState: %v", err)
+	}
+	s.mu.Lock()
+	s.n[state]++
+	s.mu.Unlock()
+}
+
+// counts returns the calls so far, by state.
+func (s *connStates) counts() map[http.ConnState]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.n)
 }
 
 // checkServed says what is wrong with a connection the http.Server
@@ -453,18 +473,10 @@ func TestClientOpenSSL(t *testing.T) {
 // that counts open connections (ktls serve's gauge) returns to zero. The
 // hook gets the connection as HTTP/1.1's do (checkServed).
 func TestConnStateHTTP2(t *testing.T) {
-	var mu sync.Mutex
-	states := map[http.ConnState]int{}
+	states := newConnStates(t)
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }),
-		ConnState: func(c net.Conn, s http.ConnState) {
-			if err := checkServed(c); err != nil {
-				t.Errorf("ConnState: %v", err)
-			}
-			mu.Lock()
-			states[s]++
-			mu.Unlock()
-		},
+		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }),
+		ConnState: states.hook,
 	}
 	_, base := startServer(t, srv)
 	c := clients(t)["HTTP/2.0"]
@@ -479,14 +491,12 @@ func TestConnStateHTTP2(t *testing.T) {
 	}
 	c.CloseIdleConnections()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		mu.Lock()
-		n, closed := states[http.StateNew], states[http.StateClosed]
-		mu.Unlock()
-		if n == 1 && closed == 1 {
+		n := states.counts()
+		if n[http.StateNew] == 1 && n[http.StateClosed] == 1 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ConnState calls %v, want the connection new once and closed once", states)
+			t.Fatalf("ConnState calls %v, want the connection new once and closed once", n)
 		}
 	}
 }
