@@ -213,11 +213,7 @@ func TestSendfileLarge(t *testing.T) {
 func TestSendfileRanges(t *testing.T) {
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-	f, _, err := tempFile(3<<20 + 12345)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(f.Name())
+	f := testFile(t, 3<<20+12345)
 	content, err := os.ReadFile(f.Name())
 	if err != nil {
 		t.Fatal(err)
@@ -251,11 +247,7 @@ func TestSendfileShrinkingFile(t *testing.T) {
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const size = 32 << 20
-	f, _, err := tempFile(size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(f.Name())
+	f := testFile(t, size)
 	content, _ := os.ReadFile(f.Name())
 	sent := make(chan int64, 1)
 	go func() {
@@ -288,11 +280,7 @@ func TestSendfileShrinkingFile(t *testing.T) {
 func TestPeerClosesMidTransfer(t *testing.T) {
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-	f, _, err := tempFile(64 << 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(f.Name())
+	f := testFile(t, 64<<20)
 	errc := make(chan error, 1)
 	var n int64
 	go func() {
@@ -463,6 +451,18 @@ func tempFile(n int64) (*os.File, [32]byte, error) {
 	return f, sum, err
 }
 
+// testFile is tempFile for a test or benchmark, which fails where it
+// can't be made and removes it when done.
+func testFile(tb testing.TB, n int64) *os.File {
+	tb.Helper()
+	f, _, err := tempFile(n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.Remove(f.Name()) })
+	return f
+}
+
 // drainCompare reads n bytes and checks their hash.
 func drainCompare(r io.Reader, n int64, want [32]byte) (int64, error) {
 	got, err := wiretest.Drain(r, n)
@@ -485,11 +485,7 @@ func benchSend(b *testing.B, mode string) {
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	c, s := ktlstest.Connect(b, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const chunk = 4 << 20
-	f, _, err := tempFile(chunk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.Remove(f.Name())
+	f := testFile(b, chunk)
 	src, _ := os.ReadFile(f.Name())
 	go io.Copy(io.Discard, c)
 	var sb net.Conn
@@ -506,6 +502,7 @@ func benchSend(b *testing.B, mode string) {
 	}
 	b.SetBytes(chunk)
 	b.ResetTimer()
+	var err error
 	for range b.N {
 		switch mode {
 		case "write":
