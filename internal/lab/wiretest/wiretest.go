@@ -1,14 +1,15 @@
 // Package wiretest holds what tests of every layer put on the wire and
 // take off it: loopback TCP pairs, seeded byte streams checked by SHA-256
-// at the other end, a buffer a server writes while a test reads it, and
-// the count of a process's open file descriptors. It imports nothing of
-// ktls, so the tests of the packages below ktls (kernel, recordio) can use
-// it too.
+// at the other end, test vectors in hex as RFCs print them, a buffer a
+// server writes while a test reads it, and the count of a process's open
+// file descriptors. It imports nothing of ktls, so the tests of the
+// packages below ktls (kernel, recordio) can use it too.
 package wiretest
 
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,17 @@ import (
 	"testing"
 	"time"
 )
+
+// Unhex decodes a test vector written as RFCs print hex: in groups,
+// across lines. It fails t where s is not hex.
+func Unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
+	if err != nil {
+		t.Fatalf("bad test vector %q: %v", s, err)
+	}
+	return b
+}
 
 // TCPPair returns the two ends of a loopback TCP connection of network
 // ("tcp", "tcp4" or "tcp6": then over ::1), closed when t ends.
