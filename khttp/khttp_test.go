@@ -423,9 +423,7 @@ func TestClientOpenSSL(t *testing.T) {
 	b := testcert.Get(testcert.ECDSA)
 	dir := t.TempDir()
 	sum := writeFile(t, dir, "f.bin", 2<<20)
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, b.CertPEM, 0o600)
-	os.WriteFile(keyFile, b.KeyPEM, 0o600)
+	certFile, keyFile := b.WriteFiles(t, dir)
 	for _, v := range []string{"-tls1_2", "-tls1_3"} {
 		t.Run(v, func(t *testing.T) {
 			ln, _ := net.Listen("tcp", "127.0.0.1:0")

@@ -62,9 +62,7 @@ func TestSendfileBody(t *testing.T) {
 	const size = 16 << 20
 	sum := writeFile(t, dir, "f.bin", size)
 	addrFile := filepath.Join(dir, "addr")
-	b := testcert.Get(testcert.ECDSA)
-	os.WriteFile(filepath.Join(dir, "cert.pem"), b.CertPEM, 0o600)
-	os.WriteFile(filepath.Join(dir, "key.pem"), b.KeyPEM, 0o600)
+	testcert.Get(testcert.ECDSA).WriteFiles(t, dir) // serveForStrace reads them from dir
 	out := filepath.Join(t.TempDir(), "strace.out")
 	cmd := kerneltest.Strace(straceBin, out, "sendfile", os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envServe+"="+addrFile)

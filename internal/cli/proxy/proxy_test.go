@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -85,11 +84,7 @@ func (w logLines) Write(p []byte) (int, error) {
 func startLogged(t *testing.T, cfg proxy.Config) (string, <-chan string) {
 	t.Helper()
 	ended := logLines{make(chan string, 16)}
-	dir := t.TempDir()
-	b := testcert.Get(testcert.ECDSA)
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, b.CertPEM, 0o600)
-	os.WriteFile(keyFile, b.KeyPEM, 0o600)
+	certFile, keyFile := testcert.Get(testcert.ECDSA).WriteFiles(t, t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lineWriter{line: make(chan string, 1)}
 	first := out.line

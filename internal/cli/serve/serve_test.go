@@ -91,11 +91,7 @@ type server struct {
 func start(t *testing.T, cfg serve.Config) *server {
 	t.Helper()
 	if cfg.CertFile == "" {
-		dir := t.TempDir()
-		b := testcert.Get(testcert.ECDSA)
-		cfg.CertFile, cfg.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-		os.WriteFile(cfg.CertFile, b.CertPEM, 0o600)
-		os.WriteFile(cfg.KeyFile, b.KeyPEM, 0o600)
+		cfg.CertFile, cfg.KeyFile = testcert.Get(testcert.ECDSA).WriteFiles(t, t.TempDir())
 	}
 	cfg.Addr = "127.0.0.1:0"
 	out := &logBuf{line: make(chan string, 1)}
