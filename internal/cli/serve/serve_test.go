@@ -331,29 +331,12 @@ func TestServeKeyInDirWarning(t *testing.T) {
 // TestServeRangesAndConditionals: serving through os.Root keeps
 // net/http's byte ranges, 304s and listings.
 func TestServeRangesAndConditionals(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "f.txt"), []byte("0123456789abcdef"))
-	s := start(t, serve.Config{Dir: dir})
-	c := s.client()
-	defer c.CloseIdleConnections()
-	req, _ := http.NewRequest("GET", "https://"+s.addr+"/f.txt", nil)
-	req.Header.Set("Range", "bytes=4-9")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusPartialContent || string(body) != "456789" {
+	s, _, do := serveFile(t)
+	resp, body := do("Range", "bytes=4-9")
+	if resp.StatusCode != http.StatusPartialContent || body != "456789" {
 		t.Errorf("Range: bytes=4-9 = %d %q, want 206 \"456789\"", resp.StatusCode, body)
 	}
-	req.Header.Del("Range")
-	req.Header.Set("If-Modified-Since", resp.Header.Get("Last-Modified"))
-	resp, err = c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ = do("If-Modified-Since", resp.Header.Get("Last-Modified"))
 	if resp.StatusCode != http.StatusNotModified {
 		t.Errorf("If-Modified-Since = %d, want 304", resp.StatusCode)
 	}
@@ -362,17 +345,18 @@ func TestServeRangesAndConditionals(t *testing.T) {
 	}
 }
 
-// TestServeETag: file responses carry a weak ETag from size and
-// modification time; If-None-Match with it is a 304, a changed file gets
-// a new one, and If-Range (which needs a strong ETag) sends the whole
-// file, as net/http does for a weak one.
-func TestServeETag(t *testing.T) {
-	dir := t.TempDir()
+// serveFile serves a directory that holds f.txt, "0123456789abcdef", and
+// returns the server, the directory, and a function that fetches /f.txt
+// with the given header fields (name, value, name, value...) and returns
+// the response and its body.
+func serveFile(t *testing.T) (s *server, dir string, do func(hdr ...string) (*http.Response, string)) {
+	t.Helper()
+	dir = t.TempDir()
 	writeFile(t, filepath.Join(dir, "f.txt"), []byte("0123456789abcdef"))
-	s := start(t, serve.Config{Dir: dir})
+	s = start(t, serve.Config{Dir: dir})
 	c := s.client()
-	defer c.CloseIdleConnections()
-	do := func(hdr ...string) (*http.Response, string) {
+	t.Cleanup(c.CloseIdleConnections)
+	return s, dir, func(hdr ...string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", "https://"+s.addr+"/f.txt", nil)
 		for i := 0; i+1 < len(hdr); i += 2 {
@@ -386,6 +370,14 @@ func TestServeETag(t *testing.T) {
 		resp.Body.Close()
 		return resp, string(body)
 	}
+}
+
+// TestServeETag: file responses carry a weak ETag from size and
+// modification time; If-None-Match with it is a 304, a changed file gets
+// a new one, and If-Range (which needs a strong ETag) sends the whole
+// file, as net/http does for a weak one.
+func TestServeETag(t *testing.T) {
+	s, dir, do := serveFile(t)
 	resp, _ := do()
 	etag := resp.Header.Get("ETag")
 	if !strings.HasPrefix(etag, `W/"`) {
