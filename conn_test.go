@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
@@ -87,7 +86,7 @@ func TestBulk(t *testing.T) {
 func TestFallback(t *testing.T) {
 	t.Run("no-ULP-or-disabled", func(t *testing.T) {
 		opts := &ktls.Options{}
-		if kernel.FeatureULP.Check() == nil {
+		if kerneltest.HaveULP() {
 			// With kernel TLS here, fall back by choice instead.
 			opts.TX = ktls.Disabled
 		}

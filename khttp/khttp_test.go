@@ -25,7 +25,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
@@ -152,7 +151,7 @@ func TestServe(t *testing.T) {
 			if in.Proto != proto || !in.TLS || in.Version != tls.VersionTLS13 {
 				t.Fatalf("info = %+v, want %s over TLS 1.3", in, proto)
 			}
-			offloaded := kernel.FeatureULP.Check() == nil
+			offloaded := kerneltest.HaveULP()
 			if in.TX != offloaded || in.RX != offloaded {
 				t.Fatalf("server offload %q, want TX and RX = %v", in.Reason, offloaded)
 			}
@@ -275,7 +274,7 @@ func TestCurl(t *testing.T) {
 			var in info
 			json.Unmarshal(out, &in)
 			wantProto := map[string]string{"--http1.1": "HTTP/1.1", "--http2": "HTTP/2.0"}[proto]
-			offloaded := kernel.FeatureULP.Check() == nil
+			offloaded := kerneltest.HaveULP()
 			if in.Proto != wantProto || in.TX != offloaded || in.RX != offloaded {
 				t.Fatalf("server saw %+v, want %s with offload %v", in, wantProto, offloaded)
 			}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/cli/proxy"
-	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
@@ -131,7 +131,7 @@ func TestProxy(t *testing.T) {
 	if sha256.Sum256(got) != sha256.Sum256(data) {
 		t.Fatalf("echoed %d bytes, want %d intact", len(got), n)
 	}
-	if kernel.FeatureULP.Check() == nil {
+	if kerneltest.HaveULP() {
 		if o := c.Offload(); !o.TX || !o.RX {
 			t.Errorf("client Offload() = %v", o)
 		}

@@ -24,7 +24,6 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/cli/serve"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
@@ -503,7 +502,7 @@ func TestServeMetricsAfterTraffic(t *testing.T) {
 	c.CloseIdleConnections()
 
 	offload, reason, bodyPath := "none", "no-ulp", "write"
-	if kernel.FeatureULP.Check() == nil {
+	if kerneltest.HaveULP() {
 		offload, reason, bodyPath = "tx+rx", "", "sendfile"
 	}
 	// A request is counted when its handler returns, which can be after
@@ -679,7 +678,7 @@ func TestServeLogsOffload(t *testing.T) {
 	c.CloseIdleConnections()
 
 	want, reason := "ktls=none ktls_reason=no-ulp", "kernel TLS (the tls ULP) is not"
-	if kernel.FeatureULP.Check() == nil {
+	if kerneltest.HaveULP() {
 		want, reason = "ktls=tx+rx", ""
 	}
 	if _, ok := s.log.waitFor("msg=offload ktls=", hostiletest.Bound); !ok {

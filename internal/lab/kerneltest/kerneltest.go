@@ -64,6 +64,11 @@ func RequireULP(t testing.TB) {
 	Require(t, kernel.FeatureULP)
 }
 
+// HaveULP reports whether this host has kernel TLS (kernel.FeatureULP),
+// for a test that runs either way and expects what the host can do: on
+// one without it, every connection stays on crypto/tls.
+func HaveULP() bool { return kernel.FeatureULP.Check() == nil }
+
 // Unavailable skips t, saying what is missing, where the tests may run
 // without it (a developer's host, a CI host), and fails t in the lab,
 // which provides everything the tests need: root, loopback for both IP
