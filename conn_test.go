@@ -14,7 +14,6 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
-	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"golang.org/x/net/nettest"
 )
@@ -106,10 +105,7 @@ func TestFallback(t *testing.T) {
 		ktlstest.CloseBoth(t, c, s)
 	})
 	t.Run("CBC-suite", func(t *testing.T) {
-		ccfg, scfg := clientConfig(testcert.ECDSA), serverConfig(testcert.ECDSA)
-		ccfg.MaxVersion = tls.VersionTLS12
-		ccfg.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}
-		scfg.CipherSuites = ccfg.CipherSuites
+		ccfg, scfg := cbcConfigs()
 		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 		o := s.(*ktls.Conn).Offload()
 		if o.TX || o.RX || !errors.Is(o.TXReason, ktls.ErrNotSupported) {
