@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 func TestMain(m *testing.M) {
@@ -38,30 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 // logBuf is a log that tests can wait on.
-type logBuf struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	line chan string // the first line of stdout, for the address
-}
-
-func (b *logBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if b.line != nil {
-		if i := bytes.IndexByte(b.buf.Bytes(), '\n'); i >= 0 {
-			b.line <- b.buf.String()[:i]
-			b.line = nil
-		}
-	}
-	return len(p), nil
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuf struct{ wiretest.SyncBuffer }
 
 // waitFor waits up to limit for the log to hold a line containing s.
 func (b *logBuf) waitFor(s string, limit time.Duration) (string, bool) {
@@ -93,29 +70,14 @@ func start(t *testing.T, cfg serve.Config) *server {
 		cfg.CertFile, cfg.KeyFile = testcert.Get(testcert.ECDSA).WriteFiles(t, t.TempDir())
 	}
 	cfg.Addr = "127.0.0.1:0"
-	out := &logBuf{line: make(chan string, 1)}
-	first := out.line
 	log := &logBuf{}
-	cfg.Stdout, cfg.Log = out, slog.New(slog.NewTextHandler(log, nil))
+	cfg.Log = slog.New(slog.NewTextHandler(log, nil))
 	cfg.ShutdownTimeout = time.Second
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve.Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Logf("Run: %v", err)
-		}
-	})
-	select {
-	case line := <-first:
-		return &server{addr: strings.Fields(strings.TrimPrefix(line, "serving https://"))[0], log: log}
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve printed nothing")
-	}
-	return nil
+	line := wiretest.StartServer(t, func(ctx context.Context, stdout io.Writer) error {
+		cfg.Stdout = stdout
+		return serve.Run(ctx, cfg)
+	}, t.Logf)
+	return &server{addr: strings.Fields(strings.TrimPrefix(line, "serving https://"))[0], log: log}
 }
 
 func (s *server) client() *http.Client {
