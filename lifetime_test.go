@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"io"
-	"net"
 	"reflect"
 	"testing"
 	"time"
@@ -13,64 +11,12 @@ import (
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
-	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
 // promptly bounds what must not wait on the peer or on another goroutine;
 // a failure then reports instead of hanging the run.
 const promptly = 5 * time.Second
-
-// TestCloseDuringRelay: src.WriteTo(dst) holds dst's write lock while it
-// waits for data from src. dst.Close must not wait for that relay: it
-// closes the socket, and the relay fails when the next data comes, which
-// then stays for src's next Read.
-func TestCloseDuringRelay(t *testing.T) {
-	kerneltest.RequireULP(t)
-	for _, sc := range ktlstest.OnePerVersion {
-		t.Run(sc.Name, func(t *testing.T) {
-			ccfg, scfg := sc.Configs()
-			peer, src, dst, reader := relayConns(t, ccfg, scfg)
-			relayed := wiretest.Async(func() (int64, error) { return src.(*ktls.Conn).WriteTo(dst) })
-			// Data through the relay: it has dst's lock, and waits on src.
-			first := wiretest.RandomBytes(100<<10, 1)
-			if _, err := peer.Write(first); err != nil {
-				t.Fatal(err)
-			}
-			got := make([]byte, len(first))
-			if _, err := io.ReadFull(reader, got); err != nil || !bytes.Equal(got, first) {
-				t.Fatalf("through the relay: %v, intact %v", err, bytes.Equal(got, first))
-			}
-
-			closed := make(chan error, 1)
-			go func() { closed <- dst.Close() }()
-			select {
-			case err := <-closed:
-				t.Logf("dst.Close: %v", err)
-			case <-time.After(promptly):
-				t.Fatalf("dst.Close did not return within %v while src.WriteTo(dst) waited for data", promptly)
-			}
-
-			second := wiretest.RandomBytes(64<<10, 2)
-			if _, err := peer.Write(second); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case r := <-relayed:
-				if r.Err == nil || r.V != int64(len(first)) {
-					t.Fatalf("relay into the closed dst = %d, %v; want %d and an error", r.V, r.Err, len(first))
-				}
-				t.Logf("the relay ended with %v", r.Err)
-			case <-time.After(promptly):
-				t.Fatalf("the relay into the closed dst went on %v after data came", promptly)
-			}
-			// Nothing the relay took from src is lost.
-			if _, err := io.ReadFull(src, got[:len(second)]); err != nil || !bytes.Equal(got[:len(second)], second) {
-				t.Fatalf("src.Read after the relay failed: %v, intact %v; want the data the relay could not deliver", err, bytes.Equal(got[:len(second)], second))
-			}
-		})
-	}
-}
 
 // TestFatalAlertStopsWriters: a record that fails authentication ends
 // both directions. A Write in flight, blocked on a peer that doesn't
@@ -206,24 +152,4 @@ func TestCloseZeroesSecrets(t *testing.T) {
 		t.Logf("client Close: %v", err)
 	}
 	wantZero(client)
-}
-
-// relayConns connects two ktls pairs for a relay from src (whose RX the
-// kernel took) to dst (whose TX it took): peer writes into src, reader
-// reads what reaches dst. Every end gets a one-minute deadline.
-func relayConns(t *testing.T, ccfg, scfg *tls.Config) (peer, src, dst, reader net.Conn) {
-	t.Helper()
-	peer, src = ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-	dst, reader = ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-	if o := src.(*ktls.Conn).Offload(); !o.RX {
-		t.Fatalf("src: Offload() = %v, want RX", o)
-	}
-	if o := dst.(*ktls.Conn).Offload(); !o.TX {
-		t.Fatalf("dst: Offload() = %v, want TX", o)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for _, c := range []net.Conn{peer, src, dst, reader} {
-		c.SetDeadline(deadline)
-	}
-	return peer, src, dst, reader
 }
