@@ -1,30 +1,32 @@
 package ktls_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"golang.org/x/net/nettest"
+
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
-	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
-	"golang.org/x/net/nettest"
+	"github.com/ktlsgo/ktls/internal/record"
 )
 
 // TestOffload runs every version and suite between ktls and crypto/tls,
 // each as client and as server, and between two ktls ends: both
 // directions offloaded, data both ways checked by SHA-256.
 func TestOffload(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	size := int64(1 << 20)
 	for _, sc := range ktlstest.SuiteCases {
 		for _, roles := range []struct {
@@ -68,7 +70,7 @@ func TestOffload(t *testing.T) {
 // TestBulk moves 64 MiB each way through a ktls server, one TLS 1.2 and
 // one TLS 1.3 suite.
 func TestBulk(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	if testing.Short() {
 		t.Skip("64 MiB each way; -short skips it (the lab runs it)")
 	}
@@ -87,7 +89,7 @@ func TestBulk(t *testing.T) {
 func TestFallback(t *testing.T) {
 	t.Run("no-ULP-or-disabled", func(t *testing.T) {
 		opts := &ktls.Options{}
-		if kernel.FeatureULP.Check() == nil {
+		if kerneltest.HaveULP() {
 			// With kernel TLS here, fall back by choice instead.
 			opts.TX = ktls.Disabled
 		}
@@ -107,10 +109,7 @@ func TestFallback(t *testing.T) {
 		ktlstest.CloseBoth(t, c, s)
 	})
 	t.Run("CBC-suite", func(t *testing.T) {
-		ccfg, scfg := clientConfig(testcert.ECDSA), serverConfig(testcert.ECDSA)
-		ccfg.MaxVersion = tls.VersionTLS12
-		ccfg.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}
-		scfg.CipherSuites = ccfg.CipherSuites
+		ccfg, scfg := cbcConfigs()
 		c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 		o := s.(*ktls.Conn).Offload()
 		if o.TX || o.RX || !errors.Is(o.TXReason, ktls.ErrNotSupported) {
@@ -120,7 +119,7 @@ func TestFallback(t *testing.T) {
 		ktlstest.CloseBoth(t, c, s)
 	})
 	t.Run("RX-disabled", func(t *testing.T) {
-		kerneltest.Require(t, kernel.FeatureULP)
+		kerneltest.RequireULP(t)
 		ccfg, scfg := ktlstest.TLS13.Configs()
 		opts := &ktls.Options{RX: ktls.Disabled}
 		c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLSWith(scfg, opts))
@@ -156,7 +155,7 @@ func TestUnexpectedEOF(t *testing.T) {
 // tls.AlertError. crypto/tls sends one when a record fails to decrypt, so
 // corrupt one on the way.
 func TestPeerAlert(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		t.Run(sc.Name, func(t *testing.T) {
 			ccfg, scfg := sc.Configs()
@@ -186,7 +185,7 @@ func TestPeerAlert(t *testing.T) {
 // the kernel reports EBADMSG; with RX on crypto/tls and TX in the kernel,
 // crypto/tls's alert is translated into a record the kernel sends.
 func TestBadRecordMAC(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		for _, rx := range []ktls.Mode{ktls.Enabled, ktls.Disabled} {
 			name := sc.Name + "/RX-kernel"
@@ -232,7 +231,7 @@ func TestBadRecordMAC(t *testing.T) {
 // or an UnwrapSession of its own; a config from GetConfigForClient without
 // one stays on crypto/tls, and says why (ErrResumedTLS12).
 func TestResumption(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		for _, server := range []string{"one-config", "UnwrapSession", "GetConfigForClient"} {
 			t.Run(sc.Name+"/"+server, func(t *testing.T) {
@@ -275,7 +274,7 @@ func TestResumption(t *testing.T) {
 // the Finished crypto/tls sent. With a wrong one (one bit flipped) both
 // ends stay on crypto/tls, and the connection works.
 func TestResumedMasterChecked(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ccfg, scfg := ktlstest.TLS12.Configs()
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	scfg.WrapSession, scfg.UnwrapSession = scfg.EncryptTicket, scfg.DecryptTicket
@@ -344,13 +343,149 @@ func TestReadDeadline(t *testing.T) {
 	wiretest.Exchange(t, c, s, 4096)
 }
 
+// TestFatalAlertStopsWriters: a record that fails authentication ends
+// both directions. A Write in flight, blocked on a peer that doesn't
+// read, stops with the alert's error, and so do later ones.
+func TestFatalAlertStopsWriters(t *testing.T) {
+	kerneltest.RequireULP(t)
+	for _, sc := range ktlstest.OnePerVersion {
+		t.Run(sc.Name, func(t *testing.T) {
+			ccfg, scfg := sc.Configs()
+			p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
+			kc := s.(*ktls.Conn)
+			if o := kc.Offload(); !o.TX || !o.RX {
+				t.Fatalf("Offload() = %v, want TX and RX", o)
+			}
+			deadline := time.Now().Add(time.Minute)
+			kc.SetDeadline(deadline)
+			p.Conn.SetDeadline(deadline)
+
+			// The peer doesn't read: the Write fills the socket and
+			// blocks, holding the write lock.
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := kc.Write(make([]byte, 64<<20))
+				wrote <- err
+			}()
+			time.Sleep(500 * time.Millisecond) // let it get there; the test holds either way
+			read := make(chan error, 1)
+			go func() {
+				_, err := kc.Read(make([]byte, 100))
+				read <- err
+			}()
+			rec := p.Out.Seal(record.TypeApplicationData, []byte("one bit of this record is flipped"))
+			rec[len(rec)-3] ^= 0x10
+			if _, err := p.Conn.Write(rec); err != nil {
+				t.Fatal(err)
+			}
+
+			isBadMAC := func(err error) bool {
+				var ae tls.AlertError
+				return errors.As(err, &ae) && uint8(ae) == record.AlertBadRecordMAC
+			}
+			select {
+			case err := <-read:
+				if !isBadMAC(err) {
+					t.Fatalf("Read = %v, want bad_record_mac", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("Read did not see the bad record")
+			}
+			select {
+			case err := <-wrote:
+				if !isBadMAC(err) {
+					t.Errorf("the Write in flight ended with %v, want the bad_record_mac alert's error", err)
+				}
+			case <-time.After(promptly):
+				t.Fatalf("the Write in flight went on %v after the read side failed with bad_record_mac", promptly)
+			}
+			for range 2 {
+				if _, err := kc.Write([]byte("after")); !isBadMAC(err) {
+					t.Errorf("Write after bad_record_mac = %v, want the alert's error", err)
+				}
+			}
+		})
+	}
+}
+
+// TestCloseZeroesSecrets: Close wipes the TLS 1.3 traffic secrets kept for
+// KeyUpdate and for following crypto/tls, when idle, and when a Read or a
+// Write is in flight (they wipe theirs as they end).
+func TestCloseZeroesSecrets(t *testing.T) {
+	kerneltest.RequireULP(t)
+	ccfg, scfg := ktlstest.TLS13.Configs()
+	// A session cache keeps the client's RX deferred, with its own copy
+	// of the secret, and a translator for crypto/tls's writes.
+	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
+	kc, ks := c.(*ktls.Conn), s.(*ktls.Conn)
+
+	type held struct {
+		name  string
+		bytes []byte // the secret's own backing array
+	}
+	secrets := func(who string, k *ktls.Conn, want ...string) []held {
+		t.Helper()
+		var hs []held
+		m := k.TrafficSecrets()
+		for _, name := range want {
+			sec, ok := m[name]
+			if !ok {
+				t.Fatalf("%s holds no %s secret before Close (it holds %v)", who, name, m)
+			}
+			b := reflect.ValueOf(sec).Elem().FieldByName("secret").Bytes()
+			if len(b) == 0 || bytes.Count(b, []byte{0}) == len(b) {
+				t.Fatalf("%s's %s secret is empty before Close", who, name)
+			}
+			hs = append(hs, held{who + " " + name, b})
+		}
+		return hs
+	}
+	client := secrets("client", kc, "tx", "deferred rx", "translate")
+	server := secrets("server", ks, "tx", "rx")
+	wantZero := func(hs []held) {
+		t.Helper()
+		for _, h := range hs {
+			if bytes.Count(h.bytes, []byte{0}) != len(h.bytes) {
+				t.Errorf("the %s secret is not zeroed after Close", h.name)
+			}
+		}
+	}
+
+	// The server Closes during a Read, and a Write that the client
+	// doesn't read.
+	deadline := time.Now().Add(time.Minute)
+	ks.SetDeadline(deadline)
+	kc.SetDeadline(deadline)
+	read, wrote := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := ks.Read(make([]byte, 10)); read <- err }()
+	go func() { _, err := ks.Write(make([]byte, 64<<20)); wrote <- err }()
+	time.Sleep(500 * time.Millisecond) // let them get there; the test holds either way
+	closed := make(chan error, 1)
+	go func() { closed <- ks.Close() }()
+	for _, ch := range []chan error{closed, read, wrote} {
+		select {
+		case <-ch:
+		case <-time.After(promptly):
+			t.Fatalf("Close, or the Read or Write it should end, did not return within %v", promptly)
+		}
+	}
+	wantZero(server)
+
+	// The client Closes idle, with its RX still deferred.
+	if err := kc.Close(); err != nil {
+		t.Logf("client Close: %v", err)
+	}
+	wantZero(client)
+}
+
 // TestNetConn runs x/net's net.Conn conformance suite on a pair of
 // offloaded ktls connections. crypto/tls itself can't pass it: after a
 // Write times out, its record state is lost and every later Write fails.
 // With the kernel framing records, a timed-out write leaves the stream
 // whole, as on plain TCP.
 func TestNetConn(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		t.Run(sc.Name, func(t *testing.T) {
 			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {

@@ -34,20 +34,7 @@ func FuzzDeferredRX(f *testing.F) {
 		s, _ := keyschedule.Lookup(tls.VersionTLS13, ids[int(suiteSel)%len(ids)])
 		secret := bytes.Repeat([]byte{suiteSel}, s.Hash.Size())
 
-		// The sender, and the follower that starts where it does.
-		sendSecret, err := keyschedule.NewApplicationSecret(s, secret)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sender, err := record.NewProtector(s, sendSecret.Keys(), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		followSecret, _ := keyschedule.NewApplicationSecret(s, secret)
-		d, err := newDeferredRX(s, followSecret, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sendSecret, sender, d := senderAndFollower(t, s, secret)
 
 		var (
 			pending int  // bytes of a handshake message split across records
@@ -95,9 +82,11 @@ func FuzzDeferredRX(f *testing.F) {
 			case 2: // a KeyUpdate; the sender's next records are under its next key
 				sealed(record.TypeHandshake, record.MarshalKeyUpdate(arg&1 != 0), pad)
 				sendSecret = sendSecret.Next()
-				if sender, err = record.NewProtector(s, sendSecret.Keys(), 0); err != nil {
+				next, err := record.NewProtector(s, sendSecret.Keys(), 0)
+				if err != nil {
 					t.Fatal(err)
 				}
+				sender = next
 			case 3: // a ticket split across two records
 				msg := ticketMsg(int(arg))
 				cut := 1 + int(arg)%(len(msg)-1)
@@ -127,6 +116,28 @@ func FuzzDeferredRX(f *testing.F) {
 			t.Fatal("the follower is not at the sender's key")
 		}
 	})
+}
+
+// senderAndFollower returns a sender of TLS 1.3 records under suite s and
+// an application secret (the secret, and its records sealed by
+// internal/record with its own key schedule), and the deferredRX that
+// follows it from its first record.
+func senderAndFollower(t testing.TB, s *keyschedule.Suite, secret []byte) (*keyschedule.ApplicationSecret, *record.Protector, *deferredRX) {
+	t.Helper()
+	sendSecret, err := keyschedule.NewApplicationSecret(s, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := record.NewProtector(s, sendSecret.Keys(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	followSecret, _ := keyschedule.NewApplicationSecret(s, secret)
+	d, err := newDeferredRX(s, followSecret, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sendSecret, sender, d
 }
 
 // ticketMsg is a NewSessionTicket message, header included, of n body

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
@@ -33,7 +32,7 @@ import (
 // the kernel about half a millisecond to decrypt, whatever ktls does with
 // it. TestPostHandshakeReassemblyLinear counts the work on the host.
 func TestLargeTicketInTinyRecords(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP, kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherAESGCM128, kernel.RX))
+	ktlstest.TLS13.RequireRX(t)
 	for _, tc := range []struct {
 		name  string
 		size  int
@@ -152,7 +151,7 @@ const ticketedClientCert = 60_000
 // its first data record with the nonce of its session ticket; the Go
 // client failed with bad_record_mac.
 func TestLargeFlight(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	type tc struct {
 		version        uint16
 		ktlsClient     bool

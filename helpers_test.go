@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -67,6 +68,10 @@ func inLab() bool {
 	_, ok := kerneltest.InLab()
 	return ok
 }
+
+// promptly bounds what must not wait on the peer or on another goroutine;
+// a failure then reports instead of hanging the run.
+const promptly = 5 * time.Second
 
 func serverConfig(k testcert.Kind) *tls.Config { return testcert.Get(k).ServerConfig() }
 func clientConfig(k testcert.Kind) *tls.Config { return testcert.Get(k).ClientConfig() }

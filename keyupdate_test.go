@@ -22,7 +22,7 @@ import (
 // TestKeyUpdate moves 64 MiB each way between two offloaded ends while
 // both keep updating their keys, some asking the other to update too.
 func TestKeyUpdate(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+	kerneltest.RequireRekey(t)
 	size := int64(64 << 20)
 	if testing.Short() {
 		size = 4 << 20
@@ -72,7 +72,7 @@ func TestKeyUpdate(t *testing.T) {
 // update with its own KeyUpdate, which the kernel's RX follows; with RX
 // on crypto/tls, crypto/tls follows it.
 func TestKeyUpdateCryptoTLSPeer(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+	kerneltest.RequireRekey(t)
 	for _, rx := range []ktls.Mode{ktls.Enabled, ktls.Disabled} {
 		t.Run(map[ktls.Mode]string{ktls.Enabled: "RX-kernel", ktls.Disabled: "RX-crypto-tls"}[rx], func(t *testing.T) {
 			ccfg, scfg := ktlstest.TLS13.Configs()
@@ -93,7 +93,7 @@ func TestKeyUpdateCryptoTLSPeer(t *testing.T) {
 // gets a KeyUpdate back, and data flows both ways under the new keys.
 // The peer sends a storm of them too.
 func TestKeyUpdateRequestedByPeer(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+	kerneltest.RequireRekey(t)
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 	for round := range 3 {
@@ -138,7 +138,7 @@ func TestKeyUpdateRequestedByPeer(t *testing.T) {
 // TestKeyUpdateAtRecordLimit: the write key is updated before the AEAD
 // limit; a lowered limit shows it happening, on a peer that follows.
 func TestKeyUpdateAtRecordLimit(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+	kerneltest.RequireRekey(t)
 	p, s := connectAtRecordLimit(t, 64)
 	const records = 400
 	chunk := bytes.Repeat([]byte{'x'}, 16384)
@@ -163,7 +163,7 @@ func TestKeyUpdateAtRecordLimit(t *testing.T) {
 // KeyUpdate mid-relay, the relay sends it before its next chunk, and the
 // data arrives intact around it.
 func TestRelayKeyUpdate(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+	kerneltest.RequireRekey(t)
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	src, in := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	p, out := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
@@ -226,7 +226,7 @@ func TestRelayKeyUpdate(t *testing.T) {
 // can't; and a connection at the record limit stops writing instead of
 // exceeding it.
 func TestKeyUpdateWithoutRekey(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	if kernel.FeatureRekey.Check() == nil {
 		t.Skipf("kernel %s can rekey: the policy for kernels without it does not apply", kerneltest.Release())
 	}
@@ -287,7 +287,7 @@ func (r *oneByteReader) Read(b []byte) (int, error) {
 // only between steps of 16 MiB: a trickling source made up to 4096 times
 // the records it counted, far past the limit.
 func TestReadFromSmallRecordsAtRecordLimit(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+	kerneltest.RequireRekey(t)
 	const limit = 64
 	p, s := connectAtRecordLimit(t, limit)
 	deadline := time.Now().Add(30 * time.Second)

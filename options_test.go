@@ -81,7 +81,7 @@ func TestZerocopySendfileOption(t *testing.T) {
 // TestOptionsDefaults: ZerocopySendfile is off unless asked for; RXNoPad
 // is on for TLS 1.3 where the kernel has it, and off for TLS 1.2.
 func TestOptionsDefaults(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		ccfg, scfg := sc.Configs()
 		c, _ := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.CryptoTLS(scfg))

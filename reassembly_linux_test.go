@@ -51,16 +51,7 @@ func TestPostHandshakeReassemblyLinear(t *testing.T) {
 func TestDeferredReassemblyLinear(t *testing.T) {
 	s, _ := keyschedule.Lookup(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
 	secret := bytes.Repeat([]byte{9}, s.Hash.Size())
-	sendSecret, _ := keyschedule.NewApplicationSecret(s, secret)
-	sender, err := record.NewProtector(s, sendSecret.Keys(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	followSecret, _ := keyschedule.NewApplicationSecret(s, secret)
-	d, err := newDeferredRX(s, followSecret, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, sender, d := senderAndFollower(t, s, secret)
 	msg := largeTicket()
 	for i := range msg {
 		d.see(sender.Seal(record.TypeHandshake, msg[i:i+1]))

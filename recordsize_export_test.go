@@ -1,9 +1,6 @@
 package ktls
 
-import (
-	"github.com/ktlsgo/ktls/internal/kernel"
-	"github.com/ktlsgo/ktls/internal/keyschedule"
-)
+import "github.com/ktlsgo/ktls/internal/keyschedule"
 
 // SmallRecordPayload is the cap ktls puts on the kernel's first records
 // under a version and cipher suite.
@@ -13,14 +10,4 @@ func SmallRecordPayload(version, suite uint16) int {
 		panic("no such suite")
 	}
 	return smallRecordPayload(s)
-}
-
-// KernelCipherFeature is the kernel feature of TX offload under a version
-// and cipher suite.
-func KernelCipherFeature(version, suite uint16) *kernel.Feature {
-	s, ok := keyschedule.Lookup(version, suite)
-	if !ok {
-		panic("no such suite")
-	}
-	return kernel.CipherFeature(s.Version, kernel.Cipher(s.KernelCipher), kernel.TX)
 }

@@ -68,7 +68,7 @@ func TestSmallRecordPayload(t *testing.T) {
 // why. Before ktls capped them, the kernel sent 16 KiB records from the
 // first byte on every kernel.
 func TestRecordSizing(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	sizing := kernel.FeatureTXMaxPayloadLen.Check() == nil
 	if !sizing {
 		// Fails in the lab on a kernel that should have it.
@@ -79,7 +79,7 @@ func TestRecordSizing(t *testing.T) {
 	const threshold = 128 << 10
 	for _, sc := range []ktlstest.SuiteCase{ktlstest.SuiteCases[0], ktlstest.SuiteCases[2], ktlstest.SuiteCases[4]} {
 		t.Run(sc.Name, func(t *testing.T) {
-			kerneltest.Require(t, ktls.KernelCipherFeature(sc.Version, sc.Suite))
+			sc.RequireTX(t)
 			ccfg, scfg := sc.Configs()
 			p, s := ktlstest.ConnectRawPeer(t, ktlstest.KTLS(scfg), ccfg)
 			o := s.(*ktls.Conn).Offload()

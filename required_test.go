@@ -39,7 +39,7 @@ func cbcConfigs() (ccfg, scfg *tls.Config) {
 
 // TestReasonCodes: each reason for staying on crypto/tls has its code.
 func TestReasonCodes(t *testing.T) {
-	ulp := kernel.FeatureULP.Check() == nil
+	ulp := kerneltest.HaveULP()
 	for _, tc := range []struct {
 		name         string
 		network      string
@@ -66,7 +66,7 @@ func TestReasonCodes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.onlyWithULP {
-				kerneltest.Require(t, kernel.FeatureULP)
+				kerneltest.RequireULP(t)
 			}
 			if tc.onlyNoULP && ulp {
 				t.Skip("this kernel has the tls ULP: the case is for a host without it")
@@ -94,7 +94,7 @@ func TestReasonCodes(t *testing.T) {
 // handshake with a *RequiredError that says why, and the peer sees the
 // connection end without close_notify; one it takes works as Auto does.
 func TestRequired(t *testing.T) {
-	ulp := kernel.FeatureULP.Check() == nil
+	ulp := kerneltest.HaveULP()
 	for _, tc := range []struct {
 		name     string
 		network  string

@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
@@ -180,7 +179,7 @@ func TestSecretsDroppedWhenHandshakeFails(t *testing.T) {
 // handoff, which installed TX before the socket closed, must then wipe the
 // TLS 1.3 traffic secrets it kept for KeyUpdates, since nothing else will.
 func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	var closed atomic.Bool
 	ktls.SetAfterTXHook(t, func(c *ktls.Conn) {
@@ -210,7 +209,7 @@ func TestCloseDuringHandoffZeroesSecrets(t *testing.T) {
 // must not keep the receive traffic secret in memory. With RX on the
 // kernel it is kept: a KeyUpdate from the peer needs it.
 func TestRXSecretDroppedWhenRXStaysOnTLS(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	sc := ktlstest.TLS13 // TLS 1.3: its secrets outlive the handoff
 	for _, tc := range []struct {
 		name     string
@@ -223,7 +222,7 @@ func TestRXSecretDroppedWhenRXStaysOnTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.wantRX {
-				kerneltest.Require(t, kernel.CipherFeature(kernel.VersionTLS13, kernel.CipherAESGCM128, kernel.RX))
+				sc.RequireRX(t)
 			}
 			ccfg, scfg := sc.Configs()
 			c, s := ktlstest.Connect(t, ktlstest.CryptoTLS(ccfg), ktlstest.KTLSWith(scfg, &ktls.Options{RX: tc.rx}))

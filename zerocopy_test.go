@@ -19,7 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
@@ -107,7 +106,7 @@ func zeroCopyHelper(mode string, n int64) error {
 // under strace and adds up the bytes those calls moved. A silent fallback
 // to read and write makes the sum come out short.
 func TestZeroCopyUsed(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	straceBin := kerneltest.Program(t, "strace")
 	const n = 8 << 20
 	for _, tc := range []struct {
@@ -182,7 +181,7 @@ func TestSendfileLarge(t *testing.T) {
 		}
 		want = got
 	}
-	if kernel.FeatureULP.Check() != nil {
+	if !kerneltest.HaveULP() {
 		// Without kernel TLS there is no sendfile to prove, and 1 GiB
 		// through crypto/tls under the race detector takes a minute; the
 		// fallback's copy path is tested with less.
@@ -213,11 +212,7 @@ func TestSendfileLarge(t *testing.T) {
 func TestSendfileRanges(t *testing.T) {
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-	f, _, err := tempFile(3<<20 + 12345)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(f.Name())
+	f := testFile(t, 3<<20+12345)
 	content, err := os.ReadFile(f.Name())
 	if err != nil {
 		t.Fatal(err)
@@ -251,11 +246,7 @@ func TestSendfileShrinkingFile(t *testing.T) {
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const size = 32 << 20
-	f, _, err := tempFile(size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(f.Name())
+	f := testFile(t, size)
 	content, _ := os.ReadFile(f.Name())
 	sent := make(chan int64, 1)
 	go func() {
@@ -288,11 +279,7 @@ func TestSendfileShrinkingFile(t *testing.T) {
 func TestPeerClosesMidTransfer(t *testing.T) {
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	c, s := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
-	f, _, err := tempFile(64 << 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(f.Name())
+	f := testFile(t, 64<<20)
 	errc := make(chan error, 1)
 	var n int64
 	go func() {
@@ -363,7 +350,7 @@ func TestWritesAfterPeerReset(t *testing.T) {
 // in TestPeerClosesMidTransfer; the relay must fail, not report the
 // source's whole stream delivered.
 func TestRelayToResetPeer(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	src, in := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	reader, out := ktlstest.Connect(t, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
@@ -405,7 +392,7 @@ func resetMidStream(t *testing.T, c net.Conn) {
 // (close_notify), or ends with the alert's error after all the data
 // before it.
 func TestSpliceAlerts(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range []ktlstest.SuiteCase{ktlstest.TLS12, ktlstest.TLS13} {
 		t.Run(sc.Name, func(t *testing.T) {
 			ccfg, scfg := sc.Configs()
@@ -463,6 +450,18 @@ func tempFile(n int64) (*os.File, [32]byte, error) {
 	return f, sum, err
 }
 
+// testFile is tempFile for a test or benchmark, which fails where it
+// can't be made and removes it when done.
+func testFile(tb testing.TB, n int64) *os.File {
+	tb.Helper()
+	f, _, err := tempFile(n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.Remove(f.Name()) })
+	return f
+}
+
 // drainCompare reads n bytes and checks their hash.
 func drainCompare(r io.Reader, n int64, want [32]byte) (int64, error) {
 	got, err := wiretest.Drain(r, n)
@@ -485,11 +484,7 @@ func benchSend(b *testing.B, mode string) {
 	ccfg, scfg := ktlstest.TLS13.Configs()
 	c, s := ktlstest.Connect(b, ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg))
 	const chunk = 4 << 20
-	f, _, err := tempFile(chunk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.Remove(f.Name())
+	f := testFile(b, chunk)
 	src, _ := os.ReadFile(f.Name())
 	go io.Copy(io.Discard, c)
 	var sb net.Conn
@@ -506,6 +501,7 @@ func benchSend(b *testing.B, mode string) {
 	}
 	b.SetBytes(chunk)
 	b.ResetTimer()
+	var err error
 	for range b.N {
 		switch mode {
 		case "write":
@@ -581,7 +577,7 @@ func wantWholeStream(t *testing.T, s net.Conn, sent <-chan []byte, n int64, deli
 // (EINVAL), and it would find out only after the data left the socket.
 // WriteTo writes such a file from user space, and every byte gets there.
 func TestWriteToAppendFile(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	c, s := writeToPair(t)
 	if o := s.(*ktls.Conn).Offload(); !o.RX {
 		t.Fatalf("Offload() = %v, want RX", o)
@@ -606,7 +602,7 @@ func TestWriteToAppendFile(t *testing.T) {
 // the destination through user space, or stays for the next Read; none
 // of it is dropped with the pipe.
 func TestWriteToDrainFailure(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	// splice stops working mid-copy (O_APPEND set on the open file);
 	// write(2) still does.
 	t.Run("splice-refused-mid-copy", func(t *testing.T) {
@@ -730,7 +726,7 @@ func TestWriteToFailingWriter(t *testing.T) {
 // suite's empty-records case: recvmsg skips the empty records it finds
 // ahead of data.)
 func TestWriteToEmptyRecords(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, sc := range ktlstest.OnePerVersion {
 		for _, empties := range []int{1, 1000} {
 			t.Run(fmt.Sprintf("%s/%d-empty", sc.Name, empties), func(t *testing.T) {

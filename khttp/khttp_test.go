@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +25,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
@@ -151,7 +151,7 @@ func TestServe(t *testing.T) {
 			if in.Proto != proto || !in.TLS || in.Version != tls.VersionTLS13 {
 				t.Fatalf("info = %+v, want %s over TLS 1.3", in, proto)
 			}
-			offloaded := kernel.FeatureULP.Check() == nil
+			offloaded := kerneltest.HaveULP()
 			if in.TX != offloaded || in.RX != offloaded {
 				t.Fatalf("server offload %q, want TX and RX = %v", in.Reason, offloaded)
 			}
@@ -274,7 +274,7 @@ func TestCurl(t *testing.T) {
 			var in info
 			json.Unmarshal(out, &in)
 			wantProto := map[string]string{"--http1.1": "HTTP/1.1", "--http2": "HTTP/2.0"}[proto]
-			offloaded := kernel.FeatureULP.Check() == nil
+			offloaded := kerneltest.HaveULP()
 			if in.Proto != wantProto || in.TX != offloaded || in.RX != offloaded {
 				t.Fatalf("server saw %+v, want %s with offload %v", in, wantProto, offloaded)
 			}
@@ -331,8 +331,7 @@ func TestShutdown(t *testing.T) {
 // got the *ktls.Conn, whose ReadFrom net/http splits every response
 // around); ConnFromNetConn finds the *ktls.Conn in either.
 func TestConnStateAndHijack(t *testing.T) {
-	var mu sync.Mutex
-	states := map[http.ConnState]int{}
+	states := newConnStates(t)
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, buf, err := w.(http.Hijacker).Hijack()
@@ -347,14 +346,7 @@ func TestConnStateAndHijack(t *testing.T) {
 			buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
 			buf.Flush()
 		}),
-		ConnState: func(c net.Conn, s http.ConnState) {
-			if err := checkServed(c); err != nil {
-				t.Errorf("ConnState: %v", err)
-			}
-			mu.Lock()
-			states[s]++
-			mu.Unlock()
-		},
+		ConnState: states.hook,
 	}
 	_, base := startServer(t, srv)
 	resp, err := clients(t)["HTTP/1.1"].Get(base + "/")
@@ -366,11 +358,38 @@ func TestConnStateAndHijack(t *testing.T) {
 	if string(body) != "hijacked" {
 		t.Fatalf("body %q", body)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if states[http.StateNew] != 1 || states[http.StateActive] != 1 || states[http.StateHijacked] != 1 {
-		t.Errorf("ConnState calls %v, want one each of new, active, hijacked", states)
+	if n := states.counts(); n[http.StateNew] != 1 || n[http.StateActive] != 1 || n[http.StateHijacked] != 1 {
+		t.Errorf("ConnState calls %v, want one each of new, active, hijacked", n)
 	}
+}
+
+// connStates counts an http.Server's ConnState calls, each of which must
+// get the connection as checkServed says.
+type connStates struct {
+	t  *testing.T
+	mu sync.Mutex
+	n  map[http.ConnState]int
+}
+
+func newConnStates(t *testing.T) *connStates {
+	return &connStates{t: t, n: map[http.ConnState]int{}}
+}
+
+// hook is the http.Server's ConnState.
+func (s *connStates) hook(c net.Conn, state http.ConnState) {
+	if err := checkServed(c); err != nil {
+		s.t.Errorf("ConnState: %v", err)
+	}
+	s.mu.Lock()
+	s.n[state]++
+	s.mu.Unlock()
+}
+
+// counts returns the calls so far, by state.
+func (s *connStates) counts() map[http.ConnState]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.n)
 }
 
 // checkServed says what is wrong with a connection the http.Server
@@ -398,14 +417,12 @@ func checkServed(c net.Conn) error {
 // TestClientOpenSSL: the client helper fetches from openssl s_server -WWW
 // over TLS 1.2 and 1.3, offloaded in the lab.
 func TestClientOpenSSL(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	openssl := kerneltest.Program(t, "openssl")
 	b := testcert.Get(testcert.ECDSA)
 	dir := t.TempDir()
 	sum := writeFile(t, dir, "f.bin", 2<<20)
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, b.CertPEM, 0o600)
-	os.WriteFile(keyFile, b.KeyPEM, 0o600)
+	certFile, keyFile := b.WriteFiles(t, dir)
 	for _, v := range []string{"-tls1_2", "-tls1_3"} {
 		t.Run(v, func(t *testing.T) {
 			ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -453,18 +470,10 @@ func TestClientOpenSSL(t *testing.T) {
 // that counts open connections (ktls serve's gauge) returns to zero. The
 // hook gets the connection as HTTP/1.1's do (checkServed).
 func TestConnStateHTTP2(t *testing.T) {
-	var mu sync.Mutex
-	states := map[http.ConnState]int{}
+	states := newConnStates(t)
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }),
-		ConnState: func(c net.Conn, s http.ConnState) {
-			if err := checkServed(c); err != nil {
-				t.Errorf("ConnState: %v", err)
-			}
-			mu.Lock()
-			states[s]++
-			mu.Unlock()
-		},
+		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }),
+		ConnState: states.hook,
 	}
 	_, base := startServer(t, srv)
 	c := clients(t)["HTTP/2.0"]
@@ -479,14 +488,12 @@ func TestConnStateHTTP2(t *testing.T) {
 	}
 	c.CloseIdleConnections()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		mu.Lock()
-		n, closed := states[http.StateNew], states[http.StateClosed]
-		mu.Unlock()
-		if n == 1 && closed == 1 {
+		n := states.counts()
+		if n[http.StateNew] == 1 && n[http.StateClosed] == 1 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ConnState calls %v, want the connection new once and closed once", states)
+			t.Fatalf("ConnState calls %v, want the connection new once and closed once", n)
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/khttp"
@@ -56,16 +55,14 @@ func serveForStrace(addrFile string) {
 // fetches a file, and the bytes sendfile moved add up to the file, less
 // the 512 bytes net/http writes itself to sniff the content type.
 func TestSendfileBody(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	straceBin := kerneltest.Program(t, "strace")
 	curl := kerneltest.Program(t, "curl")
 	dir := t.TempDir()
 	const size = 16 << 20
 	sum := writeFile(t, dir, "f.bin", size)
 	addrFile := filepath.Join(dir, "addr")
-	b := testcert.Get(testcert.ECDSA)
-	os.WriteFile(filepath.Join(dir, "cert.pem"), b.CertPEM, 0o600)
-	os.WriteFile(filepath.Join(dir, "key.pem"), b.KeyPEM, 0o600)
+	testcert.Get(testcert.ECDSA).WriteFiles(t, dir) // serveForStrace reads them from dir
 	out := filepath.Join(t.TempDir(), "strace.out")
 	cmd := kerneltest.Strace(straceBin, out, "sendfile", os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envServe+"="+addrFile)

@@ -62,7 +62,7 @@ func scriptCondition(cond string) (bool, error) {
 		_, ok := os.LookupEnv("KTLS_LAB")
 		return ok, nil
 	case "ulp":
-		return kernel.FeatureULP.Check() == nil, nil
+		return kerneltest.HaveULP(), nil
 	case "rekey":
 		return kernel.FeatureRekey.Check() == nil, nil
 	case "bulk":

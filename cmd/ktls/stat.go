@@ -375,20 +375,7 @@ func statDeltas(cur kernel.Stats, prev *statSample) counterChanges {
 
 // MarshalJSON writes {"Name": delta, ...}, in order.
 func (cs counterChanges) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, c := range cs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		name, err := json.Marshal(c.name)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(name)
-		b.WriteByte(':')
-		b.WriteString(strconv.FormatInt(c.delta, 10))
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return check.OrderedObject(len(cs), func(i int) (string, string) {
+		return cs[i].name, strconv.FormatInt(cs[i].delta, 10)
+	})
 }

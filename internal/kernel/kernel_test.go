@@ -20,7 +20,7 @@ import (
 // TestULP is the lab's first check: the kernel lists the tls ULP, and an
 // established TCP socket accepts it.
 func TestULP(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 
 	data, err := os.ReadFile(kernel.AvailableULPsFile)
 	if err != nil {
@@ -46,7 +46,7 @@ func TestULP(t *testing.T) {
 // TestULPNeedsEstablished shows why ktls attaches the ULP only after the
 // handshake's TCP connection exists: a listening socket refuses it.
 func TestULPNeedsEstablished(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func testInfo(s suite, seq uint64) *kernel.CryptoInfo {
 // out of recvmsg with their content type in a TLS_GET_RECORD_TYPE control
 // message; a plain read fails with EIO.
 func TestKernelToKernel(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	for _, s := range offloadable {
 		t.Run(versionName(s.version)+"/"+s.cipher.String(), func(t *testing.T) {
 			kerneltest.Require(t,

@@ -4,22 +4,12 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/tls"
-	"encoding/hex"
 	"strings"
 	"testing"
 
 	"github.com/ktlsgo/ktls/internal/keyschedule"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
-
-// unhex decodes hex written the way RFCs print it: in groups, across lines.
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
-	if err != nil {
-		t.Fatalf("bad test vector %q: %v", s, err)
-	}
-	return b
-}
 
 // Values from RFC 8448, Section 3 ("Simple 1-RTT Handshake"), which uses
 // TLS_AES_128_GCM_SHA256.
@@ -78,8 +68,8 @@ func TestExpandLabelRFC8448(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := keyschedule.ExpandLabel(crypto.SHA256, unhex(t, tt.secret), tt.label, unhex(t, tt.context), tt.length)
-			if want := unhex(t, tt.want); !bytes.Equal(got, want) {
+			got := keyschedule.ExpandLabel(crypto.SHA256, wiretest.Unhex(t, tt.secret), tt.label, wiretest.Unhex(t, tt.context), tt.length)
+			if want := wiretest.Unhex(t, tt.want); !bytes.Equal(got, want) {
 				t.Errorf("ExpandLabel(%q) = %x, want %x", tt.label, got, want)
 			}
 		})
@@ -135,15 +125,15 @@ func TestApplicationSecretRFC8448(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			secret := unhex(t, tt.secret)
+			secret := wiretest.Unhex(t, tt.secret)
 			a := mustAppSecret(t, tls.TLS_AES_128_GCM_SHA256, secret)
 			// The stage must own its copy of the secret.
 			clear(secret)
 			k := a.Keys()
-			if want := unhex(t, tt.key); !bytes.Equal(k.Key, want) {
+			if want := wiretest.Unhex(t, tt.key); !bytes.Equal(k.Key, want) {
 				t.Errorf("key = %x, want %x", k.Key, want)
 			}
-			if want := unhex(t, tt.iv); !bytes.Equal(k.IV, want) {
+			if want := wiretest.Unhex(t, tt.iv); !bytes.Equal(k.IV, want) {
 				t.Errorf("iv = %x, want %x", k.IV, want)
 			}
 		})
@@ -238,15 +228,15 @@ func TestPRF(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			want := unhex(t, tt.want)
-			got := keyschedule.PRF(tt.hash, unhex(t, tt.secret), "test label", unhex(t, tt.seed), len(want))
+			want := wiretest.Unhex(t, tt.want)
+			got := keyschedule.PRF(tt.hash, wiretest.Unhex(t, tt.secret), "test label", wiretest.Unhex(t, tt.seed), len(want))
 			if !bytes.Equal(got, want) {
 				t.Fatalf("PRF = %x\nwant  %x", got, want)
 			}
 			// P_hash is a stream: a shorter output, including one that
 			// ends inside a hash block, is a prefix of a longer one.
 			for _, n := range []int{0, 1, tt.hash.Size() - 1, tt.hash.Size(), tt.hash.Size() + 1} {
-				if got := keyschedule.PRF(tt.hash, unhex(t, tt.secret), "test label", unhex(t, tt.seed), n); !bytes.Equal(got, want[:n]) {
+				if got := keyschedule.PRF(tt.hash, wiretest.Unhex(t, tt.secret), "test label", wiretest.Unhex(t, tt.seed), n); !bytes.Equal(got, want[:n]) {
 					t.Errorf("PRF(length %d) = %x, want %x", n, got, want[:n])
 				}
 			}
@@ -411,8 +401,8 @@ func TestHandshakeKeysRFC8448(t *testing.T) {
 		{"server", rfc8448ServerHandshakeSecret, `3f ce 51 60 09 c2 17 27 d0 f2 e4 e8 6e e4 03 bc`, `5d 31 3e b2 67 12 76 ee 13 00 0b 30`},
 		{"client", rfc8448ClientHandshakeSecret, `db fa a6 93 d1 76 2c 5b 66 6a f5 d9 50 25 8d 01`, `5b d3 c7 1b 83 6e 0b 76 bb 73 26 5f`},
 	} {
-		k, err := keyschedule.HandshakeKeys(s, unhex(t, tt.secret))
-		if err != nil || !bytes.Equal(k.Key, unhex(t, tt.key)) || !bytes.Equal(k.IV, unhex(t, tt.iv)) {
+		k, err := keyschedule.HandshakeKeys(s, wiretest.Unhex(t, tt.secret))
+		if err != nil || !bytes.Equal(k.Key, wiretest.Unhex(t, tt.key)) || !bytes.Equal(k.IV, wiretest.Unhex(t, tt.iv)) {
 			t.Errorf("%s: HandshakeKeys = %x, %x, %v; want %s, %s", tt.name, k.Key, k.IV, err, tt.key, tt.iv)
 		}
 	}

@@ -4,24 +4,15 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"math"
 	"strings"
 	"testing"
 
 	"github.com/ktlsgo/ktls/internal/keyschedule"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
-	if err != nil {
-		t.Fatalf("bad test vector %q: %v", s, err)
-	}
-	return b
-}
 
 func lookup(t testing.TB, version, id uint16) *keyschedule.Suite {
 	t.Helper()
@@ -139,8 +130,8 @@ func TestRFC8448Records(t *testing.T) {
 	s := lookup(t, tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
 	for _, tt := range rfc8448Records {
 		t.Run(tt.name, func(t *testing.T) {
-			keys := keyschedule.TrafficKeys{Key: unhex(t, tt.key), IV: unhex(t, tt.iv)}
-			rec, want := unhex(t, tt.record), unhex(t, tt.contents)
+			keys := keyschedule.TrafficKeys{Key: wiretest.Unhex(t, tt.key), IV: wiretest.Unhex(t, tt.iv)}
+			rec, want := wiretest.Unhex(t, tt.record), wiretest.Unhex(t, tt.contents)
 
 			p := newProtector(t, s, keys, tt.seq)
 			typ, pt, err := p.Open(rec)

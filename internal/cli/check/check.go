@@ -128,19 +128,29 @@ func (c Counters) MarshalJSON() ([]byte, error) {
 	if c == nil {
 		return []byte("null"), nil
 	}
+	return OrderedObject(len(c), func(i int) (string, string) {
+		return c[i].Name, strconv.FormatUint(c[i].Value, 10)
+	})
+}
+
+// OrderedObject writes a JSON object of n members in their order, which a
+// map would lose (encoding/json sorts its keys): member i's name, and its
+// value as JSON text. Counters and ktls stat's changes use it.
+func OrderedObject(n int, member func(i int) (name, value string)) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteByte('{')
-	for i, st := range c {
+	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		name, err := json.Marshal(st.Name)
+		name, value := member(i)
+		quoted, err := json.Marshal(name)
 		if err != nil {
 			return nil, err
 		}
-		b.Write(name)
+		b.Write(quoted)
 		b.WriteByte(':')
-		b.WriteString(strconv.FormatUint(st.Value, 10))
+		b.WriteString(value)
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,27 +18,12 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/cli/proxy"
-	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// lineWriter hands the first line written to it to a channel.
-type lineWriter struct {
-	buf  bytes.Buffer
-	line chan string
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.buf.Write(p)
-	if i := bytes.IndexByte(w.buf.Bytes(), '\n'); i >= 0 && w.line != nil {
-		w.line <- w.buf.String()[:i]
-		w.line = nil
-	}
-	return len(p), nil
-}
 
 // echo is a TCP backend that writes back what it reads, and closes its
 // writing side when the client closes its own.
@@ -85,36 +69,14 @@ func (w logLines) Write(p []byte) (int, error) {
 func startLogged(t *testing.T, cfg proxy.Config) (string, <-chan string) {
 	t.Helper()
 	ended := logLines{make(chan string, 16)}
-	dir := t.TempDir()
-	b := testcert.Get(testcert.ECDSA)
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, b.CertPEM, 0o600)
-	os.WriteFile(keyFile, b.KeyPEM, 0o600)
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &lineWriter{line: make(chan string, 1)}
-	first := out.line
-	done := make(chan error, 1)
-	go func() {
-		cfg.Listen, cfg.CertFile, cfg.KeyFile = "127.0.0.1:0", certFile, keyFile
-		cfg.Stdout, cfg.Log = out, slog.New(slog.NewTextHandler(ended, nil))
-		done <- proxy.Run(ctx, cfg)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case line := <-first:
-		addr := strings.Fields(strings.TrimPrefix(line, "proxying tls://"))[0]
-		return addr, ended.ch
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the proxy printed nothing")
-	}
-	return "", nil
+	certFile, keyFile := testcert.Get(testcert.ECDSA).WriteFiles(t, t.TempDir())
+	cfg.Listen, cfg.CertFile, cfg.KeyFile = "127.0.0.1:0", certFile, keyFile
+	cfg.Log = slog.New(slog.NewTextHandler(ended, nil))
+	line := wiretest.StartServer(t, func(ctx context.Context, stdout io.Writer) error {
+		cfg.Stdout = stdout
+		return proxy.Run(ctx, cfg)
+	}, t.Errorf)
+	return strings.Fields(strings.TrimPrefix(line, "proxying tls://"))[0], ended.ch
 }
 
 // TestProxy: 16 MiB each way through the proxy to an echo backend,
@@ -136,7 +98,7 @@ func TestProxy(t *testing.T) {
 	if sha256.Sum256(got) != sha256.Sum256(data) {
 		t.Fatalf("echoed %d bytes, want %d intact", len(got), n)
 	}
-	if kernel.FeatureULP.Check() == nil {
+	if kerneltest.HaveULP() {
 		if o := c.Offload(); !o.TX || !o.RX {
 			t.Errorf("client Offload() = %v", o)
 		}

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,10 +23,10 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/cli/serve"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/hostiletest"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
 
 func TestMain(m *testing.M) {
@@ -39,30 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 // logBuf is a log that tests can wait on.
-type logBuf struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	line chan string // the first line of stdout, for the address
-}
-
-func (b *logBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if b.line != nil {
-		if i := bytes.IndexByte(b.buf.Bytes(), '\n'); i >= 0 {
-			b.line <- b.buf.String()[:i]
-			b.line = nil
-		}
-	}
-	return len(p), nil
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuf struct{ wiretest.SyncBuffer }
 
 // waitFor waits up to limit for the log to hold a line containing s.
 func (b *logBuf) waitFor(s string, limit time.Duration) (string, bool) {
@@ -91,36 +67,17 @@ type server struct {
 func start(t *testing.T, cfg serve.Config) *server {
 	t.Helper()
 	if cfg.CertFile == "" {
-		dir := t.TempDir()
-		b := testcert.Get(testcert.ECDSA)
-		cfg.CertFile, cfg.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-		os.WriteFile(cfg.CertFile, b.CertPEM, 0o600)
-		os.WriteFile(cfg.KeyFile, b.KeyPEM, 0o600)
+		cfg.CertFile, cfg.KeyFile = testcert.Get(testcert.ECDSA).WriteFiles(t, t.TempDir())
 	}
 	cfg.Addr = "127.0.0.1:0"
-	out := &logBuf{line: make(chan string, 1)}
-	first := out.line
 	log := &logBuf{}
-	cfg.Stdout, cfg.Log = out, slog.New(slog.NewTextHandler(log, nil))
+	cfg.Log = slog.New(slog.NewTextHandler(log, nil))
 	cfg.ShutdownTimeout = time.Second
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve.Run(ctx, cfg) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Logf("Run: %v", err)
-		}
-	})
-	select {
-	case line := <-first:
-		return &server{addr: strings.Fields(strings.TrimPrefix(line, "serving https://"))[0], log: log}
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve printed nothing")
-	}
-	return nil
+	line := wiretest.StartServer(t, func(ctx context.Context, stdout io.Writer) error {
+		cfg.Stdout = stdout
+		return serve.Run(ctx, cfg)
+	}, t.Logf)
+	return &server{addr: strings.Fields(strings.TrimPrefix(line, "serving https://"))[0], log: log}
 }
 
 func (s *server) client() *http.Client {
@@ -335,29 +292,12 @@ func TestServeKeyInDirWarning(t *testing.T) {
 // TestServeRangesAndConditionals: serving through os.Root keeps
 // net/http's byte ranges, 304s and listings.
 func TestServeRangesAndConditionals(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "f.txt"), []byte("0123456789abcdef"))
-	s := start(t, serve.Config{Dir: dir})
-	c := s.client()
-	defer c.CloseIdleConnections()
-	req, _ := http.NewRequest("GET", "https://"+s.addr+"/f.txt", nil)
-	req.Header.Set("Range", "bytes=4-9")
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusPartialContent || string(body) != "456789" {
+	s, _, do := serveFile(t)
+	resp, body := do("Range", "bytes=4-9")
+	if resp.StatusCode != http.StatusPartialContent || body != "456789" {
 		t.Errorf("Range: bytes=4-9 = %d %q, want 206 \"456789\"", resp.StatusCode, body)
 	}
-	req.Header.Del("Range")
-	req.Header.Set("If-Modified-Since", resp.Header.Get("Last-Modified"))
-	resp, err = c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ = do("If-Modified-Since", resp.Header.Get("Last-Modified"))
 	if resp.StatusCode != http.StatusNotModified {
 		t.Errorf("If-Modified-Since = %d, want 304", resp.StatusCode)
 	}
@@ -366,17 +306,18 @@ func TestServeRangesAndConditionals(t *testing.T) {
 	}
 }
 
-// TestServeETag: file responses carry a weak ETag from size and
-// modification time; If-None-Match with it is a 304, a changed file gets
-// a new one, and If-Range (which needs a strong ETag) sends the whole
-// file, as net/http does for a weak one.
-func TestServeETag(t *testing.T) {
-	dir := t.TempDir()
+// serveFile serves a directory that holds f.txt, "0123456789abcdef", and
+// returns the server, the directory, and a function that fetches /f.txt
+// with the given header fields (name, value, name, value...) and returns
+// the response and its body.
+func serveFile(t *testing.T) (s *server, dir string, do func(hdr ...string) (*http.Response, string)) {
+	t.Helper()
+	dir = t.TempDir()
 	writeFile(t, filepath.Join(dir, "f.txt"), []byte("0123456789abcdef"))
-	s := start(t, serve.Config{Dir: dir})
+	s = start(t, serve.Config{Dir: dir})
 	c := s.client()
-	defer c.CloseIdleConnections()
-	do := func(hdr ...string) (*http.Response, string) {
+	t.Cleanup(c.CloseIdleConnections)
+	return s, dir, func(hdr ...string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", "https://"+s.addr+"/f.txt", nil)
 		for i := 0; i+1 < len(hdr); i += 2 {
@@ -390,6 +331,14 @@ func TestServeETag(t *testing.T) {
 		resp.Body.Close()
 		return resp, string(body)
 	}
+}
+
+// TestServeETag: file responses carry a weak ETag from size and
+// modification time; If-None-Match with it is a 304, a changed file gets
+// a new one, and If-Range (which needs a strong ETag) sends the whole
+// file, as net/http does for a weak one.
+func TestServeETag(t *testing.T) {
+	s, dir, do := serveFile(t)
 	resp, _ := do()
 	etag := resp.Header.Get("ETag")
 	if !strings.HasPrefix(etag, `W/"`) {
@@ -515,7 +464,7 @@ func TestServeMetricsAfterTraffic(t *testing.T) {
 	c.CloseIdleConnections()
 
 	offload, reason, bodyPath := "none", "no-ulp", "write"
-	if kernel.FeatureULP.Check() == nil {
+	if kerneltest.HaveULP() {
 		offload, reason, bodyPath = "tx+rx", "", "sendfile"
 	}
 	// A request is counted when its handler returns, which can be after
@@ -691,7 +640,7 @@ func TestServeLogsOffload(t *testing.T) {
 	c.CloseIdleConnections()
 
 	want, reason := "ktls=none ktls_reason=no-ulp", "kernel TLS (the tls ULP) is not"
-	if kernel.FeatureULP.Check() == nil {
+	if kerneltest.HaveULP() {
 		want, reason = "ktls=tx+rx", ""
 	}
 	if _, ok := s.log.waitFor("msg=offload ktls=", hostiletest.Bound); !ok {

@@ -22,7 +22,7 @@ import (
 // attached with no keys (both directions "base", no version or cipher
 // yet), TLS_TX installed ("sw"), then TLS_RX.
 func TestList(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	const (
 		version = kernel.VersionTLS13
 		cipher  = kernel.CipherAESGCM128

@@ -375,7 +375,7 @@ var tls13Only = map[string]string{
 // TestHostilePeer runs every case on TLS 1.3, and those that apply to it
 // on TLS 1.2.
 func TestHostilePeer(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	ktlstest.WarmProbes(t)
 	for name := range tls13Only {
 		if !slices.ContainsFunc(hostileCases, func(hc hostileCase) bool { return hc.name == name }) {

@@ -24,7 +24,6 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/cli/bench/nginx"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
@@ -169,7 +168,7 @@ var matrixPeers = []matrixPeer{
 // TestInteropMatrix runs every peer against every version and cipher, and
 // prints the matrix at the end.
 func TestInteropMatrix(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	size := int64(16 << 20)
 	if testing.Short() {
 		size = 1 << 20

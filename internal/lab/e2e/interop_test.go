@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/ktlsgo/ktls"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
@@ -147,7 +146,7 @@ func TestOpenSSLClient(t *testing.T) {
 // eachOpenSSLSuite runs f in a subtest for each TLS 1.3 suite, with
 // openssl's path, new peer files and a context that bounds the subtest.
 func eachOpenSSLSuite(t *testing.T, f func(t *testing.T, ctx context.Context, s opensslSuite, openssl string, pf peerFiles)) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	openssl := kerneltest.Program(t, "openssl")
 	for _, s := range opensslSuites {
 		t.Run(s.name, func(t *testing.T) {
@@ -274,7 +273,7 @@ func readHTTPBody(t *testing.T, r io.Reader) []byte {
 // TestKeyUpdateOpenSSL: openssl's s_server and s_client send KeyUpdates
 // when told "K" (requesting one back) or "k" on their standard input.
 func TestKeyUpdateOpenSSL(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+	kerneltest.RequireRekey(t)
 	openssl := kerneltest.Program(t, "openssl")
 	pf := writePeerFiles(t)
 	t.Run("s_server", func(t *testing.T) {

@@ -24,7 +24,6 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/cli/serve"
-	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/ktlstest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
@@ -41,7 +40,7 @@ import (
 // shut down, this process's file descriptors and goroutines are back
 // where they were.
 func TestLoadServe(t *testing.T) {
-	kerneltest.Require(t, kernel.FeatureULP)
+	kerneltest.RequireULP(t)
 	conns := 2000
 	if testing.Short() {
 		conns = 200

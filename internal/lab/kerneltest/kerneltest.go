@@ -1,10 +1,12 @@
 // Package kerneltest gates tests on kernel features.
 //
-// A test that needs kernel TLS calls Require. On a host without the
-// feature (most CI hosts: CONFIG_TLS is off) the test is skipped, and says
-// why. In the kernel lab, where KTLS_LAB names the kernel, it fails
-// instead, unless the kernel is older than the feature's first release:
-// a skipped test there would hide a broken probe or a broken lab.
+// A test that needs kernel TLS calls RequireULP (RequireRekey where it
+// updates keys), or Require with the newer features it needs too. On a
+// host without the feature (most CI hosts: CONFIG_TLS is off) the test is
+// skipped, and says why. In the kernel lab, where KTLS_LAB names the
+// kernel, it fails instead, unless the kernel is older than the feature's
+// first release: a skipped test there would hide a broken probe or a
+// broken lab.
 package kerneltest
 
 import (
@@ -55,6 +57,25 @@ func Require(t testing.TB, features ...*kernel.Feature) {
 		}
 	}
 }
+
+// RequireULP is Require(t, kernel.FeatureULP): the gate of every test
+// that needs kernel TLS at all and nothing newer, which most of them are.
+func RequireULP(t testing.TB) {
+	t.Helper()
+	Require(t, kernel.FeatureULP)
+}
+
+// RequireRekey is Require(t, kernel.FeatureULP, kernel.FeatureRekey): the
+// gate of every test that updates keys under the kernel.
+func RequireRekey(t testing.TB) {
+	t.Helper()
+	Require(t, kernel.FeatureULP, kernel.FeatureRekey)
+}
+
+// HaveULP reports whether this host has kernel TLS (kernel.FeatureULP),
+// for a test that runs either way and expects what the host can do: on
+// one without it, every connection stays on crypto/tls.
+func HaveULP() bool { return kernel.FeatureULP.Check() == nil }
 
 // Unavailable skips t, saying what is missing, where the tests may run
 // without it (a developer's host, a CI host), and fails t in the lab,

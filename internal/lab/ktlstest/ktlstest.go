@@ -14,6 +14,8 @@ import (
 
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
+	"github.com/ktlsgo/ktls/internal/keyschedule"
+	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
 	"github.com/ktlsgo/ktls/internal/lab/testcert"
 	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 )
@@ -50,6 +52,30 @@ var (
 // OnePerVersion is TLS13 and TLS12, for tests whose subject is not the
 // suite.
 var OnePerVersion = []SuiteCase{TLS13, TLS12}
+
+// RequireTX skips or fails t, as kerneltest.Require does, unless the
+// kernel can encrypt sc's records: the tls ULP, and sc's version and
+// cipher in TX.
+func (sc SuiteCase) RequireTX(t testing.TB) {
+	t.Helper()
+	kerneltest.Require(t, kernel.FeatureULP, sc.kernelFeature(kernel.TX))
+}
+
+// RequireRX is RequireTX for decrypting sc's records in the kernel.
+func (sc SuiteCase) RequireRX(t testing.TB) {
+	t.Helper()
+	kerneltest.Require(t, kernel.FeatureULP, sc.kernelFeature(kernel.RX))
+}
+
+// kernelFeature is the kernel feature for sc's version and cipher in
+// direction d, as kernel.Offloadable looks it up.
+func (sc SuiteCase) kernelFeature(d kernel.Direction) *kernel.Feature {
+	s, ok := keyschedule.Lookup(sc.Version, sc.Suite)
+	if !ok {
+		panic("ktlstest: kernel TLS takes no " + sc.Name)
+	}
+	return kernel.CipherFeature(s.Version, kernel.Cipher(s.KernelCipher), d)
+}
 
 // Configs returns client and server configs that negotiate the case.
 func (sc SuiteCase) Configs() (client, server *tls.Config) {

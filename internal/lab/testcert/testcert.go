@@ -14,7 +14,10 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -137,4 +140,18 @@ func generate(k Kind) (*Bundle, error) {
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 	}, nil
+}
+
+// WriteFiles writes the certificate and its key to dir as cert.pem and
+// key.pem, for a server that reads files (ktls serve and proxy, openssl),
+// and returns their paths. It fails t where it can't.
+func (b *Bundle) WriteFiles(t testing.TB, dir string) (certFile, keyFile string) {
+	t.Helper()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for name, data := range map[string][]byte{certFile: b.CertPEM, keyFile: b.KeyPEM} {
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile
 }

@@ -1,14 +1,16 @@
 // Package wiretest holds what tests of every layer put on the wire and
 // take off it: loopback TCP pairs, seeded byte streams checked by SHA-256
-// at the other end, a buffer a server writes while a test reads it, and
-// the count of a process's open file descriptors. It imports nothing of
-// ktls, so the tests of the packages below ktls (kernel, recordio) can use
-// it too.
+// at the other end, test vectors in hex as RFCs print them, a buffer a
+// server writes while a test reads it, and the count of a process's open
+// file descriptors. It imports nothing of ktls, so the tests of the
+// packages below ktls (kernel, recordio) can use it too.
 package wiretest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +24,17 @@ import (
 	"testing"
 	"time"
 )
+
+// Unhex decodes a test vector written as RFCs print hex: in groups,
+// across lines. It fails t where s is not hex.
+func Unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
+	if err != nil {
+		t.Fatalf("bad test vector %q: %v", s, err)
+	}
+	return b
+}
 
 // TCPPair returns the two ends of a loopback TCP connection of network
 // ("tcp", "tcp4" or "tcp6": then over ::1), closed when t ends.
@@ -265,4 +278,53 @@ func Handshake(client, server Handshaker) (cerr, serr error) {
 	done := Go(server.Handshake)
 	cerr = client.Handshake()
 	return cerr, <-done
+}
+
+// StartServer runs run, a server command's Run, in a goroutine until t
+// ends; then it cancels run's context and hands the error run returns, if
+// any, to stopped (t.Errorf where the server must stop cleanly). It
+// returns the first line run writes to stdout, which such a command starts
+// with (the address it serves on), or fails t where run returns first or
+// writes no line within 10 s.
+func StartServer(t testing.TB, run func(ctx context.Context, stdout io.Writer) error, stopped func(format string, args ...any)) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &firstLine{line: make(chan string, 1)}
+	first := out.line
+	done := Go(func() error { return run(ctx, out) })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			stopped("Run: %v", err)
+		}
+	})
+	select {
+	case line := <-first:
+		return line
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server printed nothing")
+	}
+	return ""
+}
+
+// firstLine hands the first line written to it to a channel.
+type firstLine struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	line chan string
+}
+
+func (w *firstLine) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.line != nil {
+		w.buf.Write(p)
+		if i := bytes.IndexByte(w.buf.Bytes(), '\n'); i >= 0 {
+			w.line <- w.buf.String()[:i]
+			w.line = nil
+		}
+	}
+	return len(p), nil
 }
