@@ -60,9 +60,7 @@ func Client(conn net.Conn, config *tls.Config) *Conn {
 
 // ClientWithOptions is Client with offload options.
 func ClientWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
-	c := newConn(conn, config, opts, true)
-	c.tc.Store(tls.Client(c.transport(), c.handshakeConfig(config, clientConfig)))
-	return c
+	return newConn(conn, config, opts, true)
 }
 
 // Server returns a new server side of a TLS connection over conn, as
@@ -74,9 +72,7 @@ func Server(conn net.Conn, config *tls.Config) *Conn {
 
 // ServerWithOptions is Server with offload options.
 func ServerWithOptions(conn net.Conn, config *tls.Config, opts *Options) *Conn {
-	c := newConn(conn, config, opts, false)
-	c.tc.Store(tls.Server(c.transport(), c.handshakeConfig(config, serverConfig)))
-	return c
+	return newConn(conn, config, opts, false)
 }
 
 func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *Conn {
@@ -91,6 +87,11 @@ func newConn(conn net.Conn, config *tls.Config, opts *Options, isClient bool) *C
 	c.tx.sock = socket{conn}
 	c.rx.tx = &c.tx
 	c.rx.isClient = isClient
+	if isClient {
+		c.tc.Store(tls.Client(c.transport(), c.handshakeConfig(config, clientConfig)))
+	} else {
+		c.tc.Store(tls.Server(c.transport(), c.handshakeConfig(config, serverConfig)))
+	}
 	return c
 }
 
@@ -309,13 +310,10 @@ func (c *Conn) sawEOF() bool {
 
 // Write writes plaintext, as tls.Conn.Write does.
 func (c *Conn) Write(b []byte) (int, error) {
-	if err := c.beginWrite(); err != nil {
+	if err := c.beginDataWrite(); err != nil {
 		return 0, err
 	}
 	defer c.endWrite()
-	if err := c.Handshake(); err != nil {
-		return 0, err
-	}
 	if !c.tx.kernel {
 		n, err := c.tc.Load().Write(b)
 		return n, fromTLS(err)
@@ -339,6 +337,21 @@ func (c *Conn) beginWrite() error {
 			return nil
 		}
 	}
+}
+
+// beginDataWrite begins a write of application data: it counts the
+// write, as beginWrite does, then completes the handshake, whose handoff
+// decides who protects the bytes. Unless it fails, the caller must call
+// endWrite.
+func (c *Conn) beginDataWrite() error {
+	if err := c.beginWrite(); err != nil {
+		return err
+	}
+	if err := c.Handshake(); err != nil {
+		c.endWrite()
+		return err
+	}
+	return nil
 }
 
 // endWrite ends a write that beginWrite counted. The last one to end

@@ -12,13 +12,10 @@ import "io"
 //
 // Before the handoff, or on crypto/tls, it is an ordinary copy.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if err := c.beginWrite(); err != nil {
+	if err := c.beginDataWrite(); err != nil {
 		return 0, err
 	}
 	defer c.endWrite()
-	if err := c.Handshake(); err != nil {
-		return 0, err
-	}
 	if !c.tx.kernel {
 		return io.Copy(writerOnly{c}, r)
 	}

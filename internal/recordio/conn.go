@@ -414,25 +414,25 @@ func (c *Conn) RecordsRead() int {
 // and any of outer type application_data). From then on, no more records
 // are kept, only counted. Once neither direction is watched, it returns
 // the zero Records.
-func (c *Conn) Written() Records {
-	c.smu.Lock()
-	defer c.smu.Unlock()
-	if c.stats == nil {
-		return Records{SinceCCS: -1}
-	}
-	return c.stats.out.snapshot()
-}
+func (c *Conn) Written() Records { return c.records(false) }
 
 // ReadRecords returns what crypto/tls has been given to read, as Written
 // does; of the records that may be under new keys, only the newest is
 // kept.
-func (c *Conn) ReadRecords() Records {
+func (c *Conn) ReadRecords() Records { return c.records(true) }
+
+// records returns what the watch holds of one direction: read if in,
+// else written.
+func (c *Conn) records(in bool) Records {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	if c.stats == nil {
+	switch {
+	case c.stats == nil:
 		return Records{SinceCCS: -1}
+	case in:
+		return c.stats.in.snapshot()
 	}
-	return c.stats.in.snapshot()
+	return c.stats.out.snapshot()
 }
 
 // Buffered reports whether part of a record has been read from the socket
