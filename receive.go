@@ -96,6 +96,7 @@ func (h *rxHalf) deferring() bool { return h.rxKernel != nil && h.deferred != ni
 // writes goes to translateRecord.
 func (h *rxHalf) startTranslating(suite *keyschedule.Suite, p *record.Protector, secret *keyschedule.ApplicationSecret) {
 	h.kernelPart()
+	h.tx.kernelPart() // the translator sends through it
 	h.suite, h.translate, h.translateSecret = suite, p, secret
 	h.rec.HandOffWrite(h.translateRecord)
 }

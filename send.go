@@ -85,8 +85,20 @@ type txKernel struct {
 // toKernel records that the kernel now encrypts with suite; secret is the
 // TLS 1.3 write secret it holds the key of (nil for TLS 1.2).
 func (h *txHalf) toKernel(suite *keyschedule.Suite, secret *keyschedule.ApplicationSecret) {
-	h.txKernel = &txKernel{suite: suite}
+	h.kernelPart()
+	h.suite = suite
 	h.secret, h.kernel = secret, true
+}
+
+// kernelPart allocates the part only the kernel's path needs, once the
+// kernel encrypts: by the time crypto/tls's writes are translated
+// (rxHalf.startTranslating), which comes before toKernel in the handoff.
+// A close_notify from crypto/tls's Close, concurrent with the handoff,
+// may be translated and sent through h in between.
+func (h *txHalf) kernelPart() {
+	if h.txKernel == nil {
+		h.txKernel = &txKernel{}
+	}
 }
 
 // failure returns the error that ended the writing side from the read
