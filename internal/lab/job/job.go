@@ -72,6 +72,7 @@ type Result struct {
 // ModuleResult says which modules loaded.
 type ModuleResult struct {
 	Loaded int      `json:"loaded"`
+	CPU    []string `json:"cpu,omitempty"` // of those, the ones the CPU's features asked for
 	Failed []string `json:"failed,omitempty"`
 }
 

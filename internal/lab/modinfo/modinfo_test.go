@@ -1,6 +1,7 @@
 package modinfo
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -38,6 +39,31 @@ func TestNameFromPath(t *testing.T) {
 	} {
 		if got := NameFromPath(path); got != want {
 			t.Errorf("NameFromPath(%q) = %q, want %q", path, got, want)
+		}
+	}
+}
+
+// TestResolveCPU: the guest loads what udev loads for the CPU's features
+// by resolving the CPU's modalias, as it reads in
+// /sys/devices/system/cpu/modalias, against the modules' cpu: aliases
+// (these two are aesni-intel's and ghash-clmulni-intel's, the same on 6.1,
+// 6.12 and 7.3).
+func TestResolveCPU(t *testing.T) {
+	x := &Index{Modules: map[string]*Info{
+		"aesni_intel":         {Name: "aesni_intel", Aliases: []string{"cpu:type:x86,ven*fam*mod*:feature:*0099*", "crypto-aes"}},
+		"ghash_clmulni_intel": {Name: "ghash_clmulni_intel", Aliases: []string{"cpu:type:x86,ven*fam*mod*:feature:*0081*"}},
+		"gcm":                 {Name: "gcm", Aliases: []string{"crypto-gcm(aes)"}},
+	}}
+	for _, tt := range []struct {
+		modalias string
+		want     []string
+	}{
+		{"cpu:type:x86,ven0000fam0006mod0055:feature:,0000,0001,0081,0099,00E5", []string{"aesni_intel", "ghash_clmulni_intel"}},
+		{"cpu:type:x86,ven0000fam0006mod0055:feature:,0000,0081", []string{"ghash_clmulni_intel"}},
+		{"cpu:type:x86,ven0000fam0006mod0055:feature:,0000,0098,0100", nil},
+	} {
+		if got := x.Resolve(tt.modalias); !slices.Equal(got, tt.want) {
+			t.Errorf("Resolve(%q) = %v, want %v", tt.modalias, got, tt.want)
 		}
 	}
 }
