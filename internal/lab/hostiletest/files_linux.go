@@ -1,6 +1,7 @@
 package hostiletest
 
 import (
+	"errors"
 	"net"
 	"os"
 	"syscall"
@@ -47,11 +48,24 @@ func OutOfFiles(t *testing.T, addr string, hold time.Duration) {
 		}
 		fill = append(fill, f)
 	}
-	fill[len(fill)-1].Close()
-	fill = fill[:len(fill)-1]
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial with one descriptor free: %v", err)
+	// Free one descriptor for the dial. Another goroutine of the test
+	// process (a server's accept loop, a client closing and redialling)
+	// may take it first; then free one more, so that the dial gets one
+	// and the process is still left with none.
+	var c net.Conn
+	for {
+		if len(fill) == 0 {
+			t.Fatal("no descriptor stayed free for the dial")
+		}
+		fill[len(fill)-1].Close()
+		fill = fill[:len(fill)-1]
+		c, err = net.Dial("tcp", addr)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EMFILE) {
+			t.Fatalf("dial with one descriptor free: %v", err)
+		}
 	}
 	t.Cleanup(func() { c.Close() })
 	time.Sleep(hold)
