@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,7 +106,8 @@ only figures from one run: in the kernel lab everything is emulated.`,
 			}
 			if chart != "" {
 				for _, sc := range []string{"files", "bulk"} {
-					file := strings.Replace(chart, ".", "-"+sc+".", 1)
+					ext := filepath.Ext(chart) // not the first dot: "out/6.1.svg"
+					file := strings.TrimSuffix(chart, ext) + "-" + sc + ext
 					if err := rep.WriteChart(file, sc); err == nil {
 						fmt.Fprintf(cmd.ErrOrStderr(), "bench: wrote %s\n", file)
 					}
