@@ -2,10 +2,10 @@ package ktls
 
 import (
 	"crypto/tls"
-	"net"
 	"testing"
 
 	"github.com/ktlsgo/ktls/internal/keyschedule"
+	"github.com/ktlsgo/ktls/internal/lab/wiretest"
 	"github.com/ktlsgo/ktls/internal/record"
 )
 
@@ -20,21 +20,7 @@ import (
 // the calls it makes in that order; crypto/tls's close_notify then arrives
 // as crypto/tls writes it.
 func TestCloseInHandoffWindowNoPanic(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	raw, _ := wiretest.TCPPair(t, "tcp")
 
 	suite, ok := keyschedule.Lookup(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
 	if !ok {

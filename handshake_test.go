@@ -236,21 +236,7 @@ const notTLSDeadline = 10 * time.Second
 // tls.RecordHeaderError whose Conn is the socket, where the server can
 // write net/http's 400 in plain text.
 func TestHandshakePlainHTTP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	client, raw := wiretest.TCPPair(t, "tcp")
 	// A whole request, far shorter than the 8239 bytes its first five
 	// bytes announce as a record.
 	if _, err := io.WriteString(client, "GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\n\r\n"); err != nil {
@@ -258,7 +244,7 @@ func TestHandshakePlainHTTP(t *testing.T) {
 	}
 
 	raw.SetDeadline(time.Now().Add(notTLSDeadline))
-	err = ktls.Server(raw, serverConfig(testcert.ECDSA)).Handshake()
+	err := ktls.Server(raw, serverConfig(testcert.ECDSA)).Handshake()
 	// net/http checks for the bare type, not with errors.As.
 	re, ok := err.(tls.RecordHeaderError)
 	if !ok {
