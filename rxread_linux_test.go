@@ -270,6 +270,9 @@ func readInSteps(r io.Reader, size int) (got []byte, biggest int, err error) {
 //	kernel-nobuf  a read smaller than a record goes straight to the
 //	              caller's buffer: the kernel decrypts into its own memory
 //	              and copies out read by read
+//	kernel-pad    as kernel, without TLS_RX_EXPECT_NO_PAD (Options.RXNoPad
+//	              = Disabled): the kernel decrypts into its own memory,
+//	              since the record could be padded, and copies out
 //	tls           RX left to crypto/tls (Options.RX = Disabled)
 //
 // The host is shared and the lab emulated: only ratios within one run
@@ -292,8 +295,10 @@ func BenchmarkRXRead(b *testing.B) {
 	recs := []int{16 << 10, 1 << 10}
 	conns := map[rxConnKey]*rxConn{}
 	for _, rec := range recs {
-		for _, k := range []bool{true, false} {
-			conns[rxConnKey{rec, k}] = newRXConn(b, rec, k)
+		for _, v := range rxVariants {
+			if k := v.conn(rec); conns[k] == nil {
+				conns[k] = newRXConn(b, k)
+			}
 		}
 	}
 	for r := range rounds {
@@ -311,7 +316,7 @@ func BenchmarkRXRead(b *testing.B) {
 									continue // reads of a record or more don't use the buffer
 								}
 								b.Run("rx="+v.name, func(b *testing.B) {
-									benchRXRead(b, conns[rxConnKey{rec, v.kernel}], size, v)
+									benchRXRead(b, conns[v.conn(rec)], size, v)
 								})
 							}
 						})
@@ -325,6 +330,7 @@ func BenchmarkRXRead(b *testing.B) {
 type rxVariant struct {
 	name   string
 	kernel bool // else crypto/tls decrypts
+	pad    bool // the kernel may not assume TLS 1.3 records are unpadded
 	buf    int  // the small-read buffer: 0 for one record, -1 for none
 }
 
@@ -332,7 +338,13 @@ var rxVariants = []rxVariant{
 	{name: "kernel", kernel: true},
 	{name: "kernel-64K", kernel: true, buf: 64 << 10},
 	{name: "kernel-nobuf", kernel: true, buf: -1},
+	{name: "kernel-pad", kernel: true, pad: true},
 	{name: "tls"},
+}
+
+// conn says which of the benchmark's connections the variant reads.
+func (v rxVariant) conn(rec int) rxConnKey {
+	return rxConnKey{rec: rec, kernel: v.kernel, pad: v.pad}
 }
 
 func reversed[T any](s []T) []T {
@@ -387,6 +399,7 @@ func tvNanos(tv unix.Timeval) int64 { return tv.Sec*1e9 + tv.Usec*1e3 }
 type rxConnKey struct {
 	rec    int
 	kernel bool
+	pad    bool
 }
 
 // An rxConn is a ktls server and the crypto/tls client that writes to
@@ -402,11 +415,14 @@ type rxConn struct {
 // connections: room for an op's records.
 const rxSocketBuffer = 2 << 20
 
-func newRXConn(b *testing.B, rec int, kernelRX bool) *rxConn {
+func newRXConn(b *testing.B, k rxConnKey) *rxConn {
 	_, scfg := ktlstest.TLS13.Configs()
 	opts := &ktls.Options{TX: ktls.Required, RX: ktls.Required}
-	if !kernelRX {
+	if !k.kernel {
 		opts.RX = ktls.Disabled
+	}
+	if k.pad {
+		opts.RXNoPad = ktls.Disabled
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -434,7 +450,7 @@ func newRXConn(b *testing.B, rec int, kernelRX bool) *rxConn {
 		b.Fatal(err)
 	}
 	raw.(*net.TCPConn).SetWriteBuffer(rxSocketBuffer)
-	c := &rxConn{raw: raw, rec: make([]byte, rec)}
+	c := &rxConn{raw: raw, rec: make([]byte, k.rec)}
 	c.client = tls.Client(raw, &tls.Config{
 		InsecureSkipVerify: true, // a benchmark's own peer
 		MinVersion:         tls.VersionTLS13,
@@ -454,8 +470,8 @@ func newRXConn(b *testing.B, rec int, kernelRX bool) *rxConn {
 	}
 	c.server.SetDeadline(time.Time{})
 	o := c.server.Offload()
-	if o.RX != kernelRX || kernelRX && !o.RXNoPad || o.CipherSuite != tls.TLS_AES_128_GCM_SHA256 {
-		b.Fatalf("Offload() = %v, RXNoPad %v; want RX %v with RXNoPad, and AES-128-GCM", o, o.RXNoPad, kernelRX)
+	if o.RX != k.kernel || k.kernel && o.RXNoPad == k.pad || o.CipherSuite != tls.TLS_AES_128_GCM_SHA256 {
+		b.Fatalf("Offload() = %v, RXNoPad %v; want RX %v, RXNoPad %v, and AES-128-GCM", o, o.RXNoPad, k.kernel, k.kernel && !k.pad)
 	}
 	for i := range c.rec {
 		c.rec[i] = byte(i * 7)
