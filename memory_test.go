@@ -207,7 +207,7 @@ func TestRecordBufferOnlyWhilePending(t *testing.T) {
 //     machine's, so this is noisy on a busy host; the log names the slab
 //     caches that grew most;
 //   - offloaded: the share of ktls connections whose TX and RX the kernel
-//     took.
+//     took (TX alone in TLS13-rxoff, where ktls leaves RX to crypto/tls).
 //
 // In the lab, whose kernels have TLS, every ktls connection must be
 // offloaded both ways, or the benchmark fails; elsewhere every one must
@@ -215,7 +215,20 @@ func TestRecordBufferOnlyWhilePending(t *testing.T) {
 //
 //	go run ./cmd/ktls-lab test -k 7 --memory 2048 --run '^$' --bench Memory --benchtime 1x -count 3 .
 func BenchmarkMemory(b *testing.B) {
-	for _, mc := range releaseCases {
+	type memoryCase struct {
+		name    string
+		sc      ktlstest.SuiteCase
+		tickets bool
+		opts    *ktls.Options // ktls's
+	}
+	var cases []memoryCase
+	for _, rc := range releaseCases {
+		cases = append(cases, memoryCase{rc.name, rc.sc, rc.tickets, nil})
+	}
+	// RX left to crypto/tls, which then keeps its Conn: what a server
+	// that turns kernel RX off pays for it in memory.
+	cases = append(cases, memoryCase{"TLS13-rxoff", ktlstest.TLS13, false, &ktls.Options{RX: ktls.Disabled}})
+	for _, mc := range cases {
 		b.Run(mc.name, func(b *testing.B) {
 			offload := inLab()
 			if offload {
@@ -231,7 +244,7 @@ func BenchmarkMemory(b *testing.B) {
 					if mc.tickets {
 						ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 					}
-					sum[impl].add(measureIdle(b, ccfg, scfg, impl == 1, offload))
+					sum[impl].add(measureIdle(b, ccfg, scfg, impl == 1, offload, mc.opts))
 				}
 			}
 			tlsS, ktlsS := sum[0].div(b.N), sum[1].div(b.N)
@@ -284,9 +297,10 @@ func (s memorySample) div(n int) memorySample {
 }
 
 // measureIdle makes memoryPairs idle pairs and returns what they hold.
-// With useKTLS, both ends are ktls Conns, which must be offloaded both
-// ways if offload is set, and must have fallen back if not.
-func measureIdle(b *testing.B, ccfg, scfg *tls.Config, useKTLS, offload bool) memorySample {
+// With useKTLS, both ends are ktls Conns with opts, which must be
+// offloaded as opts allow (both ways, or TX alone where opts disable RX)
+// if offload is set, and must have fallen back if not.
+func measureIdle(b *testing.B, ccfg, scfg *tls.Config, useKTLS, offload bool, opts *ktls.Options) memorySample {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -294,7 +308,7 @@ func measureIdle(b *testing.B, ccfg, scfg *tls.Config, useKTLS, offload bool) me
 	defer ln.Close()
 	client, server := ktlstest.CryptoTLS(ccfg), ktlstest.CryptoTLS(scfg)
 	if useKTLS {
-		client, server = ktlstest.KTLS(ccfg), ktlstest.KTLS(scfg)
+		client, server = ktlstest.KTLSWith(ccfg, opts), ktlstest.KTLSWith(scfg, opts)
 	}
 	conns := make([]net.Conn, 0, 2*memoryPairs)
 	defer func() {
@@ -342,15 +356,16 @@ func measureIdle(b *testing.B, ccfg, scfg *tls.Config, useKTLS, offload bool) me
 			float64(kAfter.tcp-kBefore.tcp)/memoryPairs/1024, kAfter.source, slabGrowth(kBefore, kAfter)),
 	}
 	if useKTLS {
+		wantRX := opts == nil || opts.RX != ktls.Disabled
 		n := 0
 		for _, c := range conns {
 			o := c.(*ktls.Conn).Offload()
 			switch {
-			case offload && !(o.TX && o.RX):
-				b.Fatalf("in the lab, a connection was not offloaded both ways: %v", o)
+			case offload && !(o.TX && o.RX == wantRX):
+				b.Fatalf("in the lab, a connection was not offloaded as asked (RX %v): %v", wantRX, o)
 			case !offload && o.TX:
 				b.Fatalf("outside the lab, a connection was offloaded: %v", o)
-			case o.TX && o.RX:
+			case o.TX && o.RX == wantRX:
 				n++
 			}
 		}
