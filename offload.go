@@ -48,12 +48,15 @@ type Options struct {
 	// fails if the kernel refuses.
 	RX Mode
 
-	// ZerocopySendfile sets TLS_TX_ZEROCOPY_RO (Linux 5.19): sendfile
-	// encrypts straight from the page cache instead of copying the file's
-	// pages first. The file must not change while it is being sent: the
-	// kernel may then transmit bytes that differ from what it
-	// authenticated (on retransmission, say), and the peer rejects the
-	// record with bad_record_mac, ending the connection. Off by default.
+	// ZerocopySendfile sets TLS_TX_ZEROCOPY_RO (Linux 5.19). Only a NIC
+	// that encrypts (the kernel's TLS device offload) acts on it: sendfile
+	// then hands the file's pages to the NIC instead of copying them
+	// first, and the file must not change while it is being sent, or a
+	// retransmission carries bytes that differ from what was
+	// authenticated and the peer ends the connection with
+	// bad_record_mac. Where the kernel encrypts in software, it changes
+	// nothing (net/tls/tls_device.c is its only reader; measured in
+	// docs/BENCHMARKS.md). Off by default.
 	ZerocopySendfile bool
 
 	// RXNoPad sets TLS_RX_EXPECT_NO_PAD (Linux 6.0) on TLS 1.3

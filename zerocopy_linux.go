@@ -14,8 +14,9 @@ import (
 )
 
 // setZerocopySendfile sets TLS_TX_ZEROCOPY_RO (Options.ZerocopySendfile)
-// on a socket the kernel encrypts: sendfile then encrypts straight from
-// the page cache. It returns why not, where the kernel lacks it.
+// on a socket the kernel encrypts: with a NIC that encrypts, sendfile then
+// skips the copy of the file's pages. It returns why not, where the
+// kernel lacks it.
 func (h *txHalf) setZerocopySendfile() error {
 	return h.sock.setOption(kernel.FeatureTXZerocopyRO, kernel.SetTXZerocopyRO)
 }

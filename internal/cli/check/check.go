@@ -283,7 +283,7 @@ func collect(sys system) *Report {
 		return out
 	}
 	r.Features = Features{
-		TXZerocopyRO:  feature(kernel.FeatureTXZerocopyRO, "zerocopy sendfile from the page cache"),
+		TXZerocopyRO:  feature(kernel.FeatureTXZerocopyRO, "zerocopy sendfile, for a NIC that encrypts"),
 		RXExpectNoPad: feature(kernel.FeatureRXExpectNoPad, "TLS 1.3 records decrypted in place"),
 		Rekey:         feature(kernel.FeatureRekey, "TLS 1.3 KeyUpdate without ending the connection"),
 		TXMaxPayloadLen: feature(kernel.FeatureTXMaxPayloadLen,

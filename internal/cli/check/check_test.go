@@ -480,7 +480,7 @@ TLS 1.3 AES-256-GCM        TX yes RX yes
 TLS 1.3 ChaCha20-Poly1305  TX yes RX yes
 TLS 1.2 AES-128-CCM        TX yes RX yes  for information: crypto/tls can't negotiate it
 TLS 1.3 AES-128-CCM        TX yes RX no   for information: crypto/tls can't negotiate it; needs Linux 5.2+: RX: setsockopt TLS_RX: invalid argument
-TLS_TX_ZEROCOPY_RO         yes            zerocopy sendfile from the page cache (Linux 5.19+)
+TLS_TX_ZEROCOPY_RO         yes            zerocopy sendfile, for a NIC that encrypts (Linux 5.19+)
 TLS_RX_EXPECT_NO_PAD       yes            TLS 1.3 records decrypted in place (Linux 6.0+)
 TLS 1.3 rekey (KeyUpdate)  no             TLS 1.3 KeyUpdate without ending the connection (Linux 6.14+): installing a second TLS_TX key fails with EBUSY
 TLS_TX_MAX_PAYLOAD_LEN     no             records that fit one TCP segment until 128 KiB are sent, as crypto/tls sends them; without it, records are always 16 KiB (Linux 6.19+): setsockopt TLS_TX_MAX_PAYLOAD_LEN: protocol not available
