@@ -210,8 +210,9 @@ func TestRecordBufferOnlyWhilePending(t *testing.T) {
 //     took (TX alone in TLS13-rxoff, where ktls leaves RX to crypto/tls).
 //
 // In the lab, whose kernels have TLS, every ktls connection must be
-// offloaded both ways, or the benchmark fails; elsewhere every one must
-// have fallen back, and the numbers are the fallback's:
+// offloaded both ways (TX alone in TLS13-rxoff), or the benchmark fails;
+// elsewhere every one must have fallen back, and the numbers are the
+// fallback's:
 //
 //	go run ./cmd/ktls-lab test -k 7 --memory 2048 --run '^$' --bench Memory --benchtime 1x -count 3 .
 func BenchmarkMemory(b *testing.B) {
@@ -275,7 +276,7 @@ const memoryPairs = 500
 type memorySample struct {
 	heap, alloc, kernel float64 // bytes
 	kernelOK            bool
-	offloaded           float64 // share of the ktls connections offloaded both ways
+	offloaded           float64 // share of the ktls connections offloaded as asked
 	detail              string  // the last measurement's
 }
 

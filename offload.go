@@ -55,8 +55,8 @@ type Options struct {
 	// retransmission carries bytes that differ from what was
 	// authenticated and the peer ends the connection with
 	// bad_record_mac. Where the kernel encrypts in software, it changes
-	// nothing (net/tls/tls_device.c is its only reader; measured in
-	// docs/BENCHMARKS.md). Off by default.
+	// nothing (net/tls/tls_device.c is the only code that acts on it;
+	// measured in docs/BENCHMARKS.md). Off by default.
 	ZerocopySendfile bool
 
 	// RXNoPad sets TLS_RX_EXPECT_NO_PAD (Linux 6.0) on TLS 1.3
@@ -93,8 +93,10 @@ type Offload struct {
 	Version     uint16 // the TLS version, as in tls.ConnectionState
 	CipherSuite uint16
 
-	// ZerocopySendfile is set when TLS_TX_ZEROCOPY_RO is in effect, and
-	// ZerocopySendfileReason says why not when it was asked for.
+	// ZerocopySendfile is set when TLS_TX_ZEROCOPY_RO was set on the
+	// socket (only a NIC that encrypts acts on it; see
+	// Options.ZerocopySendfile), and ZerocopySendfileReason says why not
+	// when it was asked for.
 	ZerocopySendfile       bool
 	ZerocopySendfileReason error
 	// RXNoPad is set when TLS_RX_EXPECT_NO_PAD is in effect, and

@@ -55,7 +55,7 @@ func (o *offloadFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.tx, "tx", "auto", "kernel TLS for sending: auto (when the kernel can), on (required: a connection the kernel doesn't take fails) or off")
 	f.StringVar(&o.rx, "rx", "auto", "kernel TLS for receiving: auto, on (required) or off")
-	f.BoolVar(&o.zerocopy, "zerocopy-sendfile", false, "TLS_TX_ZEROCOPY_RO: sendfile straight from the page cache (files must not change while sent)")
+	f.BoolVar(&o.zerocopy, "zerocopy-sendfile", false, "TLS_TX_ZEROCOPY_RO: with a NIC that encrypts, sendfile without a copy (files must not change while sent); software kernel TLS ignores it")
 }
 
 func (o *offloadFlags) options() (*ktls.Options, error) {

@@ -43,9 +43,11 @@ var setsockopt = func(fd, level, opt int, b []byte) error {
 	return nil
 }
 
-// SetTXZerocopyRO wraps setsockopt(fd, SOL_TLS, TLS_TX_ZEROCOPY_RO, 1):
-// sendfile then encrypts straight from the page cache, which is only safe
-// while the file doesn't change (Linux 5.19).
+// SetTXZerocopyRO wraps setsockopt(fd, SOL_TLS, TLS_TX_ZEROCOPY_RO, 1)
+// (Linux 5.19). Only the device-offload path acts on it: sendfile then
+// hands the file's pages to the NIC without a copy, which is only safe
+// while the file doesn't change. Software kernel TLS accepts it and
+// ignores it.
 func SetTXZerocopyRO(fd int) error {
 	return os.NewSyscallError("setsockopt TLS_TX_ZEROCOPY_RO", unix.SetsockoptInt(fd, solTLS, optTXZerocopyRO, 1))
 }
