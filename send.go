@@ -197,7 +197,19 @@ func (h *txHalf) sendAlertBestEffort(level, alert uint8) {
 	if h.closing || h.err != nil && h.err != h.failure() {
 		return
 	}
-	h.sendAlertLocked(level, alert)
+	// Holding the lock doesn't mean the socket has room: a writer that
+	// filled it may have just returned (the kernel failed its write when
+	// the bad record arrived). So the alert goes out only if it fits now;
+	// a peer that doesn't read must not hold the reader's error for as
+	// long as it likes. A fatal alert that can't go shuts the socket for
+	// writing, as above.
+	_, err := h.sock.trySendRecord(record.TypeAlert, []byte{level, alert})
+	if level == record.AlertLevelFatal {
+		h.err = localAlert(alert)
+		if errors.Is(err, syscall.EAGAIN) {
+			h.sock.shutdownWrite()
+		}
+	}
 }
 
 // writeErrorLocked makes the error of a write on the socket sticky,

@@ -9,8 +9,19 @@ import (
 	"github.com/ktlsgo/ktls/internal/kernel"
 )
 
-// sendRecord sends one record of the given content type.
+// sendRecord sends one record of the given content type, waiting in the
+// poller while the socket is full.
 func (s socket) sendRecord(typ uint8, p []byte) (int, error) {
+	return s.sendRecordMaybeWait(typ, p, true)
+}
+
+// trySendRecord is sendRecord that doesn't wait: on a full socket it
+// fails at once, with an error that matches syscall.EAGAIN.
+func (s socket) trySendRecord(typ uint8, p []byte) (int, error) {
+	return s.sendRecordMaybeWait(typ, p, false)
+}
+
+func (s socket) sendRecordMaybeWait(typ uint8, p []byte, wait bool) (int, error) {
 	var (
 		n    int
 		serr error
@@ -32,7 +43,7 @@ func (s socket) sendRecord(typ uint8, p []byte) (int, error) {
 				unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
 				continue
 			}
-			return !errors.Is(serr, unix.EAGAIN)
+			return !wait || !errors.Is(serr, unix.EAGAIN)
 		}
 	})
 	if err == nil {

@@ -12,6 +12,7 @@ import (
 
 var errOS = fmt.Errorf("ktls: kernel TLS on %s: %w", runtime.GOOS, ErrNotSupported)
 
-func (s socket) sendRecord(typ uint8, p []byte) (int, error) { return 0, errOS }
-func (s socket) write(b []byte) (int, error)                 { return 0, errOS }
-func (s socket) shutdownWrite()                              {}
+func (s socket) sendRecord(typ uint8, p []byte) (int, error)    { return 0, errOS }
+func (s socket) trySendRecord(typ uint8, p []byte) (int, error) { return 0, errOS }
+func (s socket) write(b []byte) (int, error)                    { return 0, errOS }
+func (s socket) shutdownWrite()                                 {}
