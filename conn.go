@@ -423,8 +423,9 @@ func (c *Conn) Close() error {
 		return err
 	}
 	// No write can start now, but the read side may hold the sending
-	// side's lock to send an alert or a KeyUpdate to a peer that doesn't
-	// read: the deadline bounds that wait, as it bounds the close_notify.
+	// side's lock to send a KeyUpdate the peer asked for to a peer that
+	// doesn't read (alerts never wait: sendAlertBestEffort): the deadline
+	// bounds that wait, as it bounds the close_notify.
 	c.raw.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 	alertErr := c.tx.closeNotify()
 	err := c.raw.Close()

@@ -201,12 +201,13 @@ func (h *txHalf) sendAlertBestEffort(level, alert uint8) {
 	// filled it may have just returned (the kernel failed its write when
 	// the bad record arrived). So the alert goes out only if it fits now;
 	// a peer that doesn't read must not hold the reader's error for as
-	// long as it likes. A fatal alert that can't go shuts the socket for
-	// writing, as above.
+	// long as it likes. A fatal alert that can't go, for want of room or
+	// otherwise, shuts the socket for writing, as above (records the
+	// kernel still queues are then lost: the connection is failing).
 	_, err := h.sock.trySendRecord(record.TypeAlert, []byte{level, alert})
 	if level == record.AlertLevelFatal {
 		h.err = localAlert(alert)
-		if errors.Is(err, syscall.EAGAIN) {
+		if err != nil {
 			h.sock.shutdownWrite()
 		}
 	}
