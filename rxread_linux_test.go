@@ -373,8 +373,7 @@ func benchRXRead(b *testing.B, c *rxConn, size int, v rxVariant) {
 		if err := c.queue(rxOpBytes); err != nil {
 			b.Fatal(err)
 		}
-		var ru0, ru1 unix.Rusage
-		unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+		cpu0 := processCPU(b)
 		start := time.Now()
 		b.StartTimer()
 		for got := 0; got < rxOpBytes; {
@@ -386,15 +385,12 @@ func benchRXRead(b *testing.B, c *rxConn, size int, v rxVariant) {
 		}
 		b.StopTimer()
 		best = min(best, time.Since(start))
-		unix.Getrusage(unix.RUSAGE_SELF, &ru1)
-		cpu += tvNanos(ru1.Utime) - tvNanos(ru0.Utime) + tvNanos(ru1.Stime) - tvNanos(ru0.Stime)
+		cpu += int64(processCPU(b) - cpu0)
 	}
 	perGiB := float64(1<<30) / rxOpBytes
 	b.ReportMetric(float64(cpu)/1e9/float64(b.N)*perGiB, "cpu-s/GiB")
 	b.ReportMetric(best.Seconds()*perGiB, "best-s/GiB")
 }
-
-func tvNanos(tv unix.Timeval) int64 { return tv.Sec*1e9 + tv.Usec*1e3 }
 
 type rxConnKey struct {
 	rec    int

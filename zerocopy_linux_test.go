@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ktlsgo/ktls"
 	"github.com/ktlsgo/ktls/internal/kernel"
 	"github.com/ktlsgo/ktls/internal/lab/kerneltest"
@@ -77,8 +75,7 @@ func BenchmarkSendfileZerocopy(b *testing.B) {
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
 				b.Fatal(err)
 			}
-			var ru0, ru1 unix.Rusage
-			unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+			cpu0 := processCPU(b)
 			start := time.Now()
 			if _, err := io.Copy(w.send, f); err != nil {
 				b.Fatalf("%s: %v", w.name, err)
@@ -92,8 +89,7 @@ func BenchmarkSendfileZerocopy(b *testing.B) {
 				b.Fatalf("%s: the receiver did not get the file in a minute", w.name)
 			}
 			w.wall += int64(time.Since(start))
-			unix.Getrusage(unix.RUSAGE_SELF, &ru1)
-			w.cpu += tvNanos(ru1.Utime) - tvNanos(ru0.Utime) + tvNanos(ru1.Stime) - tvNanos(ru0.Stime)
+			w.cpu += int64(processCPU(b) - cpu0)
 		}
 	}
 	b.StopTimer()
