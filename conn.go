@@ -177,7 +177,7 @@ func (c *Conn) missingRequired() error {
 func (c *Conn) abortRequired() {
 	if c.tx.kernel {
 		c.tx.Lock()
-		c.tx.sendAlertLocked(record.AlertLevelFatal, record.AlertInternalError)
+		c.tx.sendAlertLocked(record.AlertLevelFatal, record.AlertInternalError, true)
 		c.tx.Unlock()
 	}
 	c.raw.Close()

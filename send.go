@@ -155,7 +155,7 @@ func (h *txHalf) closeNotify() error {
 		return nil
 	}
 	h.sock.conn.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
-	err := h.sendAlertLocked(record.AlertLevelWarning, record.AlertCloseNotify)
+	err := h.sendAlertLocked(record.AlertLevelWarning, record.AlertCloseNotify, true)
 	h.sock.conn.SetWriteDeadline(time.Time{})
 	return err
 }
@@ -204,12 +204,8 @@ func (h *txHalf) sendAlertBestEffort(level, alert uint8) {
 	// long as it likes. A fatal alert that can't go, for want of room or
 	// otherwise, shuts the socket for writing, as above (records the
 	// kernel still queues are then lost: the connection is failing).
-	_, err := h.sock.trySendRecord(record.TypeAlert, []byte{level, alert})
-	if level == record.AlertLevelFatal {
-		h.err = localAlert(alert)
-		if err != nil {
-			h.sock.shutdownWrite()
-		}
+	if err := h.sendAlertLocked(level, alert, false); err != nil && level == record.AlertLevelFatal {
+		h.sock.shutdownWrite()
 	}
 }
 
@@ -234,10 +230,16 @@ func (h *txHalf) writeErrorLocked(err error) error {
 	return err
 }
 
-// sendAlertLocked sends an alert through the kernel. After a fatal one,
-// writes fail with the same error. h is locked.
-func (h *txHalf) sendAlertLocked(level, alert uint8) error {
-	_, err := h.sock.sendRecord(record.TypeAlert, []byte{level, alert})
+// sendAlertLocked sends an alert through the kernel, waiting for room in
+// the socket if wait is set, else failing at once where there is none.
+// After a fatal one, sent or not, writes fail with the same error. h is
+// locked.
+func (h *txHalf) sendAlertLocked(level, alert uint8, wait bool) error {
+	send := h.sock.trySendRecord
+	if wait {
+		send = h.sock.sendRecord
+	}
+	_, err := send(record.TypeAlert, []byte{level, alert})
 	if level == record.AlertLevelFatal {
 		h.err = localAlert(alert)
 	}
